@@ -1,0 +1,31 @@
+// The `lepton` command line: subcommands and their flags. Each group of subcommands lives in its
+// own file and adds itself to the app through a register_* function called from run().
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace lepton::cli {
+
+int run(int argc, char** argv);
+
+void register_sim_commands(CLI::App& app);
+void register_bench_commands(CLI::App& app);
+
+// Where the bundled data (traces, price catalogs) lives: $LEPTON_DATA_DIR, else `data/` next to
+// or above the binary, else the source tree's `data/`.
+std::string data_dir();
+// The bundled Alibaba v2023 trace folder.
+std::string default_trace_dir();
+
+// "42..51" or "42,43,50" or "7".
+Result<std::vector<uint64_t>> parse_seeds(const std::string& text);
+
+// Draws a progress bar on stderr when it is a terminal; a no-op otherwise.
+void progress_bar(const std::string& label, size_t done, size_t total);
+
+}  // namespace lepton::cli

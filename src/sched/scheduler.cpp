@@ -1,0 +1,129 @@
+#include "sched/scheduler.h"
+
+namespace lepton::sched {
+namespace {
+
+// Bounds the score cache; past it the cache starts over (scores are recomputed on demand).
+constexpr size_t kMaxCachedScores = 1 << 20;
+
+}  // namespace
+
+std::string FilterReport::to_string() const {
+  std::string s = "0/" + std::to_string(nodes) + " nodes fit";
+  auto add = [&s, first = true](int64_t n, const char* what) mutable {
+    if (n == 0) return;
+    s += first ? ": " : ", ";
+    s += std::to_string(n) + " " + what;
+    first = false;
+  };
+  add(insufficient_cpu, "insufficient cpu");
+  add(insufficient_memory, "insufficient memory");
+  add(gpu_model_mismatch, "gpu model not allowed");
+  add(insufficient_gpu, "insufficient gpu");
+  return s;
+}
+
+size_t Scheduler::ShapeHash::operator()(const ShapeKey& k) const {
+  uint64_t h = static_cast<uint64_t>(k.res.cpu_milli) * 0x9E3779B97F4A7C15ull;
+  h ^= static_cast<uint64_t>(k.res.memory_mib) + 0x7F4A7C15ull + (h << 6) + (h >> 2);
+  h ^= (static_cast<uint64_t>(k.res.gpu_count) << 32 | static_cast<uint32_t>(k.res.gpu_milli)) +
+       (h << 6) + (h >> 2);
+  h ^= k.models + (h << 6) + (h >> 2);
+  return static_cast<size_t>(h);
+}
+
+Scheduler::Scheduler(std::unique_ptr<Policy> policy, SchedulerOptions options)
+    : policy_(std::move(policy)),
+      ties_(policy_->chooses_at_random() ? TieBreak::kRandom : options.ties),
+      rng_(options.seed) {}
+
+uint32_t Scheduler::shape_id(const Request& request) {
+  auto [it, inserted] =
+      shapes_.try_emplace(ShapeKey{request.res, request.allowed_models},
+                          static_cast<uint32_t>(shapes_.size()));
+  return it->second;
+}
+
+Decision Scheduler::decide(const ClusterState& cluster, const Request& request) {
+  if (score_cache_.size() > kMaxCachedScores) score_cache_.clear();
+  const uint64_t shape = shape_id(request);
+  int32_t chosen = -1;
+  NodeScore chosen_score;
+  uint64_t tied_nodes = 0;
+  for (int32_t cid : cluster.live_classes()) {
+    const ClusterState::Class& c = cluster.node_class(cid);
+    if (!ClusterState::fits(c.state, request)) continue;
+    auto [it, inserted] =
+        score_cache_.try_emplace(static_cast<uint64_t>(cid) << 32 | shape, CachedScore{});
+    if (inserted || it->second.generation != c.generation) {
+      it->second = CachedScore{policy_->score(c.state, request), c.generation};
+    }
+    const NodeScore& s = it->second.score;
+    const uint64_t size = c.nodes.size();
+    if (chosen < 0 || s.score > chosen_score.score) {
+      chosen = cid;
+      chosen_score = s;
+      tied_nodes = size;
+    } else if (s.score == chosen_score.score) {
+      if (ties_ == TieBreak::kLowestNodeId) {
+        if (c.nodes[0] < cluster.node_class(chosen).nodes[0]) {
+          chosen = cid;
+          chosen_score = s;
+        }
+        continue;
+      }
+      // Weighted reservoir sampling: every tied node is equally likely to be chosen.
+      tied_nodes += size;
+      if (std::uniform_int_distribution<uint64_t>(0, tied_nodes - 1)(rng_) < size) {
+        chosen = cid;
+        chosen_score = s;
+      }
+    }
+  }
+  Decision d;
+  if (chosen < 0) {
+    d.report = explain(cluster, request);
+    return d;
+  }
+  const auto& nodes = cluster.node_class(chosen).nodes;
+  NodeId node = ties_ == TieBreak::kLowestNodeId
+                    ? nodes[0]
+                    : nodes[std::uniform_int_distribution<size_t>(0, nodes.size() - 1)(rng_)];
+  uint32_t gpus = 0;
+  if (request.res.fractional() && chosen_score.gpu_free_value == kAnyFittingGpu) {
+    // Uniform over the node's physical GPUs that fit.
+    const auto& free = cluster.gpu_free(node);
+    int seen = 0;
+    for (int i = 0; i < cluster.state(node).gpu_count; ++i) {
+      if (free[i] < request.res.gpu_milli) continue;
+      if (std::uniform_int_distribution<int>(0, seen++)(rng_) == 0) gpus = uint32_t{1} << i;
+    }
+  } else {
+    gpus = cluster.pick_gpus(node, request, chosen_score.gpu_free_value);
+  }
+  d.placement = Placement{node, gpus};
+  return d;
+}
+
+FilterReport Scheduler::explain(const ClusterState& cluster, const Request& request) const {
+  FilterReport r;
+  const Resources& res = request.res;
+  for (int32_t cid : cluster.live_classes()) {
+    const ClusterState::Class& c = cluster.node_class(cid);
+    const int64_t n = static_cast<int64_t>(c.nodes.size());
+    r.nodes += n;
+    if (res.cpu_milli > c.state.cpu_free) {
+      r.insufficient_cpu += n;
+    } else if (res.memory_mib > c.state.mem_free) {
+      r.insufficient_memory += n;
+    } else if (res.gpu_count > 0 && (c.state.gpu_count == 0 ||
+                                     !(request.allowed_models >> c.state.model & 1))) {
+      r.gpu_model_mismatch += n;
+    } else {
+      r.insufficient_gpu += n;
+    }
+  }
+  return r;
+}
+
+}  // namespace lepton::sched
