@@ -20,9 +20,8 @@ struct SchedFlags {
 
 void run_sched(const SchedFlags& f) {
   const std::string dir = default_trace_dir();
-  auto nodes = sim::read_alibaba_nodes(f.nodes_file.empty()
-                                           ? dir + "/openb_node_list_gpu_node.csv"
-                                           : f.nodes_file);
+  auto nodes = sim::read_alibaba_nodes(f.nodes_file.empty() ? dir + "/openb_node_list_gpu_node.csv"
+                                                            : f.nodes_file);
   auto pods = sim::read_alibaba_pods(f.pods_file.empty() ? dir + "/openb_pod_list_default.csv"
                                                          : f.pods_file);
   for (const Status* s : {&nodes.status(), &pods.status()}) {
@@ -56,7 +55,8 @@ void run_sched(const SchedFlags& f) {
   std::printf("policy %s, %lld nodes (%lld GPUs), one thread\n", f.options.policy.c_str(),
               static_cast<long long>(r->nodes), static_cast<long long>(r->gpus));
   std::printf("  decisions         %lld (%lld placed)%s\n", static_cast<long long>(r->decisions),
-              static_cast<long long>(r->placed), r->stopped_early ? ", stopped at the time limit" : "");
+              static_cast<long long>(r->placed),
+              r->stopped_early ? ", stopped at the time limit" : "");
   std::printf("  placements/s      %.0f\n", r->placements_per_sec);
   std::printf("  latency p50/p99   %.2f / %.2f us (max %.1f us)\n", r->p50_us, r->p99_us,
               r->max_us);
@@ -80,12 +80,14 @@ void register_bench_commands(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{10'000'000}));
   sched->add_option("--policy", flags->options.policy, "Policy name")->capture_default_str();
   sched->add_option("--seed", flags->options.seed, "Seed of the pod draws")->capture_default_str();
-  sched->add_option("--fill", flags->options.fill_pct,
-                    "Stop when arrived GPU requests reach this % of capacity")
+  sched
+      ->add_option("--fill", flags->options.fill_pct,
+                   "Stop when arrived GPU requests reach this % of capacity")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
-  sched->add_option("--max-seconds", flags->options.max_seconds,
-                    "Stop after this much decision time")
+  sched
+      ->add_option("--max-seconds", flags->options.max_seconds,
+                   "Stop after this much decision time")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   sched->add_option("--node-shapes", flags->nodes_file,

@@ -53,7 +53,9 @@ std::vector<std::string> parse_policies(const std::string& text) {
   return names;
 }
 
-json nan_to_null(double v) { return std::isnan(v) ? json(nullptr) : json(std::round(v * 100) / 100); }
+json nan_to_null(double v) {
+  return std::isnan(v) ? json(nullptr) : json(std::round(v * 100) / 100);
+}
 
 json result_json(const sim::AllocResult& r, const std::string& workload,
                  const std::vector<sim::PublishedCurve>* published, int arrive_to) {
@@ -111,11 +113,14 @@ std::string alloc_chart(const std::vector<sim::AllocResult>& results, const std:
       if (!s.x.empty()) series.push_back(std::move(s));
     }
   }
-  return sim::render_line_chart_svg(
-      series, {.title = "GPU allocation vs. arrived workload: " + workload,
-               .x_label = "arrived GPU requests (% of cluster GPU capacity)",
-               .y_label = "GPUs allocated (% of capacity)",
-               .x_min = from, .x_max = static_cast<double>(arrive_to), .y_min = 50, .y_max = 100});
+  return sim::render_line_chart_svg(series,
+                                    {.title = "GPU allocation vs. arrived workload: " + workload,
+                                     .x_label = "arrived GPU requests (% of cluster GPU capacity)",
+                                     .y_label = "GPUs allocated (% of capacity)",
+                                     .x_min = from,
+                                     .x_max = static_cast<double>(arrive_to),
+                                     .y_min = 50,
+                                     .y_max = 100});
 }
 
 void write_outputs(const std::filesystem::path& dir, const std::string& workload,
@@ -139,8 +144,8 @@ void write_outputs(const std::filesystem::path& dir, const std::string& workload
   }
   write_file(dir / ("alloc-" + workload + ".csv"), csv);
   write_file(dir / ("alloc-" + workload + ".json"), all.dump(2) + "\n");
-  write_file(dir / ("alloc-" + workload + ".svg"), alloc_chart(results, workload, published,
-                                                                arrive_to));
+  write_file(dir / ("alloc-" + workload + ".svg"),
+             alloc_chart(results, workload, published, arrive_to));
 }
 
 struct AllocFlags {
@@ -181,8 +186,8 @@ void run_alloc(const AllocFlags& f) {
   const size_t steps = pod_paths.size() * policies.size() * options.seeds.size();
   size_t done = 0;
   if (!f.json) {
-    std::printf("%-26s %-11s %6s %9s %8s %10s %8s\n", "trace", "policy", "seeds", "alloc%",
-                "frag%", "published%", "seconds");
+    std::printf("%-26s %-11s %6s %9s %8s %10s %8s\n", "trace", "policy", "seeds", "alloc%", "frag%",
+                "published%", "seconds");
   }
   for (const std::string& pods_path : pod_paths) {
     const auto pods = take(sim::read_alibaba_pods(pods_path));
@@ -191,17 +196,16 @@ void run_alloc(const AllocFlags& f) {
     for (const std::string& policy : policies) {
       options.policy = policy;
       auto r = take(sim::run_alloc_experiment(nodes, pods, options, [&](size_t, size_t) {
-        progress_bar(workload.substr(std::min<size_t>(workload.size(), 15)) + " " + policy,
-                     ++done, steps);
+        progress_bar(workload.substr(std::min<size_t>(workload.size(), 15)) + " " + policy, ++done,
+                     steps);
       }));
       if (!f.json) {
         auto pub = published ? sim::published_mean(*published, workload, policy, f.arrive_to)
                              : std::nullopt;
-        std::string pub_text = pub ? std::to_string(std::round(*pub * 100) / 100).substr(0, 5)
-                                   : "-";
-        std::printf("%-26s %-11s %6zu %9.2f %8.2f %10s %8.2f\n", workload.c_str(),
-                    policy.c_str(), r.runs.size(), r.gpu_alloc_pct, r.frag_pct, pub_text.c_str(),
-                    r.seconds);
+        std::string pub_text =
+            pub ? std::to_string(std::round(*pub * 100) / 100).substr(0, 5) : "-";
+        std::printf("%-26s %-11s %6zu %9.2f %8.2f %10s %8.2f\n", workload.c_str(), policy.c_str(),
+                    r.runs.size(), r.gpu_alloc_pct, r.frag_pct, pub_text.c_str(), r.seconds);
         std::fflush(stdout);
       }
       out.push_back(result_json(r, workload, published.get(), f.arrive_to));
@@ -209,8 +213,10 @@ void run_alloc(const AllocFlags& f) {
     }
     if (!f.out.empty()) write_outputs(f.out, workload, results, published.get(), f.arrive_to);
   }
-  if (f.json) std::cout << (out.size() == 1 ? out[0].dump() : json{{"results", out}}.dump()) << "\n";
-  if (!f.out.empty() && !f.json) std::printf("wrote CSV, JSON and SVG files to %s\n", f.out.c_str());
+  if (f.json)
+    std::cout << (out.size() == 1 ? out[0].dump() : json{{"results", out}}.dump()) << "\n";
+  if (!f.out.empty() && !f.json)
+    std::printf("wrote CSV, JSON and SVG files to %s\n", f.out.c_str());
 }
 
 }  // namespace
@@ -224,24 +230,26 @@ void register_sim_commands(CLI::App& app) {
       "alloc",
       "The FGD paper's experiment: pods arrive until their GPU requests reach 130% of the "
       "cluster's GPU capacity; report GPU allocation and fragmentation");
-  alloc->add_option("--nodes", flags->nodes, "Node list CSV (default: the bundled Alibaba v2023 "
-                                             "GPU nodes)");
+  alloc->add_option("--nodes", flags->nodes,
+                    "Node list CSV (default: the bundled Alibaba v2023 "
+                    "GPU nodes)");
   alloc->add_option("--pods", flags->pods,
                     "Pod list CSV; repeat for several traces (default: the bundled "
                     "openb_pod_list_default.csv)");
-  alloc->add_option("--policy", flags->policy,
-                    "Policy name, a comma-separated list, or 'all'")
+  alloc->add_option("--policy", flags->policy, "Policy name, a comma-separated list, or 'all'")
       ->capture_default_str();
   alloc->add_option("--seeds", flags->seeds, "Sampling seeds: a range A..B or a list A,B")
       ->capture_default_str();
-  alloc->add_option("--arrive-to", flags->arrive_to,
-                    "Stop when arrived GPU requests reach this % of capacity")
+  alloc
+      ->add_option("--arrive-to", flags->arrive_to,
+                   "Stop when arrived GPU requests reach this % of capacity")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   alloc->add_option("--published", flags->published,
                     "The FGD simulator's analysis_allo_discrete.csv to compare with ('none' to "
                     "skip; default: the bundled copy)");
-  alloc->add_option("--out", flags->out, "Write per-seed CSV, JSON and an SVG chart per trace here");
+  alloc->add_option("--out", flags->out,
+                    "Write per-seed CSV, JSON and an SVG chart per trace here");
   alloc->add_flag("--json", flags->json, "Print one JSON object (or {\"results\": [...]})");
   alloc->add_flag("--random-ties", flags->random_ties,
                   "Break score ties uniformly at random instead of by node rank");

@@ -11,9 +11,9 @@
 namespace lepton {
 
 struct GpuModelInfo {
-  std::string_view name;       // canonical name, e.g. "A100-80GB"
-  int memory_gib;              // device memory
-  std::string_view aliases;    // comma-separated other spellings, compared case-insensitively
+  std::string_view name;     // canonical name, e.g. "A100-80GB"
+  int memory_gib;            // device memory
+  std::string_view aliases;  // comma-separated other spellings, compared case-insensitively
 };
 
 std::span<const GpuModelInfo> known_gpu_models();

@@ -24,14 +24,16 @@ Status Resources::validate() const {
 
 std::string Resources::to_string() const {
   std::string s = "cpu=" + std::to_string(cpu_milli) + "m mem=" + std::to_string(memory_mib) + "Mi";
-  if (gpu_count > 0) s += " gpu=" + std::to_string(gpu_count) + "x" + std::to_string(gpu_milli) + "m";
+  if (gpu_count > 0)
+    s += " gpu=" + std::to_string(gpu_count) + "x" + std::to_string(gpu_milli) + "m";
   return s;
 }
 
 Result<Resources> parse_gpu_amount(std::string_view text) {
   double value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value) || value <= 0) {
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(value) ||
+      value <= 0) {
     return Status::invalid_argument("gpu amount '" + std::string(text) +
                                     "': expected a positive number such as 0.5, 1 or 8");
   }

@@ -11,7 +11,7 @@ TEST(Resources, ValidateNamesTheField) {
   Status s = Resources{1000, 1024, 2, 500}.validate();
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("gpu_milli"), std::string::npos);
-  EXPECT_NE(Resources{-1, 0, 0, 0}.validate().message().find("cpu_milli"), std::string::npos);
+  EXPECT_NE((Resources{-1, 0, 0, 0}).validate().message().find("cpu_milli"), std::string::npos);
   EXPECT_FALSE((Resources{0, 0, 0, 10}).validate().is_ok());
   EXPECT_FALSE((Resources{0, 0, 1, 1001}).validate().is_ok());
 }

@@ -31,7 +31,9 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status ok() { return {}; }
-  static Status invalid_argument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status invalid_argument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status not_found(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
@@ -49,8 +51,8 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : data_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(Status status) : data_(std::move(status)) {  // NOLINT(google-explicit-constructor)
+  Result(T value) : data_(std::move(value)) {}          // NOLINT(google-explicit-constructor)
+  Result(Status status) : data_(std::move(status)) {    // NOLINT(google-explicit-constructor)
     if (std::get<Status>(data_).is_ok()) std::abort();  // An error Result needs an error Status.
   }
 
@@ -72,13 +74,12 @@ class [[nodiscard]] Result {
 
 // Broken internal invariants are bugs, not input errors: report and abort.
 [[noreturn]] void check_failed(const char* expr, const char* file, int line);
-#define LEPTON_CHECK(expr) \
-  ((expr) ? (void)0 : ::lepton::check_failed(#expr, __FILE__, __LINE__))
+#define LEPTON_CHECK(expr) ((expr) ? (void)0 : ::lepton::check_failed(#expr, __FILE__, __LINE__))
 
 // Returns the Status of `expr` from the enclosing function when it is an error.
-#define LEPTON_RETURN_IF_ERROR(expr)          \
-  do {                                        \
-    ::lepton::Status lepton_status_ = (expr); \
+#define LEPTON_RETURN_IF_ERROR(expr)                    \
+  do {                                                  \
+    ::lepton::Status lepton_status_ = (expr);           \
     if (!lepton_status_.is_ok()) return lepton_status_; \
   } while (0)
 

@@ -192,6 +192,31 @@ void ClusterState::refresh_sorted(Node& node) {
             node.state.gpu_free_sorted.begin() + node.state.gpu_count, std::greater<>());
 }
 
+int ClusterState::bucket_of(const NodeState& state) {
+  const int full = state.full_free_gpus();
+  if (full > 0) return 10 + full;
+  return state.gpu_count == 0 ? 0 : state.gpu_free_sorted[0] / 100;
+}
+
+int ClusterState::first_bucket(const Request& request) {
+  const Resources& r = request.res;
+  if (r.gpu_count == 0) return 0;
+  if (r.gpu_milli >= kMilliPerGpu) return 10 + r.gpu_count;
+  return r.gpu_milli / 100;
+}
+
+size_t ClusterState::live_class_count() const {
+  size_t n = 0;
+  for (const auto& bucket : live_) n += bucket.size();
+  return n;
+}
+
+std::vector<int32_t> ClusterState::live_classes() const {
+  std::vector<int32_t> all;
+  for (const auto& bucket : live_) all.insert(all.end(), bucket.begin(), bucket.end());
+  return all;
+}
+
 void ClusterState::enter_class(NodeId id) {
   Node& node = nodes_[id];
   auto [it, inserted] = class_of_state_.try_emplace(node.state, -1);
@@ -200,19 +225,22 @@ void ClusterState::enter_class(NodeId id) {
     if (!free_class_ids_.empty()) {
       cid = free_class_ids_.back();
       free_class_ids_.pop_back();
-      classes_[cid].generation++;
     } else {
       cid = static_cast<int32_t>(classes_.size());
       classes_.emplace_back();
       live_index_.push_back(-1);
     }
-    classes_[cid].state = node.state;
+    Class& fresh = classes_[cid];
+    fresh.state = node.state;
+    fresh.state_hash = NodeStateHash{}(node.state);
+    fresh.bucket = bucket_of(node.state);
     it->second = cid;
   }
   Class& c = classes_[it->second];
   if (c.nodes.empty()) {
-    live_index_[it->second] = static_cast<int32_t>(live_classes_.size());
-    live_classes_.push_back(it->second);
+    auto& bucket = live_[c.bucket];
+    live_index_[it->second] = static_cast<int32_t>(bucket.size());
+    bucket.push_back(it->second);
   }
   node.class_id = it->second;
   c.nodes.push_back(id);
@@ -263,11 +291,12 @@ void ClusterState::leave_class(NodeId id) {
     heap_sift_down(c, static_cast<size_t>(nodes_[last].index_in_class));
   }
   if (c.nodes.empty()) {
+    auto& bucket = live_[c.bucket];
     int32_t live_pos = live_index_[node.class_id];
-    int32_t moved = live_classes_.back();
-    live_classes_[live_pos] = moved;
+    int32_t moved = bucket.back();
+    bucket[live_pos] = moved;
     live_index_[moved] = live_pos;
-    live_classes_.pop_back();
+    bucket.pop_back();
     live_index_[node.class_id] = -1;
     class_of_state_.erase(c.state);
     free_class_ids_.push_back(node.class_id);

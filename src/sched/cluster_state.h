@@ -113,15 +113,26 @@ class ClusterState {
   int64_t gpu_allocated_milli() const { return gpu_allocated_milli_; }
 
   // Equivalence classes. Class ids are stable while the class has nodes; an emptied class id may
-  // be reused later by a different state, which bumps its generation. `nodes` is a binary min-heap
-  // of node ids, so nodes[0] is the class's lowest node id.
+  // be reused later by a different state. `nodes` is a binary min-heap of node ids, so nodes[0] is
+  // the class's lowest node id. `state_hash` is a 64-bit hash of the state, for score caches.
   struct Class {
     NodeState state;
+    uint64_t state_hash = 0;
     std::vector<NodeId> nodes;
-    uint32_t generation = 0;
+    int bucket = -1;
   };
-  const std::vector<int32_t>& live_classes() const { return live_classes_; }
   const Class& node_class(int32_t class_id) const { return classes_[class_id]; }
+
+  // Live classes are kept in capacity buckets ordered by how much GPU a node can still give:
+  // buckets 0..9 hold classes with no whole free GPU, by their largest free share in hundreds of
+  // milli-GPUs; bucket 10 + k holds classes with k whole free GPUs. A request can only fit classes
+  // in buckets from first_bucket(request) up, so the filter skips the rest without looking.
+  static constexpr int kBuckets = 11 + kMaxGpusPerNode;
+  static int bucket_of(const NodeState& state);
+  static int first_bucket(const Request& request);
+  const std::vector<int32_t>& live_classes_in(int bucket) const { return live_[bucket]; }
+  size_t live_class_count() const;
+  std::vector<int32_t> live_classes() const;  // all buckets, in bucket order
 
  private:
   struct Node {
@@ -143,8 +154,8 @@ class ClusterState {
   std::vector<std::string> models_;
   std::vector<Class> classes_;
   std::vector<int32_t> free_class_ids_;
-  std::vector<int32_t> live_classes_;
-  std::vector<int32_t> live_index_;  // position of each class in live_classes_, or -1
+  std::array<std::vector<int32_t>, kBuckets> live_;
+  std::vector<int32_t> live_index_;  // position of each class in its bucket, or -1
   std::unordered_map<NodeState, int32_t, NodeStateHash> class_of_state_;
   int64_t gpu_capacity_milli_ = 0;
   int64_t gpu_allocated_milli_ = 0;

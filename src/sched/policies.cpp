@@ -1,6 +1,7 @@
+#include "sched/policies/policies.h"
+
 #include <string>
 
-#include "sched/policies/policies.h"
 #include "sched/policy.h"
 
 namespace lepton::sched {

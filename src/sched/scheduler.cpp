@@ -3,8 +3,8 @@
 namespace lepton::sched {
 namespace {
 
-// Bounds the score cache; past it the cache starts over (scores are recomputed on demand).
-constexpr size_t kMaxCachedScores = 1 << 20;
+// Slots in the score cache (a power of two): 2^18 slots of 32 bytes, 8 MiB.
+constexpr size_t kCacheSlots = size_t{1} << 18;
 
 }  // namespace
 
@@ -18,7 +18,7 @@ std::string FilterReport::to_string() const {
   };
   add(insufficient_cpu, "insufficient cpu");
   add(insufficient_memory, "insufficient memory");
-  add(gpu_model_mismatch, "gpu model not allowed");
+  add(gpu_model_mismatch, "no gpu of an allowed model");
   add(insufficient_gpu, "insufficient gpu");
   return s;
 }
@@ -35,48 +35,49 @@ size_t Scheduler::ShapeHash::operator()(const ShapeKey& k) const {
 Scheduler::Scheduler(std::unique_ptr<Policy> policy, SchedulerOptions options)
     : policy_(std::move(policy)),
       ties_(policy_->chooses_at_random() ? TieBreak::kRandom : options.ties),
-      rng_(options.seed) {}
+      rng_(options.seed),
+      score_cache_(kCacheSlots) {}
 
 uint32_t Scheduler::shape_id(const Request& request) {
-  auto [it, inserted] =
-      shapes_.try_emplace(ShapeKey{request.res, request.allowed_models},
-                          static_cast<uint32_t>(shapes_.size()));
+  auto [it, inserted] = shapes_.try_emplace(ShapeKey{request.res, request.allowed_models},
+                                            static_cast<uint32_t>(shapes_.size()));
   return it->second;
 }
 
 Decision Scheduler::decide(const ClusterState& cluster, const Request& request) {
-  if (score_cache_.size() > kMaxCachedScores) score_cache_.clear();
-  const uint64_t shape = shape_id(request);
+  const uint32_t shape = shape_id(request);
   int32_t chosen = -1;
   NodeScore chosen_score;
   uint64_t tied_nodes = 0;
-  for (int32_t cid : cluster.live_classes()) {
-    const ClusterState::Class& c = cluster.node_class(cid);
-    if (!ClusterState::fits(c.state, request)) continue;
-    auto [it, inserted] =
-        score_cache_.try_emplace(static_cast<uint64_t>(cid) << 32 | shape, CachedScore{});
-    if (inserted || it->second.generation != c.generation) {
-      it->second = CachedScore{policy_->score(c.state, request), c.generation};
-    }
-    const NodeScore& s = it->second.score;
-    const uint64_t size = c.nodes.size();
-    if (chosen < 0 || s.score > chosen_score.score) {
-      chosen = cid;
-      chosen_score = s;
-      tied_nodes = size;
-    } else if (s.score == chosen_score.score) {
-      if (ties_ == TieBreak::kLowestNodeId) {
-        if (c.nodes[0] < cluster.node_class(chosen).nodes[0]) {
+  for (int b = ClusterState::first_bucket(request); b < ClusterState::kBuckets; ++b) {
+    for (int32_t cid : cluster.live_classes_in(b)) {
+      const ClusterState::Class& c = cluster.node_class(cid);
+      if (!ClusterState::fits(c.state, request)) continue;
+      CacheSlot& slot = score_cache_[(c.state_hash ^ (uint64_t{shape} * 0x9E3779B97F4A7C15ull)) &
+                                     (kCacheSlots - 1)];
+      if (slot.state_hash != c.state_hash || slot.shape != shape) {
+        slot = CacheSlot{c.state_hash, shape, policy_->score(c.state, request)};
+      }
+      const NodeScore& s = slot.score;
+      const uint64_t size = c.nodes.size();
+      if (chosen < 0 || s.score > chosen_score.score) {
+        chosen = cid;
+        chosen_score = s;
+        tied_nodes = size;
+      } else if (s.score == chosen_score.score) {
+        if (ties_ == TieBreak::kLowestNodeId) {
+          if (c.nodes[0] < cluster.node_class(chosen).nodes[0]) {
+            chosen = cid;
+            chosen_score = s;
+          }
+          continue;
+        }
+        // Weighted reservoir sampling: every tied node is equally likely to be chosen.
+        tied_nodes += size;
+        if (std::uniform_int_distribution<uint64_t>(0, tied_nodes - 1)(rng_) < size) {
           chosen = cid;
           chosen_score = s;
         }
-        continue;
-      }
-      // Weighted reservoir sampling: every tied node is equally likely to be chosen.
-      tied_nodes += size;
-      if (std::uniform_int_distribution<uint64_t>(0, tied_nodes - 1)(rng_) < size) {
-        chosen = cid;
-        chosen_score = s;
       }
     }
   }
@@ -116,8 +117,8 @@ FilterReport Scheduler::explain(const ClusterState& cluster, const Request& requ
       r.insufficient_cpu += n;
     } else if (res.memory_mib > c.state.mem_free) {
       r.insufficient_memory += n;
-    } else if (res.gpu_count > 0 && (c.state.gpu_count == 0 ||
-                                     !(request.allowed_models >> c.state.model & 1))) {
+    } else if (res.gpu_count > 0 &&
+               (c.state.gpu_count == 0 || !(request.allowed_models >> c.state.model & 1))) {
       r.gpu_model_mismatch += n;
     } else {
       r.insufficient_gpu += n;

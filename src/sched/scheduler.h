@@ -63,9 +63,13 @@ class Scheduler {
   struct ShapeHash {
     size_t operator()(const ShapeKey& k) const;
   };
-  struct CachedScore {
+  // One slot of the score cache: a lossy, direct-mapped table keyed by (state hash, shape). States
+  // recur (a node returns to a state many others were in), so keying by state, not by class id,
+  // keeps scores across class churn.
+  struct CacheSlot {
+    uint64_t state_hash = 0;
+    uint32_t shape = UINT32_MAX;
     NodeScore score;
-    uint32_t generation;
   };
 
   uint32_t shape_id(const Request& request);
@@ -75,7 +79,7 @@ class Scheduler {
   TieBreak ties_;
   std::mt19937_64 rng_;
   std::unordered_map<ShapeKey, uint32_t, ShapeHash> shapes_;
-  std::unordered_map<uint64_t, CachedScore> score_cache_;  // key: class id << 32 | shape id
+  std::vector<CacheSlot> score_cache_;
 };
 
 }  // namespace lepton::sched

@@ -24,8 +24,8 @@ struct TaskType {
 struct TypicalWorkload {
   std::vector<TaskType> types;
 
-  // Groups requests by shape (CPU, GPU count and share, allowed models; memory is ignored), orders the
-  // groups by popularity and keeps the most popular ones until they cover `coverage` (0..1] of
+  // Groups requests by shape (CPU, GPU count and share, allowed models; memory is ignored), orders
+  // the groups by popularity and keeps the most popular ones until they cover `coverage` (0..1] of
   // all requests; weights are renormalised over the kept groups.
   static TypicalWorkload from_requests(std::span<const Request> requests, double coverage);
 };

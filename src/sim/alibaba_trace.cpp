@@ -1,5 +1,6 @@
 #include "sim/alibaba_trace.h"
 
+#include <algorithm>
 #include <charconv>
 #include <fstream>
 #include <sstream>
@@ -31,9 +32,8 @@ class CsvReader {
       size_t start = 0;
       while (true) {
         size_t comma = line.find(',', start);
-        row.fields.push_back(line.substr(start, comma == std::string_view::npos
-                                                    ? std::string_view::npos
-                                                    : comma - start));
+        row.fields.push_back(line.substr(
+            start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
         row.columns.push_back(start + 1);
         if (comma == std::string_view::npos) break;
         start = comma + 1;
@@ -44,7 +44,8 @@ class CsvReader {
   }
 
   Status error(size_t column, std::string_view message) const {
-    return Status::invalid_argument(std::string(file_) + ":" + std::to_string(line_) + ":" +
+    return Status::invalid_argument(std::string(file_) + ":" +
+                                    std::to_string(std::max<size_t>(line_, 1)) + ":" +
                                     std::to_string(column) + ": " + std::string(message));
   }
   size_t line() const { return line_; }
@@ -101,13 +102,12 @@ Status field_error(const CsvReader& csv, const Row& row, size_t i, std::string_v
 }
 
 // Parses a non-negative integer no larger than `max`.
-Status parse_int(const CsvReader& csv, const Row& row, size_t i, std::string_view name,
-                 int64_t max, int64_t& out) {
+Status parse_int(const CsvReader& csv, const Row& row, size_t i, std::string_view name, int64_t max,
+                 int64_t& out) {
   std::string_view v = row.fields[i];
   auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   if (v.empty() || ec != std::errc() || end != v.data() + v.size() || out < 0 || out > max) {
-    return field_error(csv, row, i, name,
-                       "an integer from 0 to " + std::to_string(max));
+    return field_error(csv, row, i, name, "an integer from 0 to " + std::to_string(max));
   }
   return Status::ok();
 }
@@ -121,7 +121,7 @@ Status check_width(const CsvReader& csv, const Row& row, const Header& header) {
   return Status::ok();
 }
 
-constexpr int64_t kMaxCpuMilli = 100'000'000;    // 100k cores
+constexpr int64_t kMaxCpuMilli = 100'000'000;     // 100k cores
 constexpr int64_t kMaxMemoryMib = 1'000'000'000;  // ~1 PiB
 constexpr int64_t kMaxTime = 1'000'000'000'000;   // seconds
 
@@ -163,9 +163,9 @@ Result<std::vector<TracePod>> parse_alibaba_pods(std::string_view content, std::
   CsvReader csv(content, file);
   Row row;
   if (!csv.next(row)) return csv.error(1, "header: the file is empty");
-  auto header = Header::parse(csv, row, {"name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"},
-                              {"gpu_spec", "qos", "pod_phase", "creation_time", "deletion_time",
-                               "scheduled_time"});
+  auto header = Header::parse(
+      csv, row, {"name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"},
+      {"gpu_spec", "qos", "pod_phase", "creation_time", "deletion_time", "scheduled_time"});
   if (!header.is_ok()) return header.status();
   const Header& h = *header;
   std::vector<TracePod> pods;
@@ -194,9 +194,8 @@ Result<std::vector<TracePod>> parse_alibaba_pods(std::string_view content, std::
       size_t start = 0;
       while (start <= spec.size()) {
         size_t bar = spec.find('|', start);
-        std::string_view model = spec.substr(start, bar == std::string_view::npos
-                                                         ? std::string_view::npos
-                                                         : bar - start);
+        std::string_view model = spec.substr(
+            start, bar == std::string_view::npos ? std::string_view::npos : bar - start);
         if (model.empty()) {
           return field_error(csv, row, h[5], "gpu_spec", "GPU models separated by '|'");
         }
@@ -208,8 +207,7 @@ Result<std::vector<TracePod>> parse_alibaba_pods(std::string_view content, std::
     if (h.has(6)) p.qos = std::string(row.fields[h[6]]);
     if (h.has(7)) p.phase = std::string(row.fields[h[7]]);
     if (h.has(8)) {
-      LEPTON_RETURN_IF_ERROR(
-          parse_int(csv, row, h[8], "creation_time", kMaxTime, p.creation_time));
+      LEPTON_RETURN_IF_ERROR(parse_int(csv, row, h[8], "creation_time", kMaxTime, p.creation_time));
     }
     for (auto [k, name, out] : {std::tuple{h[9], "deletion_time", &p.deletion_time},
                                 std::tuple{h[10], "scheduled_time", &p.scheduled_time}}) {

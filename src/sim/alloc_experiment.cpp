@@ -4,9 +4,6 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
-#include <map>
-#include <cstdio>
-#include <cstdlib>
 
 namespace lepton::sim {
 namespace {
@@ -112,43 +109,19 @@ Result<AllocRun> run_seed(const std::vector<sched::NodeSpec>& nodes_by_name,
       ++run.pods_placed;
     }
     // As the simulator's analysis: percentages rounded (half to even) before averaging.
-    const int64_t k = static_cast<int64_t>(
-        std::nearbyint(static_cast<double>(arrived) / capacity_gpus / 10));
-    const double alloc = round2(static_cast<double>(cluster.gpu_allocated_milli()) /
-                                capacity_gpus / 10);
+    const int64_t k =
+        static_cast<int64_t>(std::nearbyint(static_cast<double>(arrived) / capacity_gpus / 10));
+    const double alloc =
+        round2(static_cast<double>(cluster.gpu_allocated_milli()) / capacity_gpus / 10);
     buckets.add(k, alloc, 100 * frag_milli / kMilliPerGpu / capacity_gpus);
   }
   buckets.finish(run);
-  if (std::getenv("LX_DIAG")) {
-    int64_t free_total = 0, free_partial = 0, free_full_cpu_starved = 0, free_full_ok = 0;
-    std::map<std::string, int64_t> full_by_model;
-    for (size_t id = 0; id < cluster.node_count(); ++id) {
-      const auto& st = cluster.state(static_cast<sched::NodeId>(id));
-      for (int g = 0; g < st.gpu_count; ++g) {
-        int64_t f = st.gpu_free_sorted[g];
-        free_total += f;
-        if (f < 1000) { free_partial += f; continue; }
-        if (st.cpu_free < 4000 || st.mem_free < 8000) free_full_cpu_starved += f;
-        else { free_full_ok += f; full_by_model[cluster.models()[st.model] + "/" + std::to_string(st.gpu_count)] += 1; }
-      }
-    }
-    std::fprintf(stderr, "seed %llu free=%.1f partial=%.1f full_starved=%.1f full_ok=%.1f |",
-      (unsigned long long)seed, free_total/1000.0, free_partial/1000.0, free_full_cpu_starved/1000.0, free_full_ok/1000.0);
-    std::map<int, std::pair<int,int64_t>> hist;
-    for (size_t id = 0; id < cluster.node_count(); ++id) {
-      const auto& st = cluster.state(static_cast<sched::NodeId>(id));
-      for (int g = 0; g < st.gpu_count; ++g) { int f = st.gpu_free_sorted[g]; if (f > 0 && f < 1000) { auto& h = hist[f / 100 * 100]; h.first++; h.second += f; } }
-    }
-    for (auto& [b, c] : hist) std::fprintf(stderr, " %d:%d/%.0f", b, c.first, c.second / 1000.0);
-    std::fprintf(stderr, "\n");
-  }
-  run.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return run;
 }
 
-double mean_ignoring_nan(const std::vector<AllocRun>& runs,
-                         std::vector<double> AllocRun::*series, size_t k) {
+double mean_ignoring_nan(const std::vector<AllocRun>& runs, std::vector<double> AllocRun::*series,
+                         size_t k) {
   double sum = 0;
   int n = 0;
   for (const AllocRun& r : runs) {
@@ -223,7 +196,8 @@ Result<AllocResult> run_alloc_experiment(const std::vector<sched::NodeSpec>& nod
   sched::ClusterState models;
   for (const sched::NodeSpec& n : nodes_by_name) {
     auto id = models.add_node(n);
-    if (!id.is_ok()) return Status::invalid_argument("node " + n.name + ": " + id.status().message());
+    if (!id.is_ok())
+      return Status::invalid_argument("node " + n.name + ": " + id.status().message());
   }
   std::vector<sched::Request> requests;
   requests.reserve(pods.size());

@@ -15,11 +15,20 @@ std::string escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -43,8 +52,7 @@ double tick_step(double range, int target) {
 
 }  // namespace
 
-std::string render_line_chart_svg(const std::vector<ChartSeries>& series,
-                                  const ChartOptions& o) {
+std::string render_line_chart_svg(const std::vector<ChartSeries>& series, const ChartOptions& o) {
   const double plot_w = kWidth - kLeft - kRight, plot_h = kHeight - kTop - kBottom;
   auto px = [&](double x) { return kLeft + (x - o.x_min) / (o.x_max - o.x_min) * plot_w; };
   auto py = [&](double y) {
@@ -55,8 +63,10 @@ std::string render_line_chart_svg(const std::vector<ChartSeries>& series,
   s += "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + num(kWidth) + "\" height=\"" +
        num(kHeight) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
   s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  s += "<text x=\"" + num(kWidth / 2 - kRight / 2) + "\" y=\"28\" text-anchor=\"middle\" "
-       "font-size=\"16\">" + escape(o.title) + "</text>\n";
+  s += "<text x=\"" + num(kWidth / 2 - kRight / 2) +
+       "\" y=\"28\" text-anchor=\"middle\" "
+       "font-size=\"16\">" +
+       escape(o.title) + "</text>\n";
   // Grid and ticks.
   double xs = tick_step(o.x_max - o.x_min, 10), ys = tick_step(o.y_max - o.y_min, 8);
   for (double x = std::ceil(o.x_min / xs) * xs; x <= o.x_max + 1e-9; x += xs) {
@@ -66,10 +76,10 @@ std::string render_line_chart_svg(const std::vector<ChartSeries>& series,
          "\" text-anchor=\"middle\">" + num(x) + "</text>\n";
   }
   for (double y = std::ceil(o.y_min / ys) * ys; y <= o.y_max + 1e-9; y += ys) {
-    s += "<line x1=\"" + num(kLeft) + "\" y1=\"" + num(py(y)) + "\" x2=\"" +
-         num(kLeft + plot_w) + "\" y2=\"" + num(py(y)) + "\" stroke=\"#eee\"/>\n";
-    s += "<text x=\"" + num(kLeft - 6) + "\" y=\"" + num(py(y) + 4) +
-         "\" text-anchor=\"end\">" + num(y) + "</text>\n";
+    s += "<line x1=\"" + num(kLeft) + "\" y1=\"" + num(py(y)) + "\" x2=\"" + num(kLeft + plot_w) +
+         "\" y2=\"" + num(py(y)) + "\" stroke=\"#eee\"/>\n";
+    s += "<text x=\"" + num(kLeft - 6) + "\" y=\"" + num(py(y) + 4) + "\" text-anchor=\"end\">" +
+         num(y) + "</text>\n";
   }
   s += "<rect x=\"" + num(kLeft) + "\" y=\"" + num(kTop) + "\" width=\"" + num(plot_w) +
        "\" height=\"" + num(plot_h) + "\" fill=\"none\" stroke=\"#333\"/>\n";
@@ -90,8 +100,8 @@ std::string render_line_chart_svg(const std::vector<ChartSeries>& series,
     s += "\"/>\n";
     double ly = kTop + 10 + 20 * static_cast<double>(i);
     double lx = kLeft + plot_w + 15;
-    s += "<line x1=\"" + num(lx) + "\" y1=\"" + num(ly) + "\" x2=\"" + num(lx + 24) +
-         "\" y2=\"" + num(ly) + "\" stroke=\"" + color + "\" stroke-width=\"2\"" +
+    s += "<line x1=\"" + num(lx) + "\" y1=\"" + num(ly) + "\" x2=\"" + num(lx + 24) + "\" y2=\"" +
+         num(ly) + "\" stroke=\"" + color + "\" stroke-width=\"2\"" +
          (c.dashed ? " stroke-dasharray=\"5,4\"" : "") + "/>\n";
     s += "<text x=\"" + num(lx + 30) + "\" y=\"" + num(ly + 4) + "\">" + escape(c.label) +
          "</text>\n";

@@ -39,18 +39,18 @@ Result<SchedBenchResult> run_sched_bench(const std::vector<sched::NodeSpec>& sha
     auto id = cluster.add_node(spec);
     if (!id.is_ok()) return id.status();
   }
-  r.bytes_per_node = static_cast<double>(resident_bytes() - rss_before) /
-                     static_cast<double>(options.nodes);
+  r.bytes_per_node =
+      static_cast<double>(resident_bytes() - rss_before) / static_cast<double>(options.nodes);
   r.gpus = cluster.gpu_capacity_milli() / kMilliPerGpu;
 
   std::vector<sched::Request> requests;
   requests.reserve(pods.size());
   for (const TracePod& p : pods) {
-    requests.push_back({p.res, p.gpu_spec.empty() ? sched::kAnyModel
-                                                  : cluster.model_mask(p.gpu_spec)});
+    requests.push_back(
+        {p.res, p.gpu_spec.empty() ? sched::kAnyModel : cluster.model_mask(p.gpu_spec)});
   }
-  auto policy = sched::make_policy(
-      options.policy, {sched::TypicalWorkload::from_requests(requests, 0.95)});
+  auto policy =
+      sched::make_policy(options.policy, {sched::TypicalWorkload::from_requests(requests, 0.95)});
   if (!policy.is_ok()) return policy.status();
   sched::Scheduler scheduler(std::move(*policy), {.seed = options.seed});
 
@@ -64,8 +64,8 @@ Result<SchedBenchResult> run_sched_bench(const std::vector<sched::NodeSpec>& sha
     arrived += req.res.total_gpu_milli();
     auto t0 = std::chrono::steady_clock::now();
     sched::Decision d = scheduler.decide(cluster, req);
-    double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0)
-                    .count();
+    double us =
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
     latencies_us.push_back(us);
     total += us;
     ++r.decisions;
@@ -78,10 +78,10 @@ Result<SchedBenchResult> run_sched_bench(const std::vector<sched::NodeSpec>& sha
       break;
     }
   }
-  r.classes_at_end = cluster.live_classes().size();
+  r.classes_at_end = cluster.live_class_count();
   r.decide_seconds = total / 1e6;
-  r.placements_per_sec = r.decide_seconds > 0 ? static_cast<double>(r.decisions) / r.decide_seconds
-                                              : 0;
+  r.placements_per_sec =
+      r.decide_seconds > 0 ? static_cast<double>(r.decisions) / r.decide_seconds : 0;
   std::sort(latencies_us.begin(), latencies_us.end());
   auto pct = [&](double q) {
     if (latencies_us.empty()) return 0.0;

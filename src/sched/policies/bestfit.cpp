@@ -1,7 +1,8 @@
 // BestFit: the node with the least CPU and GPU left after placement, as the FGD simulator's
-// BestFitScore (05-BestFit): score = int(100 * (1 - (cpu_left / 128 cores + gpu_left / 8 GPUs) / 2)).
-// (The simulator then min-max normalises scores over feasible nodes; that is monotone and keeps
-// the set of best nodes, so it is not repeated here.) Fractional requests take the tightest GPU.
+// BestFitScore (05-BestFit): score = int(100 * (1 - (cpu_left / 128 cores + gpu_left / 8 GPUs) /
+// 2)). (The simulator then min-max normalises scores over feasible nodes; that is monotone and
+// keeps the set of best nodes, so it is not repeated here.) Fractional requests take the tightest
+// GPU.
 #include "sched/policies/policies.h"
 
 namespace lepton::sched {

@@ -7,7 +7,10 @@
 namespace lepton::sched {
 namespace {
 
-double env(const char* n, double d) { const char* v = std::getenv(n); return v ? std::atof(v) : d; }
+double env(const char* n, double d) {
+  const char* v = std::getenv(n);
+  return v ? std::atof(v) : d;
+}
 
 class LeptonPolicy final : public Policy {
  public:
@@ -41,17 +44,21 @@ class LeptonPolicy final : public Policy {
     double free_after = static_cast<double>(after.gpu_free_total());
     double cpu_left = static_cast<double>(after.cpu_free) / static_cast<double>(after.cpu_total);
     switch (mode_) {
-      case 0: return delta - 1e-6 * free_after;
+      case 0:
+        return delta - 1e-6 * free_after;
       case 1: {  // FGD squash then packing
-        double s = static_cast<double>(static_cast<int64_t>(100.0 / (1.0 + std::exp(-delta / 1000))));
+        double s =
+            static_cast<double>(static_cast<int64_t>(100.0 / (1.0 + std::exp(-delta / 1000))));
         return s * 1e6 - free_after - cpuw_ * cpu_left;
       }
       case 2: {  // quantized delta then packing
         return std::floor(delta / q_) * 1e6 - free_after - cpuw_ * cpu_left;
       }
-      case 3: return delta - lambda_ * free_after - cpuw_ * cpu_left * 1000;
+      case 3:
+        return delta - lambda_ * free_after - cpuw_ * cpu_left * 1000;
       case 4: {  // FGD squash then lowest id
-        double s = static_cast<double>(static_cast<int64_t>(100.0 / (1.0 + std::exp(-delta / 1000))));
+        double s =
+            static_cast<double>(static_cast<int64_t>(100.0 / (1.0 + std::exp(-delta / 1000))));
         return s;
       }
     }

@@ -1,0 +1,113 @@
+// End-to-end: runs `lepton` as a child process and checks its output, files and exit codes.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliRun {
+  int exit_code;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+CliRun lepton(const std::string& args) {
+  const fs::path err_file = fs::temp_directory_path() / ("lepton-e2e-" + std::to_string(getpid()));
+  std::string cmd = std::string(LEPTON_BINARY) + " " + args + " 2>" + err_file.string();
+  FILE* p = popen(cmd.c_str(), "r");
+  CliRun r{-1, "", ""};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream err(err_file);
+  r.err.assign(std::istreambuf_iterator<char>(err), {});
+  fs::remove(err_file);
+  return r;
+}
+
+const std::string kTrace = std::string(LEPTON_SOURCE_DIR) + "/data/traces/alibaba-gpu-v2023/";
+const std::string kNodes = kTrace + "openb_node_list_gpu_node.csv";
+const std::string kPods = kTrace + "openb_pod_list_default.csv";
+
+TEST(SimAlloc, PrintsOneJsonObject) {
+  CliRun r = lepton("sim alloc --nodes " + kNodes + " --pods " + kPods +
+                    " --policy fgd --seeds 42..43 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["policy"], "fgd");
+  EXPECT_GT(j["gpu_alloc_pct"].get<double>(), 90);
+  EXPECT_LT(j["gpu_alloc_pct"].get<double>(), 100);
+  EXPECT_GT(j["frag_pct"].get<double>(), 0);
+  EXPECT_GT(j["seconds"].get<double>(), 0);
+  EXPECT_EQ(j["seeds"].size(), 2u);
+  EXPECT_NEAR(j["published_gpu_alloc_pct"].get<double>(), 95.39, 0.01);
+}
+
+TEST(SimAlloc, WritesCsvJsonAndSvg) {
+  const fs::path out = fs::temp_directory_path() / ("lepton-e2e-out-" + std::to_string(getpid()));
+  CliRun r = lepton("sim alloc --policy random,bestfit --seeds 42 --out " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("bestfit"), std::string::npos);  // the table
+  for (const char* ext : {".csv", ".json", ".svg"}) {
+    fs::path f = out / (std::string("alloc-openb_pod_list_default") + ext);
+    ASSERT_TRUE(fs::exists(f)) << f;
+    EXPECT_GT(fs::file_size(f), 100u) << f;
+  }
+  std::ifstream svg(out / "alloc-openb_pod_list_default.svg");
+  std::string text((std::istreambuf_iterator<char>(svg)), {});
+  EXPECT_NE(text.find("bestfit (published)"), std::string::npos);
+  fs::remove_all(out);
+}
+
+TEST(SimAlloc, BadInputGetsAClearErrorAndExitCode2) {
+  CliRun seeds = lepton("sim alloc --seeds 9..1");
+  EXPECT_EQ(seeds.exit_code, 2);
+  EXPECT_NE(seeds.err.find("--seeds '9..1'"), std::string::npos) << seeds.err;
+  CliRun policy = lepton("sim alloc --policy tetris");
+  EXPECT_EQ(policy.exit_code, 2);
+  EXPECT_NE(policy.err.find("expected one of random, dotprod"), std::string::npos) << policy.err;
+  CliRun missing = lepton("sim alloc --pods /nonexistent.csv");
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("/nonexistent.csv: cannot open"), std::string::npos) << missing.err;
+
+  const fs::path bad = fs::temp_directory_path() / ("lepton-e2e-bad-" + std::to_string(getpid()));
+  std::ofstream(bad) << "name,cpu_milli,memory_mib,num_gpu,gpu_milli\np0,1000,1024,1,abc\n";
+  CliRun malformed = lepton("sim alloc --pods " + bad.string());
+  EXPECT_EQ(malformed.exit_code, 2);
+  EXPECT_NE(malformed.err.find(bad.string() + ":2:16: field 'gpu_milli'"), std::string::npos)
+      << malformed.err;
+  fs::remove(bad);
+  CliRun flag = lepton("sim alloc --no-such-flag");
+  EXPECT_NE(flag.exit_code, 0);
+  EXPECT_NE(flag.err.find("no-such-flag"), std::string::npos) << flag.err;
+}
+
+TEST(BenchSched, PrintsThroughputAndLatency) {
+  CliRun r = lepton("bench sched --nodes 1000 --policy lepton --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["placements_per_sec"].get<double>(), 0);
+  EXPECT_GT(j["p99_us"].get<double>(), 0);
+  EXPECT_GT(j["decisions"].get<int64_t>(), 1000);
+  CliRun bad = lepton("bench sched --nodes 0");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("--nodes"), std::string::npos) << bad.err;
+}
+
+TEST(Help, ListsTheSubcommands) {
+  CliRun r = lepton("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("sim"), std::string::npos);
+  EXPECT_NE(r.out.find("bench"), std::string::npos);
+}
+
+}  // namespace
