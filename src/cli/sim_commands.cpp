@@ -57,8 +57,14 @@ json nan_to_null(double v) {
   return std::isnan(v) ? json(nullptr) : json(std::round(v * 100) / 100);
 }
 
-json result_json(const sim::AllocResult& r, const std::string& workload,
-                 const std::vector<sim::PublishedCurve>* published, int arrive_to) {
+// The FGD simulator's published curves: allocation and fragmentation.
+struct Published {
+  std::vector<sim::PublishedCurve> alloc;
+  std::vector<sim::PublishedCurve> frag;
+};
+
+json result_json(const sim::AllocResult& r, const std::string& workload, const Published* published,
+                 int arrive_to) {
   json j = {{"policy", r.policy},
             {"trace", workload},
             {"arrived_pct", arrive_to},
@@ -75,8 +81,10 @@ json result_json(const sim::AllocResult& r, const std::string& workload,
   }
   j["seeds"] = seeds;
   if (published) {
-    auto alloc = sim::published_mean(*published, workload, r.policy, arrive_to);
+    auto alloc = sim::published_mean(published->alloc, workload, r.policy, arrive_to);
+    auto frag = sim::published_mean(published->frag, workload, r.policy, arrive_to);
     j["published_gpu_alloc_pct"] = alloc ? nan_to_null(*alloc) : json(nullptr);
+    j["published_frag_pct"] = frag ? nan_to_null(*frag) : json(nullptr);
   }
   return j;
 }
@@ -89,7 +97,7 @@ void write_file(const std::filesystem::path& path, const std::string& content) {
 
 // Curves of every policy (and, dashed, the published ones) against arrived workload.
 std::string alloc_chart(const std::vector<sim::AllocResult>& results, const std::string& workload,
-                        const std::vector<sim::PublishedCurve>* published, int arrive_to) {
+                        const Published* published, int arrive_to) {
   std::vector<sim::ChartSeries> series;
   const int from = 50;  // the interesting part: below ~70% every policy allocates all arrivals
   for (const auto& r : results) {
@@ -105,7 +113,7 @@ std::string alloc_chart(const std::vector<sim::AllocResult>& results, const std:
     for (const auto& r : results) {
       sim::ChartSeries s{r.policy + " (published)", {}, {}, true};
       for (int k = from; k <= arrive_to; ++k) {
-        auto v = sim::published_mean(*published, workload, r.policy, k);
+        auto v = sim::published_mean(published->alloc, workload, r.policy, k);
         if (!v || std::isnan(*v)) continue;
         s.x.push_back(k);
         s.y.push_back(*v);
@@ -124,8 +132,8 @@ std::string alloc_chart(const std::vector<sim::AllocResult>& results, const std:
 }
 
 void write_outputs(const std::filesystem::path& dir, const std::string& workload,
-                   const std::vector<sim::AllocResult>& results,
-                   const std::vector<sim::PublishedCurve>* published, int arrive_to) {
+                   const std::vector<sim::AllocResult>& results, const Published* published,
+                   int arrive_to) {
   std::filesystem::create_directories(dir);
   std::string csv = "trace,policy,seed,arrived_pct,gpu_alloc_pct,frag_pct\n";
   json all = json::array();
@@ -172,22 +180,25 @@ void run_alloc(const AllocFlags& f) {
   options.arrive_to_pct = f.arrive_to;
   options.ties = f.random_ties ? sched::TieBreak::kRandom : sched::TieBreak::kLowestNodeId;
   const auto nodes = take(sim::read_alibaba_nodes(nodes_path));
-  std::unique_ptr<std::vector<sim::PublishedCurve>> published;
-  std::string published_path = f.published;
-  if (published_path.empty() && std::filesystem::exists(trace_dir + "/fgd-expected")) {
-    published_path = trace_dir + "/fgd-expected/analysis_allo_discrete.csv";
+  std::unique_ptr<Published> published;
+  std::string published_dir = f.published;
+  if (published_dir.empty() && std::filesystem::exists(trace_dir + "/fgd-expected")) {
+    published_dir = trace_dir + "/fgd-expected";
   }
-  if (!published_path.empty() && published_path != "none") {
-    published = std::make_unique<std::vector<sim::PublishedCurve>>(
-        take(sim::read_published_curves(published_path)));
+  if (!published_dir.empty() && published_dir != "none") {
+    published = std::make_unique<Published>();
+    published->alloc =
+        take(sim::read_published_curves(published_dir + "/analysis_allo_discrete.csv"));
+    published->frag =
+        take(sim::read_published_curves(published_dir + "/analysis_frag_discrete.csv"));
   }
 
   json out = json::array();
   const size_t steps = pod_paths.size() * policies.size() * options.seeds.size();
   size_t done = 0;
   if (!f.json) {
-    std::printf("%-26s %-11s %6s %9s %8s %10s %8s\n", "trace", "policy", "seeds", "alloc%", "frag%",
-                "published%", "seconds");
+    std::printf("%-26s %-11s %6s %8s %8s %10s %10s %8s\n", "trace", "policy", "seeds", "alloc%",
+                "frag%", "pub.alloc%", "pub.frag%", "seconds");
   }
   for (const std::string& pods_path : pod_paths) {
     const auto pods = take(sim::read_alibaba_pods(pods_path));
@@ -200,12 +211,17 @@ void run_alloc(const AllocFlags& f) {
                      steps);
       }));
       if (!f.json) {
-        auto pub = published ? sim::published_mean(*published, workload, policy, f.arrive_to)
-                             : std::nullopt;
-        std::string pub_text =
-            pub ? std::to_string(std::round(*pub * 100) / 100).substr(0, 5) : "-";
-        std::printf("%-26s %-11s %6zu %9.2f %8.2f %10s %8.2f\n", workload.c_str(), policy.c_str(),
-                    r.runs.size(), r.gpu_alloc_pct, r.frag_pct, pub_text.c_str(), r.seconds);
+        auto text = [&](const std::vector<sim::PublishedCurve>* curves) {
+          auto v =
+              curves ? sim::published_mean(*curves, workload, policy, f.arrive_to) : std::nullopt;
+          char buf[32] = "-";
+          if (v && !std::isnan(*v)) std::snprintf(buf, sizeof buf, "%.2f", *v);
+          return std::string(buf);
+        };
+        std::printf("%-26s %-11s %6zu %8.2f %8.2f %10s %10s %8.2f\n", workload.c_str(),
+                    policy.c_str(), r.runs.size(), r.gpu_alloc_pct, r.frag_pct,
+                    text(published ? &published->alloc : nullptr).c_str(),
+                    text(published ? &published->frag : nullptr).c_str(), r.seconds);
         std::fflush(stdout);
       }
       out.push_back(result_json(r, workload, published.get(), f.arrive_to));
@@ -246,8 +262,9 @@ void register_sim_commands(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   alloc->add_option("--published", flags->published,
-                    "The FGD simulator's analysis_allo_discrete.csv to compare with ('none' to "
-                    "skip; default: the bundled copy)");
+                    "Folder with the FGD simulator's analysis_allo_discrete.csv and "
+                    "analysis_frag_discrete.csv to compare with ('none' to skip; default: the "
+                    "bundled copy)");
   alloc->add_option("--out", flags->out,
                     "Write per-seed CSV, JSON and an SVG chart per trace here");
   alloc->add_flag("--json", flags->json, "Print one JSON object (or {\"results\": [...]})");

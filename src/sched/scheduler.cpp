@@ -44,39 +44,37 @@ uint32_t Scheduler::shape_id(const Request& request) {
   return it->second;
 }
 
+const NodeScore& Scheduler::cached_score(const ClusterState::Class& c, uint32_t shape,
+                                         const Request& request) {
+  CacheSlot& slot =
+      score_cache_[(c.state_hash ^ (uint64_t{shape} * 0x9E3779B97F4A7C15ull)) & (kCacheSlots - 1)];
+  if (slot.state_hash != c.state_hash || slot.shape != shape) {
+    slot = CacheSlot{c.state_hash, shape, policy_->score(c.state, request)};
+  }
+  return slot.score;
+}
+
 Decision Scheduler::decide(const ClusterState& cluster, const Request& request) {
   const uint32_t shape = shape_id(request);
+  const int first = ClusterState::first_bucket(request);
+  // Pass 1: the best score, the class holding the lowest tied node id, and how many nodes tie.
   int32_t chosen = -1;
   NodeScore chosen_score;
   uint64_t tied_nodes = 0;
-  for (int b = ClusterState::first_bucket(request); b < ClusterState::kBuckets; ++b) {
+  for (int b = first; b < ClusterState::kBuckets; ++b) {
     for (int32_t cid : cluster.live_classes_in(b)) {
       const ClusterState::Class& c = cluster.node_class(cid);
       if (!ClusterState::fits(c.state, request)) continue;
-      CacheSlot& slot = score_cache_[(c.state_hash ^ (uint64_t{shape} * 0x9E3779B97F4A7C15ull)) &
-                                     (kCacheSlots - 1)];
-      if (slot.state_hash != c.state_hash || slot.shape != shape) {
-        slot = CacheSlot{c.state_hash, shape, policy_->score(c.state, request)};
-      }
-      const NodeScore& s = slot.score;
-      const uint64_t size = c.nodes.size();
+      const NodeScore& s = cached_score(c, shape, request);
       if (chosen < 0 || s.score > chosen_score.score) {
         chosen = cid;
         chosen_score = s;
-        tied_nodes = size;
+        tied_nodes = c.nodes.size();
       } else if (s.score == chosen_score.score) {
-        if (ties_ == TieBreak::kLowestNodeId) {
-          if (c.nodes[0] < cluster.node_class(chosen).nodes[0]) {
-            chosen = cid;
-            chosen_score = s;
-          }
-          continue;
-        }
-        // Weighted reservoir sampling: every tied node is equally likely to be chosen.
-        tied_nodes += size;
-        if (std::uniform_int_distribution<uint64_t>(0, tied_nodes - 1)(rng_) < size) {
+        tied_nodes += c.nodes.size();
+        if (c.nodes[0] < cluster.node_class(chosen).nodes[0]) {
           chosen = cid;
-          chosen_score = s;
+          chosen_score = s;  // equal score, but the class's own GPU choice
         }
       }
     }
@@ -86,10 +84,26 @@ Decision Scheduler::decide(const ClusterState& cluster, const Request& request) 
     d.report = explain(cluster, request);
     return d;
   }
-  const auto& nodes = cluster.node_class(chosen).nodes;
-  NodeId node = ties_ == TieBreak::kLowestNodeId
-                    ? nodes[0]
-                    : nodes[std::uniform_int_distribution<size_t>(0, nodes.size() - 1)(rng_)];
+  NodeId node = cluster.node_class(chosen).nodes[0];
+  if (ties_ == TieBreak::kRandom) {
+    // Pass 2: the k-th tied node in the same order, k uniform; scores now come from the cache.
+    uint64_t k = std::uniform_int_distribution<uint64_t>(0, tied_nodes - 1)(rng_);
+    for (int b = first; b < ClusterState::kBuckets && k != UINT64_MAX; ++b) {
+      for (int32_t cid : cluster.live_classes_in(b)) {
+        const ClusterState::Class& c = cluster.node_class(cid);
+        if (!ClusterState::fits(c.state, request)) continue;
+        const NodeScore& s = cached_score(c, shape, request);
+        if (s.score != chosen_score.score) continue;
+        if (k < c.nodes.size()) {
+          node = c.nodes[k];
+          chosen_score = s;
+          k = UINT64_MAX;
+          break;
+        }
+        k -= c.nodes.size();
+      }
+    }
+  }
   uint32_t gpus = 0;
   if (request.res.fractional() && chosen_score.gpu_free_value == kAnyFittingGpu) {
     // Uniform over the node's physical GPUs that fit.

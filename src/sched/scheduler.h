@@ -73,6 +73,8 @@ class Scheduler {
   };
 
   uint32_t shape_id(const Request& request);
+  const NodeScore& cached_score(const ClusterState::Class& c, uint32_t shape,
+                                const Request& request);
   FilterReport explain(const ClusterState& cluster, const Request& request) const;
 
   std::unique_ptr<Policy> policy_;

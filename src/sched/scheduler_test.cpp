@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
+
 namespace lepton::sched {
 namespace {
 
@@ -65,6 +67,30 @@ TEST(Scheduler, CachedScoresFollowStateChanges) {
   c.bind(one, *first.placement);
   Decision second = s.decide(c, one);
   EXPECT_EQ(second.placement->node, first.placement->node);
+}
+
+TEST(Scheduler, TiedClassesKeepTheirOwnGpuChoice) {
+  // Node 0: GPUs free {700, 900}; node 1: {800, 800}. Best-fit scores both the same for a 0.5-GPU
+  // request (same CPU and GPU left), but the tightest GPU differs: 700 on node 0, 800 on node 1.
+  // Node 1 sits in a lower capacity bucket and is scored first; node 0 must win the tie with its
+  // own GPU choice.
+  ClusterState c = identical_nodes(2, 2);
+  c.bind(req(0, 1, 300), {0, 0b01});
+  c.bind(req(0, 1, 100), {0, 0b10});
+  c.bind(req(0, 1, 200), {1, 0b01});
+  c.bind(req(0, 1, 200), {1, 0b10});
+  for (TieBreak ties : {TieBreak::kLowestNodeId, TieBreak::kRandom}) {
+    Scheduler s = make("bestfit", {.seed = 1, .ties = ties});
+    for (int i = 0; i < 20; ++i) {
+      Decision d = s.decide(c, req(1000, 1, 500));
+      ASSERT_TRUE(d.placement);
+      const int gpu = std::countr_zero(d.placement->gpu_mask);
+      EXPECT_EQ(c.gpu_free(d.placement->node)[gpu], d.placement->node == 0 ? 700 : 800);
+      if (ties == TieBreak::kLowestNodeId) {
+        EXPECT_EQ(d.placement->node, 0);
+      }
+    }
+  }
 }
 
 TEST(Scheduler, ExplainsWhyNothingFits) {

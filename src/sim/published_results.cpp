@@ -12,6 +12,7 @@ Result<std::vector<PublishedCurve>> parse_published_curves(std::string_view cont
   std::vector<PublishedCurve> curves;
   size_t line_no = 0;
   size_t columns = 0;
+  size_t first_value = 0;  // index of column "0"
   while (!content.empty()) {
     size_t end = content.find('\n');
     std::string_view line = content.substr(0, end);
@@ -33,8 +34,10 @@ Result<std::vector<PublishedCurve>> parse_published_curves(std::string_view cont
                                       std::to_string(col[i]) + ": " + what);
     };
     if (line_no == 1) {
-      if (f.size() < 6 || f[0] != "workload" || f[1] != "sc_policy" || f[3] != "seed") {
-        return error(0, "header: expected workload,sc_policy,tune,seed,total_gpus,0,1,...");
+      while (first_value < f.size() && f[first_value] != "0") ++first_value;
+      if (f.size() < 5 || f[0] != "workload" || f[1] != "sc_policy" || f[3] != "seed" ||
+          first_value == f.size()) {
+        return error(0, "header: expected workload,sc_policy,tune,seed,[total_gpus,]0,1,...");
       }
       columns = f.size();
       continue;
@@ -51,7 +54,7 @@ Result<std::vector<PublishedCurve>> parse_published_curves(std::string_view cont
     if (ec != std::errc() || p != f[3].data() + f[3].size()) {
       return error(3, "field 'seed': expected an integer, got '" + std::string(f[3]) + "'");
     }
-    for (size_t i = 5; i < f.size(); ++i) {
+    for (size_t i = first_value; i < f.size(); ++i) {
       if (f[i].empty() || f[i] == "nan") {
         c.values.push_back(NAN);
         continue;
@@ -59,8 +62,8 @@ Result<std::vector<PublishedCurve>> parse_published_curves(std::string_view cont
       double v = 0;
       auto [q, ec2] = std::from_chars(f[i].data(), f[i].data() + f[i].size(), v);
       if (ec2 != std::errc() || q != f[i].data() + f[i].size() || !std::isfinite(v)) {
-        return error(i, "field '" + std::to_string(i - 5) + "': expected a number, got '" +
-                            std::string(f[i]) + "'");
+        return error(i, "field '" + std::to_string(i - first_value) +
+                            "': expected a number, got '" + std::string(f[i]) + "'");
       }
       c.values.push_back(v);
     }

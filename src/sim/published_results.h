@@ -1,6 +1,6 @@
 // The published per-seed curves of the FGD simulator (analysis_allo_discrete.csv and
 // analysis_frag_discrete.csv from hkust-adsl/kubernetes-scheduler-simulator), for comparing our
-// runs with the paper's. Columns: workload, sc_policy, tune, seed, total_gpus, 0..130.
+// runs with the paper's. Columns: workload, sc_policy, tune, seed, [total_gpus,] 0..130.
 #pragma once
 
 #include <optional>
