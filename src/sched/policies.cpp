@@ -1,5 +1,6 @@
 #include "sched/policies/policies.h"
 
+#include <cmath>
 #include <string>
 
 #include "sched/policy.h"
@@ -36,6 +37,11 @@ Result<std::unique_ptr<Policy>> make_policy(std::string_view name, const PolicyC
     names += p.name;
   }
   return Status::invalid_argument("policy '" + std::string(name) + "': expected one of " + names);
+}
+
+double fgd_squash(double delta_milli) {
+  return static_cast<double>(
+      static_cast<int64_t>(100.0 / (1.0 + std::exp(-delta_milli / kMilliPerGpu))));
 }
 
 int16_t tightest_gpu(const NodeState& state, int32_t gpu_milli) {

@@ -5,56 +5,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "sim/csv.h"
+
 namespace lepton::sim {
 namespace {
-
-// One CSV record split into fields, with the 1-based column where each field starts.
-struct Row {
-  std::vector<std::string_view> fields;
-  std::vector<size_t> columns;
-};
-
-class CsvReader {
- public:
-  CsvReader(std::string_view content, std::string_view file) : rest_(content), file_(file) {}
-
-  // Next non-empty line; false at end of input.
-  bool next(Row& row) {
-    while (!rest_.empty()) {
-      size_t end = rest_.find('\n');
-      std::string_view line = rest_.substr(0, end);
-      rest_ = end == std::string_view::npos ? std::string_view{} : rest_.substr(end + 1);
-      ++line_;
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (line.empty()) continue;
-      row.fields.clear();
-      row.columns.clear();
-      size_t start = 0;
-      while (true) {
-        size_t comma = line.find(',', start);
-        row.fields.push_back(line.substr(
-            start, comma == std::string_view::npos ? std::string_view::npos : comma - start));
-        row.columns.push_back(start + 1);
-        if (comma == std::string_view::npos) break;
-        start = comma + 1;
-      }
-      return true;
-    }
-    return false;
-  }
-
-  Status error(size_t column, std::string_view message) const {
-    return Status::invalid_argument(std::string(file_) + ":" +
-                                    std::to_string(std::max<size_t>(line_, 1)) + ":" +
-                                    std::to_string(column) + ": " + std::string(message));
-  }
-  size_t line() const { return line_; }
-
- private:
-  std::string_view rest_;
-  std::string_view file_;
-  size_t line_ = 0;
-};
 
 constexpr size_t kAbsent = static_cast<size_t>(-1);
 
@@ -62,7 +16,7 @@ constexpr size_t kAbsent = static_cast<size_t>(-1);
 // the file lacks them; some of the trace's files carry only the resource columns).
 class Header {
  public:
-  static Result<Header> parse(CsvReader& csv, const Row& row,
+  static Result<Header> parse(CsvReader& csv, const CsvRow& row,
                               const std::vector<std::string_view>& required,
                               const std::vector<std::string_view>& optional = {}) {
     Header h;
@@ -80,7 +34,7 @@ class Header {
   size_t width() const { return width_; }
 
  private:
-  static size_t find(const Row& row, std::string_view name) {
+  static size_t find(const CsvRow& row, std::string_view name) {
     for (size_t i = 0; i < row.fields.size(); ++i) {
       if (row.fields[i] == name) return i;
     }
@@ -94,7 +48,7 @@ class Header {
 
 bool is_missing(std::string_view v) { return v.empty() || v == "nan" || v == "NaN"; }
 
-Status field_error(const CsvReader& csv, const Row& row, size_t i, std::string_view name,
+Status field_error(const CsvReader& csv, const CsvRow& row, size_t i, std::string_view name,
                    std::string_view expected) {
   return csv.error(row.columns[i], "field '" + std::string(name) + "': expected " +
                                        std::string(expected) + ", got '" +
@@ -102,8 +56,8 @@ Status field_error(const CsvReader& csv, const Row& row, size_t i, std::string_v
 }
 
 // Parses a non-negative integer no larger than `max`.
-Status parse_int(const CsvReader& csv, const Row& row, size_t i, std::string_view name, int64_t max,
-                 int64_t& out) {
+Status parse_int(const CsvReader& csv, const CsvRow& row, size_t i, std::string_view name,
+                 int64_t max, int64_t& out) {
   std::string_view v = row.fields[i];
   auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
   if (v.empty() || ec != std::errc() || end != v.data() + v.size() || out < 0 || out > max) {
@@ -112,7 +66,7 @@ Status parse_int(const CsvReader& csv, const Row& row, size_t i, std::string_vie
   return Status::ok();
 }
 
-Status check_width(const CsvReader& csv, const Row& row, const Header& header) {
+Status check_width(const CsvReader& csv, const CsvRow& row, const Header& header) {
   if (row.fields.size() != header.width()) {
     size_t col = row.columns.back() + row.fields.back().size();
     return csv.error(col, "row: expected " + std::to_string(header.width()) + " fields, got " +
@@ -130,7 +84,7 @@ constexpr int64_t kMaxTime = 1'000'000'000'000;   // seconds
 Result<std::vector<sched::NodeSpec>> parse_alibaba_nodes(std::string_view content,
                                                          std::string_view file) {
   CsvReader csv(content, file);
-  Row row;
+  CsvRow row;
   if (!csv.next(row)) return csv.error(1, "header: the file is empty");
   auto header = Header::parse(csv, row, {"sn", "cpu_milli", "memory_mib", "gpu", "model"});
   if (!header.is_ok()) return header.status();
@@ -161,7 +115,7 @@ Result<std::vector<sched::NodeSpec>> parse_alibaba_nodes(std::string_view conten
 
 Result<std::vector<TracePod>> parse_alibaba_pods(std::string_view content, std::string_view file) {
   CsvReader csv(content, file);
-  Row row;
+  CsvRow row;
   if (!csv.next(row)) return csv.error(1, "header: the file is empty");
   auto header = Header::parse(
       csv, row, {"name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"},
@@ -219,15 +173,6 @@ Result<std::vector<TracePod>> parse_alibaba_pods(std::string_view content, std::
     pods.push_back(std::move(p));
   }
   return pods;
-}
-
-Result<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::not_found(path + ": cannot open the file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return Status::invalid_argument(path + ": read error");
-  return ss.str();
 }
 
 Result<std::vector<sched::NodeSpec>> read_alibaba_nodes(const std::string& path) {

@@ -37,7 +37,4 @@ Result<std::vector<TracePod>> parse_alibaba_pods(std::string_view content, std::
 Result<std::vector<sched::NodeSpec>> read_alibaba_nodes(const std::string& path);
 Result<std::vector<TracePod>> read_alibaba_pods(const std::string& path);
 
-// Reads a whole file; the error names the path.
-Result<std::string> read_file(const std::string& path);
-
 }  // namespace lepton::sim

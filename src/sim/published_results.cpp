@@ -3,48 +3,29 @@
 #include <charconv>
 #include <cmath>
 
-#include "sim/alibaba_trace.h"
+#include "sim/csv.h"
 
 namespace lepton::sim {
 
 Result<std::vector<PublishedCurve>> parse_published_curves(std::string_view content,
                                                            std::string_view file) {
-  std::vector<PublishedCurve> curves;
-  size_t line_no = 0;
-  size_t columns = 0;
+  CsvReader csv(content, file);
+  CsvRow row;
+  if (!csv.next(row)) return csv.error(1, "header: the file is empty");
+  const auto& h = row.fields;
   size_t first_value = 0;  // index of column "0"
-  while (!content.empty()) {
-    size_t end = content.find('\n');
-    std::string_view line = content.substr(0, end);
-    content = end == std::string_view::npos ? std::string_view{} : content.substr(end + 1);
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) continue;
-    std::vector<std::string_view> f;
-    std::vector<size_t> col;
-    for (size_t start = 0;;) {
-      size_t comma = line.find(',', start);
-      f.push_back(line.substr(start, comma == std::string_view::npos ? comma : comma - start));
-      col.push_back(start + 1);
-      if (comma == std::string_view::npos) break;
-      start = comma + 1;
-    }
-    auto error = [&](size_t i, const std::string& what) {
-      return Status::invalid_argument(std::string(file) + ":" + std::to_string(line_no) + ":" +
-                                      std::to_string(col[i]) + ": " + what);
-    };
-    if (line_no == 1) {
-      while (first_value < f.size() && f[first_value] != "0") ++first_value;
-      if (f.size() < 5 || f[0] != "workload" || f[1] != "sc_policy" || f[3] != "seed" ||
-          first_value == f.size()) {
-        return error(0, "header: expected workload,sc_policy,tune,seed,[total_gpus,]0,1,...");
-      }
-      columns = f.size();
-      continue;
-    }
+  while (first_value < h.size() && h[first_value] != "0") ++first_value;
+  if (h.size() < 5 || h[0] != "workload" || h[1] != "sc_policy" || h[3] != "seed" ||
+      first_value == h.size()) {
+    return csv.error(1, "header: expected workload,sc_policy,tune,seed,[total_gpus,]0,1,...");
+  }
+  const size_t columns = h.size();
+  std::vector<PublishedCurve> curves;
+  while (csv.next(row)) {
+    const auto& f = row.fields;
     if (f.size() != columns) {
-      return error(f.size() - 1, "row: expected " + std::to_string(columns) + " fields, got " +
-                                     std::to_string(f.size()));
+      return csv.error(row.columns.back(), "row: expected " + std::to_string(columns) +
+                                               " fields, got " + std::to_string(f.size()));
     }
     PublishedCurve c;
     c.workload = std::string(f[0]);
@@ -52,7 +33,8 @@ Result<std::vector<PublishedCurve>> parse_published_curves(std::string_view cont
     c.tune = std::string(f[2]);
     auto [p, ec] = std::from_chars(f[3].data(), f[3].data() + f[3].size(), c.seed);
     if (ec != std::errc() || p != f[3].data() + f[3].size()) {
-      return error(3, "field 'seed': expected an integer, got '" + std::string(f[3]) + "'");
+      return csv.error(row.columns[3],
+                       "field 'seed': expected an integer, got '" + std::string(f[3]) + "'");
     }
     for (size_t i = first_value; i < f.size(); ++i) {
       if (f[i].empty() || f[i] == "nan") {
@@ -62,14 +44,14 @@ Result<std::vector<PublishedCurve>> parse_published_curves(std::string_view cont
       double v = 0;
       auto [q, ec2] = std::from_chars(f[i].data(), f[i].data() + f[i].size(), v);
       if (ec2 != std::errc() || q != f[i].data() + f[i].size() || !std::isfinite(v)) {
-        return error(i, "field '" + std::to_string(i - first_value) +
-                            "': expected a number, got '" + std::string(f[i]) + "'");
+        return csv.error(row.columns[i], "field '" + std::to_string(i - first_value) +
+                                             "': expected a number, got '" + std::string(f[i]) +
+                                             "'");
       }
       c.values.push_back(v);
     }
     curves.push_back(std::move(c));
   }
-  if (columns == 0) return Status::invalid_argument(std::string(file) + ":1:1: the file is empty");
   return curves;
 }
 

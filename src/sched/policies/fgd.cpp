@@ -8,8 +8,6 @@
 // One difference: when two GPUs of a node tie on the integer score, the simulator takes the lower
 // device index; a policy here sees only the node's state, so it takes the GPU with the larger
 // exact fragmentation decrease.
-#include <cmath>
-
 #include "sched/policies/policies.h"
 
 namespace lepton::sched {
@@ -22,34 +20,15 @@ class FgdPolicy final : public Policy {
 
   NodeScore score(const NodeState& state, const Request& request) const override {
     const double before = gpu_frag_milli(state, workload_);
-    if (!request.res.fractional()) {
-      double delta = before - gpu_frag_milli(state_after(state, request, 0), workload_);
-      return {squash(delta), 0};
-    }
-    NodeScore best{-1, kAnyFittingGpu};
-    double best_delta = 0;
-    int16_t previous = -1;
-    for (int i = 0; i < state.gpu_count; ++i) {
-      int16_t free = state.gpu_free_sorted[i];
-      if (free < request.res.gpu_milli) break;
-      if (free == previous) continue;  // same capacity, same outcome
-      previous = free;
-      double delta = before - gpu_frag_milli(state_after(state, request, free), workload_);
-      double s = squash(delta);
-      if (s > best.score || (s == best.score && delta > best_delta)) {
-        best = {s, free};
-        best_delta = delta;
-      }
-    }
-    return best;
+    // Ordered by the squashed score, then by the exact decrease (the GPU choice on ties).
+    auto [value, gpu] = best_placement(state, request, [&](const NodeState& after) {
+      const double delta = before - gpu_frag_milli(after, workload_);
+      return std::pair{fgd_squash(delta), delta};
+    });
+    return {value.first, gpu};
   }
 
  private:
-  static double squash(double delta_milli) {
-    return static_cast<double>(
-        static_cast<int64_t>(100.0 / (1.0 + std::exp(-delta_milli / kMilliPerGpu))));
-  }
-
   TypicalWorkload workload_;
 };
 

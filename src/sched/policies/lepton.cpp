@@ -9,8 +9,6 @@
 //               equally good used one exists).
 // Remaining ties go to the Scheduler's tie-break (lowest node rank). A fractional request takes
 // the first GPU (largest free capacity) reaching the node's best primary score.
-#include <cmath>
-
 #include "sched/policies/policies.h"
 
 namespace lepton::sched {
@@ -23,31 +21,17 @@ class LeptonPolicy final : public Policy {
 
   NodeScore score(const NodeState& state, const Request& request) const override {
     const double before = gpu_frag_milli(state, workload_);
-    if (!request.res.fractional()) {
-      return {value(state, before, state_after(state, request, 0)), 0};
-    }
-    NodeScore best{-HUGE_VAL, kAnyFittingGpu};
-    int16_t previous = -1;
-    for (int i = 0; i < state.gpu_count; ++i) {
-      int16_t free = state.gpu_free_sorted[i];
-      if (free < request.res.gpu_milli) break;
-      if (free == previous) continue;  // same capacity, same outcome
-      previous = free;
-      double v = value(state, before, state_after(state, request, free));
-      if (v > best.score) best = {v, free};
-    }
-    return best;
+    const bool cpu_only = request.res.gpu_count == 0;
+    auto [v, gpu] = best_placement(state, request, [&](const NodeState& after) {
+      return value(state, before, after, cpu_only);
+    });
+    return {v, gpu};
   }
 
  private:
-  static double squash(double delta_milli) {
-    return static_cast<double>(
-        static_cast<int64_t>(100.0 / (1.0 + std::exp(-delta_milli / kMilliPerGpu))));
-  }
-
-  double value(const NodeState& state, double frag_before, const NodeState& after) const {
-    const double primary = squash(frag_before - gpu_frag_milli(after, workload_));
-    const bool cpu_only = after.gpu_free_total() == state.gpu_free_total();
+  double value(const NodeState& state, double frag_before, const NodeState& after,
+               bool cpu_only) const {
+    const double primary = fgd_squash(frag_before - gpu_frag_milli(after, workload_));
     double secondary;
     if (cpu_only) {
       secondary = -static_cast<double>(after.gpu_free_total());
