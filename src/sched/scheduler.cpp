@@ -1,10 +1,16 @@
 #include "sched/scheduler.h"
 
+#include <algorithm>
+#include <bit>
+
 namespace lepton::sched {
 namespace {
 
-// Slots in the score cache (a power of two): 2^18 slots of 32 bytes, 8 MiB.
-constexpr size_t kCacheSlots = size_t{1} << 18;
+// The score cache starts at 1.5 MiB (24-byte slots) and grows with the number of live classes
+// (every live class is scored for most requests, under many request shapes), up to 48 MiB.
+constexpr size_t kInitialCacheSlots = size_t{1} << 16;
+constexpr size_t kMaxCacheSlots = size_t{1} << 21;
+constexpr size_t kSlotsPerClass = 32;
 
 }  // namespace
 
@@ -36,7 +42,7 @@ Scheduler::Scheduler(std::unique_ptr<Policy> policy, SchedulerOptions options)
     : policy_(std::move(policy)),
       ties_(policy_->chooses_at_random() ? TieBreak::kRandom : options.ties),
       rng_(options.seed),
-      score_cache_(kCacheSlots) {}
+      score_cache_(kInitialCacheSlots) {}
 
 uint32_t Scheduler::shape_id(const Request& request) {
   auto [it, inserted] = shapes_.try_emplace(ShapeKey{request.res, request.allowed_models},
@@ -44,17 +50,20 @@ uint32_t Scheduler::shape_id(const Request& request) {
   return it->second;
 }
 
-const NodeScore& Scheduler::cached_score(const ClusterState::Class& c, uint32_t shape,
-                                         const Request& request) {
-  CacheSlot& slot =
-      score_cache_[(c.state_hash ^ (uint64_t{shape} * 0x9E3779B97F4A7C15ull)) & (kCacheSlots - 1)];
+NodeScore Scheduler::cached_score(const ClusterState::Class& c, uint32_t shape,
+                                  const Request& request) {
+  CacheSlot& slot = score_cache_[(c.state_hash ^ (uint64_t{shape} * 0x9E3779B97F4A7C15ull)) &
+                                 (score_cache_.size() - 1)];
   if (slot.state_hash != c.state_hash || slot.shape != shape) {
-    slot = CacheSlot{c.state_hash, shape, policy_->score(c.state, request)};
+    NodeScore s = policy_->score(c.state, request);
+    slot = CacheSlot{c.state_hash, s.score, shape, s.gpu_free_value};
   }
-  return slot.score;
+  return {slot.score, slot.gpu_free_value};
 }
 
 Decision Scheduler::decide(const ClusterState& cluster, const Request& request) {
+  const size_t wanted = std::min(kMaxCacheSlots, cluster.live_class_count() * kSlotsPerClass);
+  if (wanted > score_cache_.size()) score_cache_.assign(std::bit_ceil(wanted), CacheSlot{});
   const uint32_t shape = shape_id(request);
   const int first = ClusterState::first_bucket(request);
   // Pass 1: the best score, the class holding the lowest tied node id, and how many nodes tie.
@@ -65,7 +74,7 @@ Decision Scheduler::decide(const ClusterState& cluster, const Request& request) 
     for (int32_t cid : cluster.live_classes_in(b)) {
       const ClusterState::Class& c = cluster.node_class(cid);
       if (!ClusterState::fits(c.state, request)) continue;
-      const NodeScore& s = cached_score(c, shape, request);
+      const NodeScore s = cached_score(c, shape, request);
       if (chosen < 0 || s.score > chosen_score.score) {
         chosen = cid;
         chosen_score = s;
@@ -92,7 +101,7 @@ Decision Scheduler::decide(const ClusterState& cluster, const Request& request) 
       for (int32_t cid : cluster.live_classes_in(b)) {
         const ClusterState::Class& c = cluster.node_class(cid);
         if (!ClusterState::fits(c.state, request)) continue;
-        const NodeScore& s = cached_score(c, shape, request);
+        const NodeScore s = cached_score(c, shape, request);
         if (s.score != chosen_score.score) continue;
         if (k < c.nodes.size()) {
           node = c.nodes[k];

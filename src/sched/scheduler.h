@@ -66,15 +66,15 @@ class Scheduler {
   // One slot of the score cache: a lossy, direct-mapped table keyed by (state hash, shape). States
   // recur (a node returns to a state many others were in), so keying by state, not by class id,
   // keeps scores across class churn.
-  struct CacheSlot {
+  struct CacheSlot {  // 24 bytes
     uint64_t state_hash = 0;
+    double score = 0;
     uint32_t shape = UINT32_MAX;
-    NodeScore score;
+    int16_t gpu_free_value = 0;
   };
 
   uint32_t shape_id(const Request& request);
-  const NodeScore& cached_score(const ClusterState::Class& c, uint32_t shape,
-                                const Request& request);
+  NodeScore cached_score(const ClusterState::Class& c, uint32_t shape, const Request& request);
   FilterReport explain(const ClusterState& cluster, const Request& request) const;
 
   std::unique_ptr<Policy> policy_;
