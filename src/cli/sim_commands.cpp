@@ -99,9 +99,9 @@ void write_file(const std::filesystem::path& path, const std::string& content) {
 std::string alloc_chart(const std::vector<sim::AllocResult>& results, const std::string& workload,
                         const Published* published, int arrive_to) {
   std::vector<sim::ChartSeries> series;
-  const int from = 50;  // the interesting part: below ~70% every policy allocates all arrivals
+  const int from = 70;  // below ~80% arrived, every policy allocates all arrivals
   for (const auto& r : results) {
-    sim::ChartSeries s{r.policy, {}, {}, false};
+    sim::ChartSeries s{r.policy, {}, {}, false, static_cast<int>(series.size())};
     for (int k = from; k <= arrive_to; ++k) {
       if (std::isnan(r.mean_alloc_pct[k])) continue;
       s.x.push_back(k);
@@ -110,8 +110,9 @@ std::string alloc_chart(const std::vector<sim::AllocResult>& results, const std:
     series.push_back(std::move(s));
   }
   if (published) {
-    for (const auto& r : results) {
-      sim::ChartSeries s{r.policy + " (published)", {}, {}, true};
+    for (size_t i = 0; i < results.size(); ++i) {
+      const auto& r = results[i];
+      sim::ChartSeries s{r.policy + " (published)", {}, {}, true, static_cast<int>(i)};
       for (int k = from; k <= arrive_to; ++k) {
         auto v = sim::published_mean(published->alloc, workload, r.policy, k);
         if (!v || std::isnan(*v)) continue;
@@ -127,7 +128,7 @@ std::string alloc_chart(const std::vector<sim::AllocResult>& results, const std:
                                      .y_label = "GPUs allocated (% of capacity)",
                                      .x_min = from,
                                      .x_max = static_cast<double>(arrive_to),
-                                     .y_min = 50,
+                                     .y_min = 70,
                                      .y_max = 100});
 }
 

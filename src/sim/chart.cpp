@@ -90,7 +90,8 @@ std::string render_line_chart_svg(const std::vector<ChartSeries>& series, const 
   // Lines and legend.
   for (size_t i = 0; i < series.size(); ++i) {
     const ChartSeries& c = series[i];
-    const char* color = kColors[i % std::size(kColors)];
+    const size_t slot = c.color >= 0 ? static_cast<size_t>(c.color) : i;
+    const char* color = kColors[slot % std::size(kColors)];
     s += "<polyline fill=\"none\" stroke=\"" + std::string(color) + "\" stroke-width=\"1.8\"";
     if (c.dashed) s += " stroke-dasharray=\"5,4\"";
     s += " points=\"";

@@ -13,6 +13,7 @@ struct ChartSeries {
   std::vector<double> x;
   std::vector<double> y;
   bool dashed = false;
+  int color = -1;  // index into the palette; -1: the series' own position
 };
 
 struct ChartOptions {
