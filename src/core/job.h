@@ -1,0 +1,56 @@
+// Jobs: what a user submits (JobSpec), and the lifecycle states of jobs and of their tasks (one
+// task per node of a job). Plain values, no I/O; codecs live in spec/, persistence in store/.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/resources.h"
+#include "core/status.h"
+
+namespace lepton {
+
+// A batch job, in the style of SkyPilot's task YAML:
+//   name: train
+//   resources: {accelerators: "A100:8", cpus: "4+", memory: "16+"}
+//   num_nodes: 2
+//   envs: {EPOCHS: "3"}
+//   setup: pip install -r requirements.txt
+//   run: python train.py
+//   max_restarts: 2
+struct JobSpec {
+  std::string name;
+  // Per node: CPU (milli-cores) and memory (MiB) are minimums; GPUs are exact.
+  Resources resources;
+  // GPU models the job accepts (canonical names); empty means any model.
+  std::vector<std::string> gpu_models;
+  int num_nodes = 1;
+  std::map<std::string, std::string> envs;
+  std::string setup;  // shell script run before `run` on every node; may be empty
+  std::string run;    // shell script; required
+  int max_restarts = 0;
+
+  bool operator==(const JobSpec&) const = default;
+};
+
+inline constexpr int kMaxNodesPerJob = 1024;
+inline constexpr int kMaxRestarts = 100;
+inline constexpr size_t kMaxJobNameLength = 63;
+
+// Checks invariants beyond syntax: a name of [a-z0-9-] (at most 63, starting with a
+// letter), 1..1024 nodes, 0..100 restarts, a non-empty `run`, valid resources, environment names
+// that are shell identifiers. The error names the field.
+Status validate_job_spec(const JobSpec& spec);
+
+// PENDING -> SCHEDULED -> STARTING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED.
+enum class JobState { kPending, kScheduled, kStarting, kRunning, kSucceeded, kFailed, kCancelled };
+
+std::string_view job_state_name(JobState state);  // "PENDING", ...
+std::optional<JobState> parse_job_state(std::string_view name);
+bool is_terminal(JobState state);
+
+}  // namespace lepton
