@@ -66,7 +66,9 @@ struct EventRecord {
   bool operator==(const EventRecord&) const = default;
 };
 
-// Upserts (by key) and appends, applied atomically by Store::commit.
+// Upserts (by key) and appends, applied atomically by Store::commit. Within one batch, the last
+// record with a key wins, and a node both upserted and deleted ends up deleted. Keys (job id,
+// task job_id, node name) must be non-empty and ranks non-negative.
 struct WriteBatch {
   std::vector<JobRecord> jobs;    // key: id
   std::vector<TaskRecord> tasks;  // key: (job_id, rank)
@@ -100,7 +102,8 @@ class Store {
   virtual Result<std::vector<TaskRecord>> list_tasks(const std::string& job_id) = 0;
   // Nodes ordered by name.
   virtual Result<std::vector<NodeRecord>> list_nodes() = 0;
-  // Events with revision > `after`, oldest first, at most `limit`.
+  // Events with revision > `after`, oldest first, at most `limit`. A page can end inside a
+  // revision; to resume without a gap, continue after the last revision that is complete.
   virtual Result<std::vector<EventRecord>> events_since(int64_t after, size_t limit) = 0;
 };
 
