@@ -1,0 +1,103 @@
+// The control plane's state machine: jobs, tasks and nodes, the scheduler, and the agent
+// protocol. It owns the Store and a sched::ClusterState mirror of the nodes; every change that
+// matters is committed to the Store before the call returns, so a restart rebuilds it exactly.
+//
+// Threading: every method runs on one thread, the control loop (see server.h); nothing here
+// locks. Time comes in as arguments (milliseconds since the epoch), so tests control it.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/job.h"
+#include "sched/cluster_state.h"
+#include "sched/scheduler.h"
+#include "store/store.h"
+
+namespace lepton::server {
+
+using nlohmann::json;
+
+struct ControlPlaneOptions {
+  std::string data_dir;             // job logs are kept under DATA_DIR/logs
+  int64_t node_timeout_ms = 10000;  // a node missing heartbeats this long is lost
+  int heartbeat_interval_ms = 300;  // what agents are told to use
+  std::string policy = "lepton";
+};
+
+class ControlPlane {
+ public:
+  // Rebuilds the state from `store` (a new or an existing one). Nodes recorded as ready get a
+  // fresh node_timeout_ms to reconnect, counted from `now_ms`.
+  static Result<std::unique_ptr<ControlPlane>> open(std::unique_ptr<store::Store> store,
+                                                    ControlPlaneOptions options, int64_t now_ms);
+
+  // --- the user API (bodies and results are the JSON of the REST API) ---
+  Result<json> submit_job(const std::string& body, int64_t now_ms);
+  json list_jobs() const;
+  Result<json> get_job(const std::string& id) const;
+  Result<json> cancel_job(const std::string& id, int64_t now_ms);
+  // Logs of one task's latest attempt from byte `offset`: {"data", "next_offset", "attempt",
+  // "done"} ("done": the task has ended and every byte has arrived).
+  Result<json> job_logs(const std::string& id, int rank, int64_t offset, size_t max_bytes) const;
+  json list_nodes(int64_t now_ms) const;
+  std::string metrics() const;  // Prometheus text format
+
+  // --- the agent protocol ---
+  Result<json> register_agent(const std::string& body, const std::string& peer, int64_t now_ms);
+  Result<json> heartbeat(const std::string& node, const std::string& body, int64_t now_ms);
+
+  // Periodic work: lost nodes, then scheduling of pending jobs. Call often (every ~50 ms).
+  Status tick(int64_t now_ms);
+
+ private:
+  struct Job {
+    store::JobRecord record;
+    JobSpec spec;
+  };
+  using TaskKey = std::pair<std::string, int>;  // (job id, rank)
+  struct Node {
+    store::NodeRecord record;
+    sched::NodeId id = -1;
+    int64_t seen_ms = 0;  // last heartbeat (or registration, or control plane start)
+  };
+
+  ControlPlane(std::unique_ptr<store::Store> store, ControlPlaneOptions options);
+  Status load(int64_t now_ms);
+  Status commit(store::WriteBatch& batch);
+  void ensure_scheduler();
+  sched::Request request_of(const Job& job) const;
+  // Places every task of a pending job, all or nothing. Returns false and the reason if not.
+  bool place_gang(Job& job, store::WriteBatch& batch, int64_t now_ms, std::string& reason);
+  void release(const store::TaskRecord& task);
+  // A task ended badly (its process failed, or its node was lost): restart the job if it may,
+  // else fail it. `counts_as_restart` is false for infrastructure failures.
+  void task_failed(Job& job, store::TaskRecord& task, const std::string& why,
+                   bool counts_as_restart, store::WriteBatch& batch, int64_t now_ms);
+  void finish_job(Job& job, JobState state, const std::string& why, store::WriteBatch& batch,
+                  int64_t now_ms);
+  void update_job_state(Job& job, store::WriteBatch& batch, int64_t now_ms);
+  json task_start_message(const Job& job, const store::TaskRecord& task) const;
+  json job_json(const Job& job) const;
+  std::string log_path(const std::string& job, int rank, int attempt) const;
+  void event(store::WriteBatch& batch, int64_t now_ms, std::string object, std::string message);
+
+  std::unique_ptr<store::Store> store_;
+  ControlPlaneOptions options_;
+  std::map<std::string, Job> jobs_;
+  std::vector<std::string> job_order_;  // ids by submission
+  std::map<TaskKey, store::TaskRecord> tasks_;
+  std::map<std::string, Node> nodes_;
+  std::map<sched::NodeId, std::string> node_names_;
+  sched::ClusterState cluster_;
+  std::unique_ptr<sched::Scheduler> scheduler_;
+  size_t scheduler_jobs_ = 0;  // job count when the scheduler's workload was built
+  int64_t submitted_ = 0, completed_ = 0, failed_ = 0;
+};
+
+}  // namespace lepton::server
