@@ -151,7 +151,7 @@ void ClusterState::bind(const Request& request, const Placement& p) {
   const Resources& r = request.res;
   LEPTON_CHECK(r.cpu_milli <= node.state.cpu_free && r.memory_mib <= node.state.mem_free);
   LEPTON_CHECK(std::popcount(p.gpu_mask) == r.gpu_count);
-  leave_class(p.node);
+  if (!node.cordoned) leave_class(p.node);
   node.state.cpu_free -= r.cpu_milli;
   node.state.mem_free -= r.memory_mib;
   for (int i = 0; i < node.state.gpu_count; ++i) {
@@ -163,14 +163,14 @@ void ClusterState::bind(const Request& request, const Placement& p) {
   LEPTON_CHECK((p.gpu_mask >> node.state.gpu_count) == 0);
   gpu_allocated_milli_ += r.total_gpu_milli();
   refresh_sorted(node);
-  enter_class(p.node);
+  if (!node.cordoned) enter_class(p.node);
 }
 
 void ClusterState::release(const Request& request, const Placement& p) {
   LEPTON_CHECK(p.node >= 0 && static_cast<size_t>(p.node) < nodes_.size());
   Node& node = nodes_[p.node];
   const Resources& r = request.res;
-  leave_class(p.node);
+  if (!node.cordoned) leave_class(p.node);
   node.state.cpu_free += r.cpu_milli;
   node.state.mem_free += r.memory_mib;
   LEPTON_CHECK(node.state.cpu_free <= node.state.cpu_total &&
@@ -183,7 +183,19 @@ void ClusterState::release(const Request& request, const Placement& p) {
   }
   gpu_allocated_milli_ -= r.total_gpu_milli();
   refresh_sorted(node);
-  enter_class(p.node);
+  if (!node.cordoned) enter_class(p.node);
+}
+
+void ClusterState::set_cordoned(NodeId id, bool cordoned) {
+  LEPTON_CHECK(id >= 0 && static_cast<size_t>(id) < nodes_.size());
+  Node& node = nodes_[id];
+  if (node.cordoned == cordoned) return;
+  if (cordoned) {
+    leave_class(id);
+  } else {
+    enter_class(id);
+  }
+  node.cordoned = cordoned;
 }
 
 void ClusterState::refresh_sorted(Node& node) {

@@ -104,6 +104,12 @@ class ClusterState {
   // capacity equals `gpu_free_value` (the class-level choice); for whole GPUs, fully free ones.
   uint32_t pick_gpus(NodeId node, const Request& request, int gpu_free_value) const;
 
+  // A cordoned node takes no new work: it belongs to no equivalence class, so the Scheduler never
+  // sees it. Work bound to it stays accounted, and can still be released. Used for lost nodes and
+  // to keep the tasks of one gang on distinct nodes.
+  void set_cordoned(NodeId id, bool cordoned);
+  bool cordoned(NodeId id) const { return nodes_[id].cordoned; }
+
   // Applies / reverts a placement. The placement must fit; a violation is a bug and aborts.
   void bind(const Request& request, const Placement& placement);
   void release(const Request& request, const Placement& placement);
@@ -141,6 +147,7 @@ class ClusterState {
     std::array<int16_t, kMaxGpusPerNode> gpu_free{};
     int32_t class_id = -1;
     int32_t index_in_class = -1;
+    bool cordoned = false;
   };
 
   void refresh_sorted(Node& node);

@@ -84,6 +84,24 @@ TEST(ClusterState, IdenticalNodesShareAClassWithLowestIdFirst) {
   EXPECT_EQ(c.node_class(c.live_classes()[0]).nodes[0], 0);
 }
 
+TEST(ClusterState, CordonedNodesLeaveTheClassesButKeepTheirWork) {
+  ClusterState c;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(c.add_node(gpu_node("n" + std::to_string(i), 2)).is_ok());
+  Request one = req(1000, 1, 1000);
+  c.bind(one, {1, 0b01});
+  c.set_cordoned(1, true);
+  EXPECT_TRUE(c.cordoned(1));
+  size_t visible = 0;
+  for (int32_t cid : c.live_classes()) visible += c.node_class(cid).nodes.size();
+  EXPECT_EQ(visible, 2u);
+  EXPECT_EQ(c.gpu_allocated_milli(), 1000);
+  c.release(one, {1, 0b01});  // work on a cordoned node can still end
+  EXPECT_EQ(c.gpu_allocated_milli(), 0);
+  c.set_cordoned(1, false);
+  ASSERT_EQ(c.live_classes().size(), 1u);
+  EXPECT_EQ(c.node_class(c.live_classes()[0]).nodes.size(), 3u);
+}
+
 TEST(ClusterState, StateAfterMatchesBind) {
   ClusterState c;
   NodeId a = *c.add_node(gpu_node("a", 4));
