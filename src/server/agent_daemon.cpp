@@ -1,0 +1,289 @@
+#include "server/agent_daemon.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "agent/executor.h"
+#include "agent/gpu_discovery.h"
+#include "net/http.h"
+
+namespace lepton::server {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr size_t kMaxLogChunk = 256 * 1024;
+
+struct TaskId {
+  std::string job_id;
+  int rank = 0;
+  int attempt = 0;
+  auto operator<=>(const TaskId&) const = default;
+  std::string dir_name() const {
+    return job_id + "_" + std::to_string(rank) + "_" + std::to_string(attempt);
+  }
+};
+
+struct LocalTask {
+  std::string dir;
+  int64_t acked_log = 0;  // bytes the server has stored
+  bool stopping = false;
+};
+
+class AgentImpl final : public AgentDaemon {
+ public:
+  AgentImpl(AgentOptions options, std::vector<agent::GpuDevice> gpus, net::Url url)
+      : options_(std::move(options)), gpus_(std::move(gpus)), url_(std::move(url)) {}
+
+  ~AgentImpl() override { stop(); }
+
+  void run_in_background() {
+    adopt();
+    thread_ = std::thread([this] { loop(); });
+  }
+
+  void stop() override {
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    for (auto& t : stoppers_) {
+      if (t.joinable()) t.join();
+    }
+  }
+
+ private:
+  std::string tasks_dir() const { return options_.work_dir + "/tasks"; }
+
+  // Tasks left by an earlier agent on this node (running or finished but not yet acknowledged).
+  void adopt() {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(tasks_dir(), ec)) {
+      if (!entry.is_directory() || fs::exists(entry.path() / "forgotten")) continue;
+      std::ifstream in(entry.path() / "task.json");
+      json meta = json::parse(in, nullptr, false);
+      if (meta.is_discarded()) continue;
+      TaskId id{meta.value("job_id", ""), meta.value("rank", 0), meta.value("attempt", 0)};
+      if (id.job_id.empty()) continue;
+      tasks_[id] = LocalTask{entry.path().string(), 0, false};
+    }
+  }
+
+  bool wait(std::chrono::milliseconds d) {
+    std::unique_lock lock(mu_);
+    return !cv_.wait_for(lock, d, [this] { return stopped_; });
+  }
+
+  net::HttpClientOptions http_options() const {
+    return {.timeout = std::chrono::seconds(10), .bearer_token = options_.token};
+  }
+
+  bool register_node() {
+    int64_t cpu = options_.cpu_milli;
+    int64_t mem = options_.memory_mib;
+    if (cpu <= 0) cpu = static_cast<int64_t>(sysconf(_SC_NPROCESSORS_ONLN)) * 1000;
+    if (mem <= 0) {
+      mem = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) / (1 << 20);
+    }
+    json body = {{"name", options_.name},
+                 {"cpu_milli", cpu},
+                 {"memory_mib", mem},
+                 {"gpu_count", static_cast<int>(gpus_.size())},
+                 {"gpu_model", gpus_.empty() ? "" : gpus_[0].model},
+                 {"address", options_.address}};
+    auto r =
+        net::http_request(url_, "POST", "/api/v1/agents/register", body.dump(), http_options());
+    if (!r.is_ok()) {
+      report_once("cannot register yet: " + r.status().message());
+      return false;
+    }
+    if (r->status != 200) {
+      report_once("registration refused (" + std::to_string(r->status) + "): " + r->body);
+      return false;
+    }
+    json j = json::parse(r->body, nullptr, false);
+    if (!j.is_discarded()) interval_ms_ = j.value("heartbeat_ms", interval_ms_);
+    last_problem_.clear();
+    return true;
+  }
+
+  void report_once(const std::string& problem) {
+    if (problem == last_problem_) return;
+    last_problem_ = problem;
+    std::fprintf(stderr, "lepton agent %s: %s\n", options_.name.c_str(), problem.c_str());
+  }
+
+  json build_heartbeat() {
+    json tasks = json::array();
+    json logs = json::array();
+    for (auto& [id, task] : tasks_) {
+      agent::TaskStatus st = agent::poll_task(task.dir);
+      std::error_code ec;
+      const fs::path log = fs::path(task.dir) / "log";
+      const int64_t size = fs::exists(log, ec) ? static_cast<int64_t>(fs::file_size(log, ec)) : 0;
+      json t = {
+          {"job_id", id.job_id}, {"rank", id.rank}, {"attempt", id.attempt}, {"log_size", size}};
+      switch (st.state) {
+        case agent::TaskStatus::kRunning:
+          t["state"] = "RUNNING";
+          break;
+        case agent::TaskStatus::kExited:
+          t["state"] = "EXITED";
+          t["exit_code"] = st.exit_code;
+          break;
+        case agent::TaskStatus::kGone:
+          t["state"] = "GONE";
+          break;
+      }
+      tasks.push_back(t);
+      if (size > task.acked_log) {
+        auto data = agent::read_log(task.dir, task.acked_log, kMaxLogChunk);
+        if (data.is_ok() && !data->empty()) {
+          logs.push_back({{"job_id", id.job_id},
+                          {"rank", id.rank},
+                          {"attempt", id.attempt},
+                          {"offset", task.acked_log},
+                          {"data", *data}});
+        }
+      }
+    }
+    return {{"tasks", tasks}, {"logs", logs}};
+  }
+
+  void start(const json& msg) {
+    TaskId id{msg.value("job_id", ""), msg.value("rank", 0), msg.value("attempt", 0)};
+    if (id.job_id.empty() || tasks_.count(id)) return;  // already ours: starts are idempotent
+    const std::string dir = tasks_dir() + "/" + id.dir_name();
+    std::error_code ec;
+    if (fs::exists(fs::path(dir) / "pid", ec)) {  // started before, by us or an earlier agent
+      tasks_[id] = LocalTask{dir, 0, false};
+      return;
+    }
+    fs::create_directories(dir, ec);
+    std::ofstream(fs::path(dir) / "task.json")
+        << json{{"job_id", id.job_id}, {"rank", id.rank}, {"attempt", id.attempt}}.dump();
+    agent::TaskLaunch launch;
+    launch.dir = dir;
+    launch.script = msg.value("script", "");
+    if (auto env = msg.find("env"); env != msg.end() && env->is_object()) {
+      for (auto it = env->begin(); it != env->end(); ++it) {
+        if (it->is_string()) launch.env[it.key()] = it->get<std::string>();
+      }
+    }
+    const std::string checkpoints = options_.work_dir + "/checkpoints/" + id.job_id;
+    fs::create_directories(checkpoints, ec);
+    launch.env["LEPTON_CHECKPOINT_DIR"] = checkpoints;
+    auto pid = agent::start_task(launch);
+    if (!pid.is_ok()) {
+      // Record the failure as the task's exit, so the server learns of it.
+      std::ofstream(fs::path(dir) / "log", std::ios::app)
+          << "lepton agent: cannot start the task: " << pid.status().message() << "\n";
+      std::ofstream(fs::path(dir) / "exit_code") << 127 << "\n";
+    }
+    tasks_[id] = LocalTask{dir, 0, false};
+  }
+
+  void stop_task(const TaskId& id) {
+    auto it = tasks_.find(id);
+    if (it == tasks_.end()) return;
+    const std::string dir = it->second.dir;
+    tasks_.erase(it);
+    // Forget the task at once; ending its processes may take the grace period.
+    std::ofstream(fs::path(dir) / "forgotten") << "1\n";
+    stoppers_.emplace_back([dir, grace = options_.stop_grace] {
+      if (agent::poll_task(dir).state == agent::TaskStatus::kRunning) {
+        (void)agent::terminate_task(dir, grace);
+      }
+    });
+  }
+
+  void loop() {
+    (void)agent::become_subreaper();
+    while (!register_node()) {
+      if (!wait(std::chrono::seconds(1))) return;
+    }
+    while (true) {
+      agent::reap_children();
+      json body = build_heartbeat();
+      auto r = net::http_request(url_, "POST",
+                                 "/api/v1/agents/" + net::url_encode(options_.name) + "/heartbeat",
+                                 body.dump(), http_options());
+      if (!r.is_ok()) {
+        report_once(r.status().message() + " (tasks keep running; retrying)");
+      } else if (r->status == 404) {
+        register_node();  // the server does not know us (a new data dir): join again
+      } else if (r->status != 200) {
+        report_once("heartbeat refused (" + std::to_string(r->status) + "): " + r->body);
+      } else {
+        last_problem_.clear();
+        handle_reply(json::parse(r->body, nullptr, false));
+      }
+      if (!wait(std::chrono::milliseconds(interval_ms_))) return;
+    }
+  }
+
+  void handle_reply(const json& reply) {
+    if (reply.is_discarded() || !reply.is_object()) return;
+    const json empty = json::array();
+    auto list = [&](const char* key) -> const json& {
+      auto it = reply.find(key);
+      return it != reply.end() && it->is_array() ? *it : empty;
+    };
+    for (const json& off : list("log_offsets")) {
+      TaskId id{off.value("job_id", ""), off.value("rank", 0), off.value("attempt", 0)};
+      auto it = tasks_.find(id);
+      if (it != tasks_.end()) it->second.acked_log = off.value("offset", int64_t{0});
+    }
+    for (const json& s : list("stop")) {
+      stop_task({s.value("job_id", ""), s.value("rank", 0), s.value("attempt", 0)});
+    }
+    for (const json& s : list("start")) start(s);
+    interval_ms_ = reply.value("heartbeat_ms", interval_ms_);
+  }
+
+  AgentOptions options_;
+  std::vector<agent::GpuDevice> gpus_;
+  net::Url url_;
+  std::map<TaskId, LocalTask> tasks_;  // loop thread only
+  std::vector<std::thread> stoppers_;  // loop thread only, joined in stop()
+  std::string last_problem_;
+  int interval_ms_ = 300;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<AgentDaemon>> AgentDaemon::start(AgentOptions options) {
+  auto url = net::Url::parse(options.server_url);
+  if (!url.is_ok()) return url.status();
+  if (options.name.empty()) return Status::invalid_argument("--name: expected a node name");
+  auto gpus = agent::node_gpus(options.gpus);
+  if (!gpus.is_ok()) return gpus.status();
+  std::error_code ec;
+  fs::create_directories(options.work_dir + "/tasks", ec);
+  if (ec) {
+    return Status::invalid_argument("work dir " + options.work_dir +
+                                    ": cannot create: " + ec.message());
+  }
+  auto daemon = std::make_unique<AgentImpl>(std::move(options), std::move(*gpus), *url);
+  daemon->run_in_background();
+  return std::unique_ptr<AgentDaemon>(std::move(daemon));
+}
+
+}  // namespace lepton::server

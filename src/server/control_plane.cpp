@@ -1,0 +1,683 @@
+#include "server/control_plane.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include "spec/job_json.h"
+
+namespace lepton::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr int kMasterPort = 29500;
+
+std::string task_object(const std::string& job, int rank) {
+  return "task/" + job + "/" + std::to_string(rank);
+}
+
+Result<json> parse_body(const std::string& body) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::invalid_argument("body: expected a JSON object");
+  }
+  return j;
+}
+
+// Reads a typed field of an agent message; the error names it.
+template <typename T>
+Status get_field(const json& j, const char* name, T& out) {
+  auto it = j.find(name);
+  if (it == j.end()) return Status::invalid_argument(std::string(name) + ": missing");
+  try {
+    out = it->get<T>();
+  } catch (const json::exception&) {
+    return Status::invalid_argument(std::string(name) + ": wrong type");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+ControlPlane::ControlPlane(std::unique_ptr<store::Store> store, ControlPlaneOptions options)
+    : store_(std::move(store)), options_(std::move(options)) {}
+
+Result<std::unique_ptr<ControlPlane>> ControlPlane::open(std::unique_ptr<store::Store> store,
+                                                         ControlPlaneOptions options,
+                                                         int64_t now_ms) {
+  std::unique_ptr<ControlPlane> cp(new ControlPlane(std::move(store), std::move(options)));
+  LEPTON_RETURN_IF_ERROR(cp->load(now_ms));
+  return cp;
+}
+
+Status ControlPlane::load(int64_t now_ms) {
+  auto nodes = store_->list_nodes();
+  if (!nodes.is_ok()) return nodes.status();
+  for (store::NodeRecord& r : *nodes) {
+    sched::NodeSpec spec{r.name, r.cpu_milli, r.memory_mib, r.gpu_count, r.gpu_model};
+    auto id = cluster_.add_node(spec);
+    if (!id.is_ok()) return Status::internal("node " + r.name + ": " + id.status().message());
+    if (!r.ready) cluster_.set_cordoned(*id, true);
+    node_names_[*id] = r.name;
+    nodes_[r.name] = Node{r, *id, now_ms};  // a fresh timeout to reconnect
+  }
+  auto jobs = store_->list_jobs();
+  if (!jobs.is_ok()) return jobs.status();
+  for (store::JobRecord& r : *jobs) {
+    auto spec = spec::job_spec_from_json(r.spec_json);
+    if (!spec.is_ok()) {
+      return Status::internal("job " + r.id +
+                              ": stored spec unreadable: " + spec.status().message());
+    }
+    job_order_.push_back(r.id);
+    jobs_[r.id] = Job{r, std::move(*spec)};
+  }
+  auto tasks = store_->list_tasks("");
+  if (!tasks.is_ok()) return tasks.status();
+  for (store::TaskRecord& t : *tasks) {
+    // Work that holds resources is bound again, on the node it was placed on.
+    const bool holds = !is_terminal(t.state) && t.state != JobState::kPending && !t.node.empty();
+    auto node = nodes_.find(t.node);
+    auto job = jobs_.find(t.job_id);
+    if (holds && node != nodes_.end() && job != jobs_.end()) {
+      cluster_.bind(request_of(job->second), {node->second.id, t.gpu_mask});
+    }
+    tasks_[{t.job_id, t.rank}] = t;
+  }
+  return Status::ok();
+}
+
+Status ControlPlane::commit(store::WriteBatch& batch) {
+  if (batch.empty()) return Status::ok();
+  auto rev = store_->commit(batch);
+  batch = store::WriteBatch{};
+  return rev.status();
+}
+
+void ControlPlane::event(store::WriteBatch& batch, int64_t now_ms, std::string object,
+                         std::string message) {
+  batch.events.push_back({0, now_ms, std::move(object), std::move(message)});
+}
+
+sched::Request ControlPlane::request_of(const Job& job) const {
+  sched::Request r;
+  r.res = job.spec.resources;
+  r.allowed_models =
+      job.spec.gpu_models.empty() ? sched::kAnyModel : cluster_.model_mask(job.spec.gpu_models);
+  return r;
+}
+
+void ControlPlane::ensure_scheduler() {
+  // The typical workload (what fragmentation is measured against) is the jobs seen so far;
+  // rebuilt when their number has doubled.
+  if (scheduler_ && jobs_.size() < 2 * scheduler_jobs_ + 8) return;
+  std::vector<sched::Request> requests;
+  for (const auto& [id, job] : jobs_) requests.push_back(request_of(job));
+  auto policy =
+      sched::make_policy(options_.policy, {sched::TypicalWorkload::from_requests(requests, 0.95)});
+  LEPTON_CHECK(policy.is_ok());  // the name was checked when the server started
+  scheduler_ = std::make_unique<sched::Scheduler>(std::move(*policy), sched::SchedulerOptions{});
+  scheduler_jobs_ = jobs_.size();
+}
+
+// ---------------------------------------------------------------------------------------------
+// User API
+
+Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms) {
+  auto spec = spec::job_spec_from_json(body);
+  if (!spec.is_ok()) return spec.status();
+  auto n = store_->next_id("job");
+  if (!n.is_ok()) return n.status();
+  Job job;
+  job.spec = std::move(*spec);
+  job.record.id = "j-" + std::to_string(*n);
+  job.record.name = job.spec.name;
+  job.record.spec_json = spec::job_spec_to_json(job.spec);
+  job.record.state = JobState::kPending;
+  job.record.created_ms = job.record.updated_ms = now_ms;
+  store::WriteBatch batch;
+  batch.jobs.push_back(job.record);
+  for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
+    store::TaskRecord t;
+    t.job_id = job.record.id;
+    t.rank = rank;
+    t.gpu_milli = job.spec.resources.gpu_milli;
+    t.updated_ms = now_ms;
+    batch.tasks.push_back(t);
+  }
+  event(batch, now_ms, "job/" + job.record.id, "submitted");
+  const std::vector<store::TaskRecord> tasks = batch.tasks;
+  LEPTON_RETURN_IF_ERROR(commit(batch));  // durable before the API answers
+  for (const store::TaskRecord& t : tasks) tasks_[{t.job_id, t.rank}] = t;
+  const std::string id = job.record.id;
+  job_order_.push_back(id);
+  jobs_[id] = std::move(job);
+  ++submitted_;
+  return job_json(jobs_[id]);
+}
+
+json ControlPlane::job_json(const Job& job) const {
+  json tasks = json::array();
+  for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
+    auto it = tasks_.find({job.record.id, rank});
+    if (it == tasks_.end()) continue;
+    const store::TaskRecord& t = it->second;
+    json gpus = json::array();
+    for (int g = 0; g < 32; ++g) {
+      if (t.gpu_mask >> g & 1) gpus.push_back(g);
+    }
+    tasks.push_back({{"rank", t.rank},
+                     {"attempt", t.attempt},
+                     {"node", t.node},
+                     {"gpus", gpus},
+                     {"state", job_state_name(t.state)},
+                     {"exit_code", t.exit_code},
+                     {"reason", t.reason}});
+  }
+  return {{"id", job.record.id},
+          {"name", job.record.name},
+          {"state", job_state_name(job.record.state)},
+          {"restarts", job.record.restarts},
+          {"reason", job.record.reason},
+          {"created_ms", job.record.created_ms},
+          {"updated_ms", job.record.updated_ms},
+          {"spec", json::parse(job.record.spec_json)},
+          {"tasks", tasks}};
+}
+
+json ControlPlane::list_jobs() const {
+  json out = json::array();
+  for (const std::string& id : job_order_) {
+    const Job& job = jobs_.at(id);
+    out.push_back({{"id", id},
+                   {"name", job.record.name},
+                   {"state", job_state_name(job.record.state)},
+                   {"restarts", job.record.restarts},
+                   {"reason", job.record.reason},
+                   {"created_ms", job.record.created_ms}});
+  }
+  return out;
+}
+
+Result<json> ControlPlane::get_job(const std::string& id) const {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return Status::not_found("job " + id + ": no such job");
+  return job_json(it->second);
+}
+
+Result<json> ControlPlane::cancel_job(const std::string& id, int64_t now_ms) {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return Status::not_found("job " + id + ": no such job");
+  Job& job = it->second;
+  if (!is_terminal(job.record.state)) {
+    store::WriteBatch batch;
+    finish_job(job, JobState::kCancelled, "cancelled by the user", batch, now_ms);
+    LEPTON_RETURN_IF_ERROR(commit(batch));
+  }
+  return job_json(job);
+}
+
+std::string ControlPlane::log_path(const std::string& job, int rank, int attempt) const {
+  return options_.data_dir + "/logs/" + job + "/" + std::to_string(rank) + "." +
+         std::to_string(attempt) + ".log";
+}
+
+Result<json> ControlPlane::job_logs(const std::string& id, int rank, int64_t offset,
+                                    size_t max_bytes) const {
+  auto it = jobs_.find(id);
+  if (it == jobs_.end()) return Status::not_found("job " + id + ": no such job");
+  auto task = tasks_.find({id, rank});
+  if (task == tasks_.end()) {
+    return Status::not_found("rank: job " + id + " has no rank " + std::to_string(rank));
+  }
+  if (offset < 0) return Status::invalid_argument("offset: expected a value >= 0");
+  const store::TaskRecord& t = task->second;
+  std::string data;
+  std::ifstream in(log_path(id, rank, t.attempt), std::ios::binary);
+  if (in) {
+    in.seekg(offset);
+    data.resize(max_bytes);
+    in.read(data.data(), static_cast<std::streamsize>(max_bytes));
+    data.resize(static_cast<size_t>(std::max<std::streamsize>(0, in.gcount())));
+  }
+  const bool done = is_terminal(it->second.record.state) && data.empty();
+  return json{{"data", data},
+              {"next_offset", offset + static_cast<int64_t>(data.size())},
+              {"attempt", t.attempt},
+              {"done", done}};
+}
+
+json ControlPlane::list_nodes(int64_t now_ms) const {
+  json out = json::array();
+  for (const auto& [name, node] : nodes_) {
+    const sched::NodeState& s = cluster_.state(node.id);
+    out.push_back({{"name", name},
+                   {"address", node.record.address},
+                   {"ready", node.record.ready},
+                   {"cpu_milli", node.record.cpu_milli},
+                   {"memory_mib", node.record.memory_mib},
+                   {"gpu_count", node.record.gpu_count},
+                   {"gpu_model", node.record.gpu_model},
+                   {"cpu_free_milli", s.cpu_free},
+                   {"memory_free_mib", s.mem_free},
+                   {"gpu_free_milli", s.gpu_free_total()},
+                   {"last_seen_ms_ago", now_ms - node.seen_ms}});
+  }
+  return out;
+}
+
+std::string ControlPlane::metrics() const {
+  std::map<std::string, int> by_state;
+  for (const auto& [id, job] : jobs_) ++by_state[std::string(job_state_name(job.record.state))];
+  int ready = 0;
+  for (const auto& [name, node] : nodes_) ready += node.record.ready ? 1 : 0;
+  std::string m;
+  m += "# HELP lepton_jobs Jobs by state.\n# TYPE lepton_jobs gauge\n";
+  for (const char* s :
+       {"PENDING", "SCHEDULED", "STARTING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"}) {
+    m += "lepton_jobs{state=\"" + std::string(s) + "\"} " + std::to_string(by_state[s]) + "\n";
+  }
+  m += "# HELP lepton_jobs_submitted_total Jobs accepted since the server started.\n";
+  m += "# TYPE lepton_jobs_submitted_total counter\n";
+  m += "lepton_jobs_submitted_total " + std::to_string(submitted_) + "\n";
+  m += "# HELP lepton_nodes Nodes known to the server.\n# TYPE lepton_nodes gauge\n";
+  m += "lepton_nodes{ready=\"true\"} " + std::to_string(ready) + "\n";
+  m += "lepton_nodes{ready=\"false\"} " + std::to_string(nodes_.size() - ready) + "\n";
+  m += "# HELP lepton_gpu_allocated_milli GPU capacity allocated, in milli-GPUs.\n";
+  m += "# TYPE lepton_gpu_allocated_milli gauge\n";
+  m += "lepton_gpu_allocated_milli " + std::to_string(cluster_.gpu_allocated_milli()) + "\n";
+  m += "# HELP lepton_gpu_capacity_milli GPU capacity of all nodes, in milli-GPUs.\n";
+  m += "# TYPE lepton_gpu_capacity_milli gauge\n";
+  m += "lepton_gpu_capacity_milli " + std::to_string(cluster_.gpu_capacity_milli()) + "\n";
+  m += "# HELP lepton_store_revision Revision of the store.\n# TYPE lepton_store_revision gauge\n";
+  m += "lepton_store_revision " + std::to_string(store_->revision()) + "\n";
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agents
+
+Result<json> ControlPlane::register_agent(const std::string& body, const std::string& peer,
+                                          int64_t now_ms) {
+  auto j = parse_body(body);
+  if (!j.is_ok()) return j.status();
+  store::NodeRecord r;
+  LEPTON_RETURN_IF_ERROR(get_field(*j, "name", r.name));
+  LEPTON_RETURN_IF_ERROR(get_field(*j, "cpu_milli", r.cpu_milli));
+  LEPTON_RETURN_IF_ERROR(get_field(*j, "memory_mib", r.memory_mib));
+  LEPTON_RETURN_IF_ERROR(get_field(*j, "gpu_count", r.gpu_count));
+  LEPTON_RETURN_IF_ERROR(get_field(*j, "gpu_model", r.gpu_model));
+  if (j->contains("address")) LEPTON_RETURN_IF_ERROR(get_field(*j, "address", r.address));
+  if (r.address.empty()) r.address = peer;
+  if (r.name.empty() || r.name.size() > 253) {
+    return Status::invalid_argument("name: expected 1 to 253 characters");
+  }
+  r.ready = true;
+  r.last_heartbeat_ms = now_ms;
+  store::WriteBatch batch;
+  auto it = nodes_.find(r.name);
+  if (it == nodes_.end()) {
+    auto id = cluster_.add_node({r.name, r.cpu_milli, r.memory_mib, r.gpu_count, r.gpu_model});
+    if (!id.is_ok()) return id.status();
+    node_names_[*id] = r.name;
+    nodes_[r.name] = Node{r, *id, now_ms};
+    event(batch, now_ms, "node/" + r.name, "registered");
+  } else {
+    Node& node = it->second;
+    const bool same_shape =
+        node.record.cpu_milli == r.cpu_milli && node.record.memory_mib == r.memory_mib &&
+        node.record.gpu_count == r.gpu_count && node.record.gpu_model == r.gpu_model;
+    if (!same_shape) {
+      return Status(
+          StatusCode::kConflict,
+          "node " + r.name + ": already registered with other resources; use another --name");
+    }
+    if (!node.record.ready) event(batch, now_ms, "node/" + r.name, "back");
+    node.record.ready = true;
+    node.record.address = r.address;
+    node.record.last_heartbeat_ms = now_ms;
+    node.seen_ms = now_ms;
+    cluster_.set_cordoned(node.id, false);
+  }
+  batch.nodes.push_back(nodes_[r.name].record);
+  LEPTON_RETURN_IF_ERROR(commit(batch));
+  return json{{"name", r.name}, {"heartbeat_ms", options_.heartbeat_interval_ms}};
+}
+
+json ControlPlane::task_start_message(const Job& job, const store::TaskRecord& task) const {
+  std::string ips;
+  std::string master;
+  for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
+    const store::TaskRecord& t = tasks_.at({job.record.id, rank});
+    auto node = nodes_.find(t.node);
+    std::string ip = node == nodes_.end() || node->second.record.address.empty()
+                         ? "127.0.0.1"
+                         : node->second.record.address;
+    if (rank == 0) master = ip;
+    ips += (rank ? "\n" : "") + ip;
+  }
+  std::string gpus;
+  for (int g = 0; g < 32; ++g) {
+    if (task.gpu_mask >> g & 1) gpus += (gpus.empty() ? "" : ",") + std::to_string(g);
+  }
+  json env = {{"LEPTON_JOB_ID", job.record.id},
+              {"LEPTON_JOB_NAME", job.spec.name},
+              {"LEPTON_TASK_ATTEMPT", std::to_string(task.attempt)},
+              {"LEPTON_NODE_RANK", std::to_string(task.rank)},
+              {"LEPTON_NUM_NODES", std::to_string(job.spec.num_nodes)},
+              {"LEPTON_NODE_IPS", ips},
+              {"MASTER_ADDR", master},
+              {"MASTER_PORT", std::to_string(kMasterPort)},
+              {"WORLD_SIZE", std::to_string(job.spec.num_nodes)},
+              {"RANK", std::to_string(task.rank)},
+              {"CUDA_VISIBLE_DEVICES", gpus}};
+  if (job.spec.resources.fractional()) {
+    env["LEPTON_GPU_FRACTION"] = std::to_string(job.spec.resources.gpu_milli / 1000.0);
+  }
+  for (const auto& [k, v] : job.spec.envs) env[k] = v;  // the user's envs win
+  std::string script;
+  if (!job.spec.setup.empty()) script += "set -e\n" + job.spec.setup + "\nset +e\n";
+  script += job.spec.run;
+  return {{"job_id", job.record.id},
+          {"rank", task.rank},
+          {"attempt", task.attempt},
+          {"script", script},
+          {"env", env}};
+}
+
+Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::string& body,
+                                     int64_t now_ms) {
+  auto it = nodes_.find(node_name);
+  if (it == nodes_.end()) {
+    return Status::not_found("node " + node_name + ": not registered; register first");
+  }
+  Node& node = it->second;
+  auto j = parse_body(body);
+  if (!j.is_ok()) return j.status();
+  store::WriteBatch batch;
+  node.seen_ms = now_ms;
+  if (!node.record.ready) {
+    node.record.ready = true;
+    cluster_.set_cordoned(node.id, false);
+    event(batch, now_ms, "node/" + node_name, "back");
+  }
+  node.record.last_heartbeat_ms = now_ms;
+  // Log chunks first, so a task's last output is stored before its end is recorded.
+  if (auto logs = j->find("logs"); logs != j->end() && logs->is_array()) {
+    for (const json& chunk : *logs) {
+      std::string job_id, data;
+      int rank = 0, attempt = 0;
+      int64_t offset = 0;
+      LEPTON_RETURN_IF_ERROR(get_field(chunk, "job_id", job_id));
+      LEPTON_RETURN_IF_ERROR(get_field(chunk, "rank", rank));
+      LEPTON_RETURN_IF_ERROR(get_field(chunk, "attempt", attempt));
+      LEPTON_RETURN_IF_ERROR(get_field(chunk, "offset", offset));
+      LEPTON_RETURN_IF_ERROR(get_field(chunk, "data", data));
+      auto t = tasks_.find({job_id, rank});
+      if (t == tasks_.end() || t->second.node != node_name) continue;
+      const std::string path = log_path(job_id, rank, attempt);
+      std::error_code ec;
+      fs::create_directories(fs::path(path).parent_path(), ec);
+      const int64_t size = fs::exists(path, ec) ? static_cast<int64_t>(fs::file_size(path, ec)) : 0;
+      if (offset != size) continue;  // a resend or a gap; the reply says where to resume
+      std::ofstream(path, std::ios::binary | std::ios::app) << data;
+    }
+  }
+  json stop = json::array();
+  json log_offsets = json::array();
+  std::set<TaskKey> reported;
+  if (auto tasks = j->find("tasks"); tasks != j->end() && tasks->is_array()) {
+    for (const json& report : *tasks) {
+      std::string job_id, state;
+      int rank = 0, attempt = 0, exit_code = -1;
+      LEPTON_RETURN_IF_ERROR(get_field(report, "job_id", job_id));
+      LEPTON_RETURN_IF_ERROR(get_field(report, "rank", rank));
+      LEPTON_RETURN_IF_ERROR(get_field(report, "attempt", attempt));
+      LEPTON_RETURN_IF_ERROR(get_field(report, "state", state));
+      if (report.contains("exit_code"))
+        LEPTON_RETURN_IF_ERROR(get_field(report, "exit_code", exit_code));
+      auto t = tasks_.find({job_id, rank});
+      auto job = jobs_.find(job_id);
+      const bool current = t != tasks_.end() && job != jobs_.end() &&
+                           t->second.attempt == attempt && t->second.node == node_name &&
+                           !is_terminal(t->second.state) && t->second.state != JobState::kPending;
+      const json key = {{"job_id", job_id}, {"rank", rank}, {"attempt", attempt}};
+      if (!current) {
+        stop.push_back(key);  // stale, cancelled or unknown: the agent stops and forgets it
+        continue;
+      }
+      reported.insert({job_id, rank});
+      std::error_code ec;
+      const std::string path = log_path(job_id, rank, attempt);
+      json offset = key;
+      offset["offset"] = fs::exists(path, ec) ? static_cast<int64_t>(fs::file_size(path, ec)) : 0;
+      log_offsets.push_back(offset);
+      store::TaskRecord& task = t->second;
+      if (state == "RUNNING") {
+        if (task.state != JobState::kRunning) {
+          task.state = JobState::kRunning;
+          task.updated_ms = now_ms;
+          batch.tasks.push_back(task);
+          update_job_state(job->second, batch, now_ms);
+        }
+      } else if (state == "EXITED" || state == "GONE") {
+        // Wait for the rest of the log before recording the end.
+        const bool log_complete =
+            !report.contains("log_size") || report["log_size"].get<int64_t>() <= offset["offset"];
+        if (!log_complete) continue;
+        task.exit_code = state == "GONE" ? -1 : exit_code;
+        task.updated_ms = now_ms;
+        if (state == "EXITED" && exit_code == 0) {
+          task.state = JobState::kSucceeded;
+          batch.tasks.push_back(task);
+          event(batch, now_ms, task_object(job_id, rank), "succeeded");
+          update_job_state(job->second, batch, now_ms);
+        } else {
+          std::string why = state == "GONE" ? "the task's processes disappeared"
+                                            : "exited with code " + std::to_string(exit_code);
+          task_failed(job->second, task, why, /*counts_as_restart=*/true, batch, now_ms);
+        }
+      } else {
+        return Status::invalid_argument("tasks.state: expected RUNNING, EXITED or GONE, got '" +
+                                        state + "'");
+      }
+    }
+  }
+  // Tasks this node should run: start those not reported (the agent ignores a start for a task
+  // it already has); a running task it no longer reports has vanished.
+  json start = json::array();
+  for (auto& [key, task] : tasks_) {
+    if (task.node != node_name || reported.count(key)) continue;
+    if (task.state == JobState::kScheduled || task.state == JobState::kStarting) {
+      Job& job = jobs_.at(key.first);
+      start.push_back(task_start_message(job, task));
+      if (task.state == JobState::kScheduled) {
+        task.state = JobState::kStarting;
+        task.updated_ms = now_ms;
+        batch.tasks.push_back(task);
+        update_job_state(job, batch, now_ms);
+      }
+    } else if (task.state == JobState::kRunning) {
+      task_failed(jobs_.at(key.first), task, "the agent no longer reports it",
+                  /*counts_as_restart=*/true, batch, now_ms);
+    }
+  }
+  batch.nodes.push_back(node.record);
+  LEPTON_RETURN_IF_ERROR(commit(batch));
+  return json{{"start", start},
+              {"stop", stop},
+              {"log_offsets", log_offsets},
+              {"heartbeat_ms", options_.heartbeat_interval_ms}};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle
+
+void ControlPlane::release(const store::TaskRecord& task) {
+  if (task.node.empty()) return;
+  auto node = nodes_.find(task.node);
+  auto job = jobs_.find(task.job_id);
+  if (node == nodes_.end() || job == jobs_.end()) return;
+  cluster_.release(request_of(job->second), {node->second.id, task.gpu_mask});
+}
+
+void ControlPlane::finish_job(Job& job, JobState state, const std::string& why,
+                              store::WriteBatch& batch, int64_t now_ms) {
+  for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
+    store::TaskRecord& t = tasks_.at({job.record.id, rank});
+    if (is_terminal(t.state)) continue;
+    if (t.state != JobState::kPending) release(t);
+    t.state = JobState::kCancelled;  // the job ended while this task had not
+    t.reason = why;
+    t.updated_ms = now_ms;
+    batch.tasks.push_back(t);
+  }
+  job.record.state = state;
+  job.record.reason = why;
+  job.record.updated_ms = now_ms;
+  batch.jobs.push_back(job.record);
+  event(batch, now_ms, "job/" + job.record.id,
+        std::string(job_state_name(state)) + (why.empty() ? "" : ": " + why));
+  if (state == JobState::kSucceeded) ++completed_;
+  if (state == JobState::kFailed) ++failed_;
+}
+
+void ControlPlane::task_failed(Job& job, store::TaskRecord& task, const std::string& why,
+                               bool counts_as_restart, store::WriteBatch& batch, int64_t now_ms) {
+  release(task);
+  task.state = JobState::kFailed;
+  task.reason = why;
+  task.updated_ms = now_ms;
+  batch.tasks.push_back(task);
+  event(batch, now_ms, task_object(job.record.id, task.rank), "failed: " + why);
+  const bool may_restart = !counts_as_restart || job.record.restarts < job.spec.max_restarts;
+  if (!may_restart) {
+    finish_job(job, JobState::kFailed, "rank " + std::to_string(task.rank) + " " + why, batch,
+               now_ms);
+    return;
+  }
+  // Restart the whole job: every task gets a new attempt and goes back to pending; the agents
+  // stop the old attempts, which no longer match.
+  for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
+    store::TaskRecord& t = tasks_.at({job.record.id, rank});
+    if (&t != &task && !is_terminal(t.state) && t.state != JobState::kPending) release(t);
+    t.attempt++;
+    t.state = JobState::kPending;
+    t.node.clear();
+    t.gpu_mask = 0;
+    t.exit_code = -1;
+    t.updated_ms = now_ms;
+    batch.tasks.push_back(t);
+  }
+  if (counts_as_restart) job.record.restarts++;
+  job.record.state = JobState::kPending;
+  job.record.reason = "restarting: rank " + std::to_string(task.rank) + " " + why;
+  job.record.updated_ms = now_ms;
+  batch.jobs.push_back(job.record);
+  event(batch, now_ms, "job/" + job.record.id, job.record.reason);
+}
+
+void ControlPlane::update_job_state(Job& job, store::WriteBatch& batch, int64_t now_ms) {
+  if (is_terminal(job.record.state)) return;
+  bool all_succeeded = true, all_running = true, any_starting = false;
+  for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
+    const store::TaskRecord& t = tasks_.at({job.record.id, rank});
+    all_succeeded &= t.state == JobState::kSucceeded;
+    all_running &= t.state == JobState::kRunning || t.state == JobState::kSucceeded;
+    any_starting |= t.state == JobState::kStarting || t.state == JobState::kRunning;
+  }
+  JobState next = job.record.state;
+  if (all_succeeded) {
+    finish_job(job, JobState::kSucceeded, "", batch, now_ms);
+    return;
+  }
+  if (all_running) {
+    next = JobState::kRunning;
+  } else if (any_starting) {
+    next = JobState::kStarting;
+  }
+  if (next != job.record.state) {
+    job.record.state = next;
+    job.record.reason.clear();
+    job.record.updated_ms = now_ms;
+    batch.jobs.push_back(job.record);
+  }
+}
+
+bool ControlPlane::place_gang(Job& job, store::WriteBatch& batch, int64_t now_ms,
+                              std::string& reason) {
+  const sched::Request request = request_of(job);
+  std::vector<sched::Placement> placed;
+  for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
+    sched::Decision d = scheduler_->decide(cluster_, request);
+    if (!d.placement) {
+      reason = job.spec.num_nodes == 1
+                   ? d.report.to_string()
+                   : "rank " + std::to_string(rank) + " of " + std::to_string(job.spec.num_nodes) +
+                         ": " + d.report.to_string();
+      break;
+    }
+    cluster_.bind(request, *d.placement);
+    cluster_.set_cordoned(d.placement->node, true);  // one task of a gang per node
+    placed.push_back(*d.placement);
+  }
+  for (const sched::Placement& p : placed) {
+    const std::string& name = node_names_.at(p.node);
+    cluster_.set_cordoned(p.node, !nodes_.at(name).record.ready);
+  }
+  if (static_cast<int>(placed.size()) < job.spec.num_nodes) {
+    for (const sched::Placement& p : placed) cluster_.release(request, p);  // all or nothing
+    return false;
+  }
+  for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
+    store::TaskRecord& t = tasks_.at({job.record.id, rank});
+    t.node = node_names_.at(placed[rank].node);
+    t.gpu_mask = placed[rank].gpu_mask;
+    t.state = JobState::kScheduled;
+    t.reason.clear();
+    t.updated_ms = now_ms;
+    batch.tasks.push_back(t);
+  }
+  job.record.state = JobState::kScheduled;
+  job.record.reason.clear();
+  job.record.updated_ms = now_ms;
+  batch.jobs.push_back(job.record);
+  event(batch, now_ms, "job/" + job.record.id, "scheduled");
+  return true;
+}
+
+Status ControlPlane::tick(int64_t now_ms) {
+  store::WriteBatch batch;
+  // Lost nodes: their tasks are rescheduled (an infrastructure failure, not the job's).
+  for (auto& [name, node] : nodes_) {
+    if (!node.record.ready || now_ms - node.seen_ms < options_.node_timeout_ms) continue;
+    node.record.ready = false;
+    cluster_.set_cordoned(node.id, true);
+    batch.nodes.push_back(node.record);
+    event(batch, now_ms, "node/" + name,
+          "lost: no heartbeat for " + std::to_string(now_ms - node.seen_ms) + " ms");
+    for (auto& [key, task] : tasks_) {
+      if (task.node != name || is_terminal(task.state) || task.state == JobState::kPending) {
+        continue;
+      }
+      task_failed(jobs_.at(key.first), task, "its node " + name + " was lost",
+                  /*counts_as_restart=*/false, batch, now_ms);
+    }
+  }
+  // Pending jobs in submission order; a job that does not fit does not block smaller ones.
+  ensure_scheduler();
+  for (const std::string& id : job_order_) {
+    Job& job = jobs_.at(id);
+    if (job.record.state != JobState::kPending) continue;
+    std::string reason;
+    if (!place_gang(job, batch, now_ms, reason) && reason != job.record.reason) {
+      job.record.reason = reason;
+      job.record.updated_ms = now_ms;
+      batch.jobs.push_back(job.record);
+    }
+  }
+  return commit(batch);
+}
+
+}  // namespace lepton::server

@@ -1,0 +1,223 @@
+#include "server/control_plane.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "store/sqlite_store.h"
+
+namespace lepton::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ControlPlaneTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ =
+        fs::temp_directory_path() / ("lepton-cp-" + std::to_string(getpid()) + "-" +
+                                     testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    open();
+  }
+  void TearDown() override {
+    cp_.reset();
+    fs::remove_all(dir_);
+  }
+  void open() {
+    cp_.reset();
+    auto store = store::open_sqlite_store((dir_ / "lepton.db").string());
+    ASSERT_TRUE(store.is_ok()) << store.status().message();
+    auto cp = ControlPlane::open(std::move(*store),
+                                 {.data_dir = dir_.string(), .node_timeout_ms = 1000}, now_);
+    ASSERT_TRUE(cp.is_ok()) << cp.status().message();
+    cp_ = std::move(*cp);
+  }
+  void add_node(const std::string& name, int gpus, const std::string& model = "A100") {
+    json body = {{"name", name},
+                 {"cpu_milli", 8000},
+                 {"memory_mib", 32768},
+                 {"gpu_count", gpus},
+                 {"gpu_model", gpus ? model : ""}};
+    auto r = cp_->register_agent(body.dump(), "10.0.0." + std::to_string(nodes_++ + 1), now_);
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+  }
+  std::string submit(const std::string& spec_json) {
+    auto r = cp_->submit_job(spec_json, now_);
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    return r.is_ok() ? (*r)["id"].get<std::string>() : "";
+  }
+  json job(const std::string& id) { return cp_->get_job(id).value(); }
+  json beat(const std::string& node, json tasks = json::array()) {
+    auto r = cp_->heartbeat(node, json{{"tasks", tasks}, {"logs", json::array()}}.dump(), now_);
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    return r.is_ok() ? *r : json();
+  }
+  static json report(const json& start, const std::string& state, int code = 0) {
+    return {{"job_id", start["job_id"]},
+            {"rank", start["rank"]},
+            {"attempt", start["attempt"]},
+            {"state", state},
+            {"exit_code", code}};
+  }
+  void tick() { ASSERT_TRUE(cp_->tick(now_).is_ok()); }
+
+  fs::path dir_;
+  std::unique_ptr<ControlPlane> cp_;
+  int64_t now_ = 1'000'000;
+  int nodes_ = 0;
+};
+
+const char* kGpuJob =
+    R"({"name":"train","resources":{"accelerators":"A100:2","cpus":2,"memory":4},"run":"true"})";
+
+TEST_F(ControlPlaneTest, AJobRunsToSuccess) {
+  std::string id = submit(kGpuJob);
+  tick();
+  EXPECT_EQ(job(id)["state"], "PENDING");
+  EXPECT_EQ(job(id)["reason"], "0/0 nodes fit");
+  add_node("gpu-1", 4);
+  tick();
+  EXPECT_EQ(job(id)["state"], "SCHEDULED");
+  json reply = beat("gpu-1");
+  ASSERT_EQ(reply["start"].size(), 1u);
+  json start = reply["start"][0];
+  EXPECT_EQ(start["env"]["CUDA_VISIBLE_DEVICES"], "0,1");
+  EXPECT_EQ(start["env"]["LEPTON_NODE_RANK"], "0");
+  EXPECT_EQ(start["env"]["MASTER_ADDR"], "10.0.0.1");
+  EXPECT_EQ(job(id)["state"], "STARTING");
+  beat("gpu-1", {report(start, "RUNNING")});
+  EXPECT_EQ(job(id)["state"], "RUNNING");
+  reply = beat("gpu-1", {report(start, "EXITED", 0)});
+  EXPECT_EQ(job(id)["state"], "SUCCEEDED");
+  // Acknowledged: the agent is told to forget the finished task.
+  reply = beat("gpu-1", {report(start, "EXITED", 0)});
+  ASSERT_EQ(reply["stop"].size(), 1u);
+  EXPECT_TRUE(reply["start"].empty());
+}
+
+TEST_F(ControlPlaneTest, PendingReasonNamesTheFilters) {
+  add_node("cpu-1", 0);
+  add_node("t4-1", 2, "T4");
+  std::string id = submit(kGpuJob);
+  tick();
+  EXPECT_EQ(job(id)["state"], "PENDING");
+  EXPECT_EQ(job(id)["reason"], "0/2 nodes fit: 2 no gpu of an allowed model");
+}
+
+TEST_F(ControlPlaneTest, GangsTakeDistinctNodesAllOrNothing) {
+  const char* gang =
+      R"({"name":"gang","resources":{"accelerators":"A100:4","cpus":1,"memory":1},"num_nodes":3,"run":"true"})";
+  add_node("a", 8);
+  add_node("b", 8);
+  std::string id = submit(gang);
+  tick();
+  EXPECT_EQ(job(id)["state"], "PENDING");  // two nodes for three ranks: nothing is held
+  EXPECT_NE(job(id)["reason"].get<std::string>().find("rank 2 of 3"), std::string::npos);
+  EXPECT_EQ(cp_->metrics().find("lepton_gpu_allocated_milli 0\n") != std::string::npos, true);
+  add_node("c", 8);
+  tick();
+  json j = job(id);
+  ASSERT_EQ(j["state"], "SCHEDULED");
+  std::set<std::string> nodes;
+  for (const json& t : j["tasks"]) nodes.insert(t["node"].get<std::string>());
+  EXPECT_EQ(nodes.size(), 3u);
+  json start = beat("b")["start"][0];
+  EXPECT_EQ(start["env"]["LEPTON_NUM_NODES"], "3");
+  EXPECT_EQ(start["env"]["WORLD_SIZE"], "3");
+  EXPECT_EQ(start["env"]["LEPTON_NODE_IPS"].get<std::string>().size(), 26u);  // 3 IPs
+}
+
+TEST_F(ControlPlaneTest, FailuresRestartUpToMaxRestartsThenFail) {
+  add_node("gpu-1", 4);
+  std::string id = submit(
+      R"({"name":"flaky","resources":{"accelerators":"A100:1"},"run":"false","max_restarts":1})");
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  beat("gpu-1", {report(start, "EXITED", 3)});
+  EXPECT_EQ(job(id)["state"], "PENDING");
+  EXPECT_EQ(job(id)["restarts"], 1);
+  tick();
+  json reply = beat("gpu-1", {report(start, "EXITED", 3)});  // the old attempt is stale
+  ASSERT_EQ(reply["start"].size(), 1u);
+  EXPECT_EQ(reply["start"][0]["attempt"], 1);
+  EXPECT_EQ(reply["stop"].size(), 1u);
+  beat("gpu-1", {report(reply["start"][0], "EXITED", 3)});
+  EXPECT_EQ(job(id)["state"], "FAILED");
+  EXPECT_EQ(job(id)["reason"], "rank 0 exited with code 3");
+}
+
+TEST_F(ControlPlaneTest, LostNodesRescheduleWithoutUsingRestarts) {
+  add_node("gpu-1", 4);
+  std::string id = submit(kGpuJob);
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  beat("gpu-1", {report(start, "RUNNING")});
+  add_node("gpu-2", 4);
+  now_ += 1500;  // gpu-1 misses heartbeats; gpu-2 keeps beating
+  beat("gpu-2");
+  tick();
+  json j = job(id);
+  EXPECT_EQ(j["restarts"], 0);
+  EXPECT_EQ(j["state"], "SCHEDULED");
+  EXPECT_EQ(j["tasks"][0]["node"], "gpu-2");
+  EXPECT_EQ(j["tasks"][0]["attempt"], 1);
+  // gpu-1 comes back still running the old attempt: it is told to stop it.
+  json reply = beat("gpu-1", {report(start, "RUNNING")});
+  EXPECT_EQ(reply["stop"].size(), 1u);
+}
+
+TEST_F(ControlPlaneTest, CancelStopsTheTasks) {
+  add_node("gpu-1", 4);
+  std::string id = submit(kGpuJob);
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  beat("gpu-1", {report(start, "RUNNING")});
+  ASSERT_TRUE(cp_->cancel_job(id, now_).is_ok());
+  EXPECT_EQ(job(id)["state"], "CANCELLED");
+  EXPECT_EQ(beat("gpu-1", {report(start, "RUNNING")})["stop"].size(), 1u);
+  EXPECT_NE(cp_->metrics().find("lepton_gpu_allocated_milli 0\n"), std::string::npos);
+  EXPECT_EQ(cp_->cancel_job("j-999", now_).status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(ControlPlaneTest, ARestartedControlPlaneKeepsEverything) {
+  add_node("gpu-1", 4);
+  std::string done = submit(kGpuJob);
+  std::string running = submit(kGpuJob);
+  tick();
+  json reply = beat("gpu-1");
+  ASSERT_EQ(reply["start"].size(), 2u);
+  beat("gpu-1", {report(reply["start"][0], "EXITED", 0), report(reply["start"][1], "RUNNING")});
+  open();  // as after kill -9: only the store survives
+  EXPECT_EQ(job(done)["state"], "SUCCEEDED");
+  EXPECT_EQ(job(running)["state"], "RUNNING");
+  // The running task still holds its GPUs: a third 2-GPU job fits, a fourth does not.
+  std::string third = submit(kGpuJob), fourth = submit(kGpuJob);
+  tick();
+  EXPECT_EQ(job(third)["state"], "SCHEDULED");
+  EXPECT_EQ(job(fourth)["state"], "PENDING");
+  // The agent reports the running task: nothing is started twice.
+  reply = beat("gpu-1", {report(reply["start"][1], "RUNNING")});
+  ASSERT_EQ(reply["start"].size(), 1u);
+  EXPECT_EQ(reply["start"][0]["job_id"], third);
+  EXPECT_TRUE(reply["stop"].empty());
+  EXPECT_NE(submit(kGpuJob), third);  // ids are never reused
+}
+
+TEST_F(ControlPlaneTest, BadInputIsRejectedWithTheField) {
+  auto bad = cp_->submit_job(R"({"name":"x","run":"true","gpus":2})", now_);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("gpus"), std::string::npos);
+  EXPECT_FALSE(cp_->submit_job("not json", now_).is_ok());
+  EXPECT_EQ(cp_->heartbeat("ghost", "{}", now_).status().code(), StatusCode::kNotFound);
+  EXPECT_FALSE(cp_->register_agent(R"({"name":"n"})", "", now_).is_ok());
+  add_node("gpu-1", 4);
+  auto conflict = cp_->register_agent(
+      R"({"name":"gpu-1","cpu_milli":1000,"memory_mib":1,"gpu_count":0,"gpu_model":""})", "", now_);
+  EXPECT_EQ(conflict.status().code(), StatusCode::kConflict);
+  EXPECT_EQ(cp_->list_jobs().size(), 0u);  // nothing half-written
+}
+
+}  // namespace
+}  // namespace lepton::server

@@ -1,0 +1,287 @@
+#include "server/server.h"
+
+#include <sys/stat.h>
+
+#include <boost/asio.hpp>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "net/http.h"
+#include "server/openapi.h"
+#include "store/sqlite_store.h"
+
+namespace lepton::server {
+namespace {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+net::HttpResponse json_response(const json& j, int status = 200) {
+  net::HttpResponse r;
+  r.status = status;
+  r.body = j.dump();
+  return r;
+}
+
+net::HttpResponse to_response(const Result<json>& r, int status = 200) {
+  if (!r.is_ok()) return net::error_response(r.status());
+  return json_response(r.value(), status);
+}
+
+// Splits "/api/v1/jobs/j-1/logs" into {"api", "v1", "jobs", "j-1", "logs"}.
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 1;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    std::string part = path.substr(start, slash == std::string::npos ? slash : slash - start);
+    if (!part.empty()) parts.push_back(part);
+    if (slash == std::string::npos) break;
+    start = slash + 1;
+  }
+  return parts;
+}
+
+Result<int64_t> query_int(const net::HttpRequest& req, const std::string& name, int64_t fallback) {
+  auto it = req.query.find(name);
+  if (it == req.query.end()) return fallback;
+  try {
+    size_t used = 0;
+    int64_t v = std::stoll(it->second, &used);
+    if (used == it->second.size()) return v;
+  } catch (const std::exception&) {
+  }
+  return Status::invalid_argument(name + ": expected an integer, got '" + it->second + "'");
+}
+
+class ServerImpl final : public Server {
+ public:
+  ServerImpl(ServerOptions options, std::unique_ptr<ControlPlane> cp, std::string token)
+      : options_(std::move(options)),
+        cp_(std::move(cp)),
+        token_(std::move(token)),
+        work_(asio::make_work_guard(loop_)),
+        timer_(loop_) {}
+
+  ~ServerImpl() override { stop(); }
+
+  Status start_serving() {
+    loop_thread_ = std::thread([this] { loop_.run(); });
+    schedule_tick();
+    auto http = net::HttpServer::start({.address = options_.address, .port = options_.port},
+                                       [this](net::HttpRequest req, net::Responder respond) {
+                                         handle(std::move(req), std::move(respond));
+                                       });
+    if (!http.is_ok()) {
+      stop();
+      return http.status();
+    }
+    http_ = std::move(*http);
+    return Status::ok();
+  }
+
+  std::string url() const override {
+    return "http://" + options_.address + ":" + std::to_string(http_->port());
+  }
+  std::string token() const override { return token_; }
+  std::string token_path() const override { return options_.data_dir + "/token"; }
+
+  void stop() override {
+    if (stopped_.exchange(true)) return;
+    if (http_) http_->stop();
+    asio::post(loop_, [this] { timer_.cancel(); });
+    work_.reset();
+    loop_.stop();
+    if (loop_thread_.joinable()) loop_thread_.join();
+  }
+
+ private:
+  void schedule_tick() {
+    timer_.expires_after(std::chrono::milliseconds(50));
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      if (Status s = cp_->tick(now_ms()); !s.is_ok()) {
+        std::fprintf(stderr, "lepton server: tick: %s\n", s.to_string().c_str());
+      }
+      schedule_tick();
+    });
+  }
+
+  // Runs `fn` on the control loop and answers with what it returns.
+  void on_loop(net::Responder respond, std::function<net::HttpResponse()> fn) {
+    asio::post(loop_, [respond = std::move(respond), fn = std::move(fn)] { respond(fn()); });
+  }
+
+  void handle(net::HttpRequest req, net::Responder respond) {
+    const auto parts = split_path(req.path);
+    if (req.path == "/healthz") {
+      respond({.status = 200, .content_type = "text/plain", .body = "ok\n"});
+      return;
+    }
+    if (req.path == "/metrics") {
+      on_loop(std::move(respond), [this] {
+        return net::HttpResponse{
+            .status = 200, .content_type = "text/plain; version=0.0.4", .body = cp_->metrics()};
+      });
+      return;
+    }
+    if (req.path == "/api/v1/openapi.json") {
+      respond({.status = 200, .body = openapi_document()});
+      return;
+    }
+    if (parts.size() < 3 || parts[0] != "api" || parts[1] != "v1") {
+      respond(net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
+      return;
+    }
+    if (req.header("authorization") != "Bearer " + token_) {
+      respond(net::error_response(
+          Status(StatusCode::kPermissionDenied,
+                 "authorization: expected 'Bearer TOKEN' with the token from " + token_path())));
+      return;
+    }
+    const std::string& m = req.method;
+    const std::string& kind = parts[2];
+    auto method_not_allowed = [&] {
+      net::HttpResponse r = net::error_response(
+          Status::invalid_argument("method: " + m + " is not allowed on " + req.path));
+      r.status = 405;
+      respond(std::move(r));
+    };
+    if (kind == "jobs" && parts.size() == 3) {
+      if (m == "POST") {
+        on_loop(std::move(respond), [this, body = std::move(req.body)] {
+          return to_response(cp_->submit_job(body, now_ms()), 201);
+        });
+      } else if (m == "GET") {
+        on_loop(std::move(respond), [this] { return json_response(cp_->list_jobs()); });
+      } else {
+        method_not_allowed();
+      }
+      return;
+    }
+    if (kind == "jobs" && parts.size() >= 4) {
+      const std::string id = parts[3];
+      const std::string action = parts.size() >= 5 ? parts[4] : "";
+      if (parts.size() == 4 && m == "GET") {
+        on_loop(std::move(respond), [this, id] { return to_response(cp_->get_job(id)); });
+      } else if (parts.size() == 5 && action == "cancel" && m == "POST") {
+        on_loop(std::move(respond),
+                [this, id] { return to_response(cp_->cancel_job(id, now_ms())); });
+      } else if (parts.size() == 5 && action == "logs" && m == "GET") {
+        auto rank = query_int(req, "rank", 0);
+        auto offset = query_int(req, "offset", 0);
+        auto max = query_int(req, "max_bytes", 1 << 20);
+        for (const Status* s : {&rank.status(), &offset.status(), &max.status()}) {
+          if (!s->is_ok()) {
+            respond(net::error_response(*s));
+            return;
+          }
+        }
+        const size_t max_bytes = static_cast<size_t>(std::clamp<int64_t>(*max, 1, 8 << 20));
+        on_loop(std::move(respond), [this, id, r = *rank, o = *offset, max_bytes] {
+          return to_response(cp_->job_logs(id, static_cast<int>(r), o, max_bytes));
+        });
+      } else if (parts.size() <= 5) {
+        method_not_allowed();
+      } else {
+        respond(net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
+      }
+      return;
+    }
+    if (kind == "nodes" && parts.size() == 3) {
+      if (m != "GET") return method_not_allowed();
+      on_loop(std::move(respond), [this] { return json_response(cp_->list_nodes(now_ms())); });
+      return;
+    }
+    if (kind == "agents" && parts.size() == 4 && parts[3] == "register") {
+      if (m != "POST") return method_not_allowed();
+      on_loop(std::move(respond), [this, body = std::move(req.body), peer = req.remote_address] {
+        return to_response(cp_->register_agent(body, peer, now_ms()));
+      });
+      return;
+    }
+    if (kind == "agents" && parts.size() == 5 && parts[4] == "heartbeat") {
+      if (m != "POST") return method_not_allowed();
+      on_loop(std::move(respond), [this, name = parts[3], body = std::move(req.body)] {
+        return to_response(cp_->heartbeat(name, body, now_ms()));
+      });
+      return;
+    }
+    respond(net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
+  }
+
+  ServerOptions options_;
+  std::unique_ptr<ControlPlane> cp_;
+  std::string token_;
+  asio::io_context loop_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  asio::steady_timer timer_;
+  std::thread loop_thread_;
+  std::unique_ptr<net::HttpServer> http_;
+  std::atomic<bool> stopped_{false};
+};
+
+}  // namespace
+
+Result<std::string> load_or_create_token(const std::string& data_dir) {
+  const std::string path = data_dir + "/token";
+  std::ifstream in(path);
+  if (in) {
+    std::string token;
+    std::getline(in, token);
+    if (token.size() >= 32) return token;
+    return Status::invalid_argument(path + ": expected a token of at least 32 characters");
+  }
+  std::random_device rd;  // /dev/urandom on Linux
+  static const char* kHex = "0123456789abcdef";
+  std::string token;
+  for (int i = 0; i < 32; ++i) {
+    unsigned v = rd();
+    token += kHex[(v >> 4) & 15];
+    token += kHex[v & 15];
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << token << "\n";
+    if (!out) return Status::internal(tmp + ": cannot write the API token");
+  }
+  ::chmod(tmp.c_str(), 0600);
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status::internal(path + ": " + ec.message());
+  return token;
+}
+
+Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
+  std::error_code ec;
+  fs::create_directories(options.data_dir + "/logs", ec);
+  if (ec) {
+    return Status::invalid_argument("data dir " + options.data_dir +
+                                    ": cannot create: " + ec.message());
+  }
+  if (!sched::make_policy(options.control.policy, {}).is_ok()) {
+    return sched::make_policy(options.control.policy, {}).status();
+  }
+  auto token = load_or_create_token(options.data_dir);
+  if (!token.is_ok()) return token.status();
+  auto store = store::open_sqlite_store(options.data_dir + "/lepton.db");
+  if (!store.is_ok()) return store.status();
+  options.control.data_dir = options.data_dir;
+  auto cp = ControlPlane::open(std::move(*store), options.control, now_ms());
+  if (!cp.is_ok()) return cp.status();
+  auto server = std::make_unique<ServerImpl>(options, std::move(*cp), std::move(*token));
+  LEPTON_RETURN_IF_ERROR(server->start_serving());
+  return std::unique_ptr<Server>(std::move(server));
+}
+
+}  // namespace lepton::server

@@ -1,0 +1,37 @@
+// The control-plane process: the store, the control loop running ControlPlane, and the REST API.
+//
+// Threads: HTTP I/O threads parse requests and post each to the control loop, a single thread
+// that owns the ControlPlane and also runs its tick every 50 ms; responses are written back by
+// the I/O threads. Nothing else touches the ControlPlane.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "server/control_plane.h"
+
+namespace lepton::server {
+
+struct ServerOptions {
+  std::string data_dir;  // holds lepton.db, token, logs/
+  std::string address = "127.0.0.1";
+  uint16_t port = 8080;  // 0: any free port
+  ControlPlaneOptions control;
+};
+
+class Server {
+ public:
+  // Opens (or creates) the store and the API token under data_dir, and starts serving.
+  static Result<std::unique_ptr<Server>> start(ServerOptions options);
+  virtual ~Server() = default;
+  virtual std::string url() const = 0;         // "http://127.0.0.1:PORT"
+  virtual std::string token() const = 0;       // bearer token for the API
+  virtual std::string token_path() const = 0;  // DATA_DIR/token
+  virtual void stop() = 0;                     // idempotent
+};
+
+// Reads the token from DIR/token, creating it (0600, 32 random bytes as hex) when missing.
+Result<std::string> load_or_create_token(const std::string& data_dir);
+
+}  // namespace lepton::server
