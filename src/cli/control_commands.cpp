@@ -1,0 +1,461 @@
+// The control-plane commands: `lepton up`, `server`, `agent`, and the `job` and `node` CLI that
+// talks to the REST API.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "agent/gpu_discovery.h"
+#include "cli/cli.h"
+#include "net/http.h"
+#include "server/agent_daemon.h"
+#include "server/server.h"
+#include "sim/csv.h"
+#include "spec/job_json.h"
+#include "spec/job_yaml.h"
+
+namespace lepton::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+[[noreturn]] void fail(const std::string& message, int code = 1) {
+  std::cerr << "lepton: " << message << "\n";
+  throw CLI::RuntimeError(code);
+}
+
+std::string home_dir() {
+  const char* home = std::getenv("HOME");
+  return home && *home ? home : "/root";
+}
+
+std::string default_data_dir() { return home_dir() + "/.lepton"; }
+
+// Blocks SIGINT and SIGTERM in every thread started after this, then waits for one of them.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int wait_for_stop_signal(const sigset_t& set) {
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+std::string hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "local";
+  return buf;
+}
+
+// --- the API client ---
+
+struct ClientFlags {
+  std::string server;
+  std::string token_file;
+  bool json = false;
+};
+
+class Api {
+ public:
+  explicit Api(const ClientFlags& f) {
+    std::string server = f.server;
+    if (server.empty()) {
+      const char* env = std::getenv("LEPTON_SERVER");
+      server = env && *env ? env : "http://127.0.0.1:8080";
+    }
+    auto url = net::Url::parse(server);
+    if (!url.is_ok()) fail("--server: " + url.status().message(), 2);
+    url_ = *url;
+    if (const char* env = std::getenv("LEPTON_TOKEN"); f.token_file.empty() && env && *env) {
+      token_ = env;
+      return;
+    }
+    const std::string path = f.token_file.empty() ? default_data_dir() + "/token" : f.token_file;
+    auto token = sim::read_file(path);
+    if (!token.is_ok()) {
+      fail("--token-file " + path +
+               ": cannot read the API token (start the server with `lepton up`, or pass "
+               "--token-file / set LEPTON_TOKEN)",
+           2);
+    }
+    token_ = *token;
+    while (!token_.empty() && (token_.back() == '\n' || token_.back() == '\r')) token_.pop_back();
+  }
+
+  json call(const std::string& method, const std::string& target, const std::string& body = "") {
+    auto r = net::http_request(url_, method, target, body, {.bearer_token = token_});
+    if (!r.is_ok()) fail(r.status().message() + " (is `lepton up` running?)");
+    json j = json::parse(r->body, nullptr, false);
+    if (r->status >= 400) {
+      std::string message = r->body;
+      if (!j.is_discarded() && j.contains("error")) message = j["error"].value("message", r->body);
+      fail(message, r->status < 500 ? 2 : 1);
+    }
+    if (j.is_discarded()) fail("the server sent a response that is not JSON");
+    return j;
+  }
+
+ private:
+  net::Url url_;
+  std::string token_;
+};
+
+void add_client_flags(CLI::App* cmd, ClientFlags& f) {
+  cmd->add_option("--server", f.server,
+                  "API server URL (default: $LEPTON_SERVER or http://127.0.0.1:8080)");
+  cmd->add_option("--token-file", f.token_file,
+                  "API token file (default: $LEPTON_TOKEN, else ~/.lepton/token)");
+}
+
+// --- jobs ---
+
+std::string pad(std::string s, size_t width) {
+  if (s.size() < width) s.resize(width, ' ');
+  return s;
+}
+
+void print_job(const json& j) {
+  std::printf("id:        %s\nname:      %s\nstate:     %s\nrestarts:  %d\n",
+              j.value("id", "").c_str(), j.value("name", "").c_str(), j.value("state", "").c_str(),
+              j.value("restarts", 0));
+  if (!j.value("reason", "").empty()) std::printf("reason:    %s\n", j.value("reason", "").c_str());
+  std::printf("tasks:\n");
+  for (const json& t : j["tasks"]) {
+    std::string gpus;
+    for (const json& g : t["gpus"])
+      gpus += (gpus.empty() ? "" : ",") + std::to_string(g.get<int>());
+    std::printf("  rank %d  attempt %d  %-10s node %-16s gpus %-8s%s\n", t.value("rank", 0),
+                t.value("attempt", 0), t.value("state", "").c_str(),
+                t.value("node", "").empty() ? "-" : t.value("node", "").c_str(),
+                gpus.empty() ? "-" : gpus.c_str(),
+                t.value("reason", "").empty() ? "" : ("  (" + t.value("reason", "") + ")").c_str());
+  }
+}
+
+bool terminal(const std::string& state) {
+  return state == "SUCCEEDED" || state == "FAILED" || state == "CANCELLED";
+}
+
+// Streams a task's log until the job ends; returns the job's final state.
+std::string follow_logs(Api& api, const std::string& id, int rank) {
+  int64_t offset = 0;
+  int attempt = -1;
+  while (true) {
+    json r = api.call("GET", "/api/v1/jobs/" + id + "/logs?rank=" + std::to_string(rank) +
+                                 "&offset=" + std::to_string(offset));
+    if (r.value("attempt", 0) != attempt) {
+      if (attempt >= 0) std::fprintf(stderr, "--- attempt %d ---\n", r.value("attempt", 0));
+      if (attempt >= 0 && r.value("next_offset", int64_t{0}) < offset) offset = 0;
+      attempt = r.value("attempt", 0);
+    }
+    const std::string data = r.value("data", "");
+    std::fwrite(data.data(), 1, data.size(), stdout);
+    std::fflush(stdout);
+    offset = r.value("next_offset", offset);
+    if (r.value("done", false)) break;
+    if (data.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return api.call("GET", "/api/v1/jobs/" + id).value("state", "");
+}
+
+int exit_code_for(const std::string& state) { return state == "SUCCEEDED" ? 0 : 1; }
+
+void register_job_commands(CLI::App& app) {
+  CLI::App* job = app.add_subcommand("job", "Submit and follow batch jobs");
+  job->require_subcommand(1);
+
+  struct RunFlags {
+    ClientFlags client;
+    std::string file;
+    bool wait = false, follow = false;
+  };
+  auto run = std::make_shared<RunFlags>();
+  CLI::App* run_cmd = job->add_subcommand("run", "Submit a job from a YAML spec; prints its id");
+  add_client_flags(run_cmd, run->client);
+  run_cmd->add_option("-f,--file", run->file, "Job spec (YAML)")->required();
+  run_cmd->add_flag("--wait", run->wait, "Wait for the end; exit non-zero unless it succeeded");
+  run_cmd->add_flag("--follow", run->follow, "Stream rank 0's logs until the end");
+  run_cmd->callback([run] {
+    auto text = sim::read_file(run->file);
+    if (!text.is_ok()) fail(text.status().message(), 2);
+    auto spec = spec::parse_job_yaml(*text, run->file);
+    if (!spec.is_ok()) fail(spec.status().message(), 2);
+    Api api(run->client);
+    json j = api.call("POST", "/api/v1/jobs", spec::job_spec_to_json(*spec));
+    const std::string id = j.value("id", "");
+    std::printf("%s\n", id.c_str());
+    std::fflush(stdout);
+    if (run->follow) throw CLI::RuntimeError(exit_code_for(follow_logs(api, id, 0)));
+    if (run->wait) {
+      while (true) {
+        std::string state = api.call("GET", "/api/v1/jobs/" + id).value("state", "");
+        if (terminal(state)) {
+          std::fprintf(stderr, "%s %s\n", id.c_str(), state.c_str());
+          throw CLI::RuntimeError(exit_code_for(state));
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+    }
+  });
+
+  auto ls = std::make_shared<ClientFlags>();
+  CLI::App* ls_cmd = job->add_subcommand("ls", "List jobs");
+  add_client_flags(ls_cmd, *ls);
+  ls_cmd->add_flag("--json", ls->json, "Print a JSON array");
+  ls_cmd->callback([ls] {
+    json jobs = Api(*ls).call("GET", "/api/v1/jobs");
+    if (ls->json) {
+      std::cout << jobs.dump() << "\n";
+      return;
+    }
+    std::printf("%s %s %s %s %s\n", pad("ID", 8).c_str(), pad("NAME", 20).c_str(),
+                pad("STATE", 10).c_str(), pad("RESTARTS", 8).c_str(), "REASON");
+    for (const json& j : jobs) {
+      std::printf("%s %s %s %s %s\n", pad(j.value("id", ""), 8).c_str(),
+                  pad(j.value("name", ""), 20).c_str(), pad(j.value("state", ""), 10).c_str(),
+                  pad(std::to_string(j.value("restarts", 0)), 8).c_str(),
+                  j.value("reason", "").c_str());
+    }
+  });
+
+  struct IdFlags {
+    ClientFlags client;
+    std::string id;
+    int rank = 0;
+    bool follow = false;
+  };
+  auto get = std::make_shared<IdFlags>();
+  CLI::App* get_cmd = job->add_subcommand("get", "Show a job, its tasks, and why it waits");
+  add_client_flags(get_cmd, get->client);
+  get_cmd->add_option("id", get->id, "Job id")->required();
+  get_cmd->add_flag("--json", get->client.json, "Print JSON");
+  get_cmd->callback([get] {
+    json j = Api(get->client).call("GET", "/api/v1/jobs/" + net::url_encode(get->id));
+    if (get->client.json) {
+      std::cout << j.dump() << "\n";
+    } else {
+      print_job(j);
+    }
+  });
+
+  auto logs = std::make_shared<IdFlags>();
+  CLI::App* logs_cmd = job->add_subcommand("logs", "Print a task's output (latest attempt)");
+  add_client_flags(logs_cmd, logs->client);
+  logs_cmd->add_option("id", logs->id, "Job id")->required();
+  logs_cmd->add_option("--rank", logs->rank, "Node rank")->capture_default_str();
+  logs_cmd->add_flag("-f,--follow", logs->follow, "Keep printing until the job ends");
+  logs_cmd->callback([logs] {
+    Api api(logs->client);
+    const std::string id = net::url_encode(logs->id);
+    if (logs->follow) {
+      follow_logs(api, id, logs->rank);
+      return;
+    }
+    int64_t offset = 0;
+    while (true) {
+      json r = api.call("GET", "/api/v1/jobs/" + id + "/logs?rank=" + std::to_string(logs->rank) +
+                                   "&offset=" + std::to_string(offset));
+      const std::string data = r.value("data", "");
+      if (data.empty()) break;
+      std::fwrite(data.data(), 1, data.size(), stdout);
+      offset = r.value("next_offset", offset);
+    }
+  });
+
+  auto cancel = std::make_shared<IdFlags>();
+  CLI::App* cancel_cmd = job->add_subcommand("cancel", "Cancel a job and stop its processes");
+  add_client_flags(cancel_cmd, cancel->client);
+  cancel_cmd->add_option("id", cancel->id, "Job id")->required();
+  cancel_cmd->callback([cancel] {
+    json j =
+        Api(cancel->client).call("POST", "/api/v1/jobs/" + net::url_encode(cancel->id) + "/cancel");
+    std::printf("%s %s\n", j.value("id", "").c_str(), j.value("state", "").c_str());
+  });
+}
+
+void register_node_commands(CLI::App& app) {
+  CLI::App* node = app.add_subcommand("node", "Inspect the nodes agents have joined");
+  node->require_subcommand(1);
+  auto ls = std::make_shared<ClientFlags>();
+  CLI::App* ls_cmd = node->add_subcommand("ls", "List nodes");
+  add_client_flags(ls_cmd, *ls);
+  ls_cmd->add_flag("--json", ls->json, "Print a JSON array");
+  ls_cmd->callback([ls] {
+    json nodes = Api(*ls).call("GET", "/api/v1/nodes");
+    if (ls->json) {
+      std::cout << nodes.dump() << "\n";
+      return;
+    }
+    std::printf("%s %s %s %s %s %s\n", pad("NAME", 20).c_str(), pad("READY", 6).c_str(),
+                pad("CPU", 12).c_str(), pad("MEMORY", 16).c_str(), pad("GPUS", 18).c_str(),
+                "ADDRESS");
+    for (const json& n : nodes) {
+      char cpu[32], mem[48], gpus[48];
+      std::snprintf(cpu, sizeof cpu, "%g/%g", n.value("cpu_free_milli", int64_t{0}) / 1000.0,
+                    n.value("cpu_milli", int64_t{0}) / 1000.0);
+      std::snprintf(mem, sizeof mem, "%lld/%lld MiB",
+                    static_cast<long long>(n.value("memory_free_mib", int64_t{0})),
+                    static_cast<long long>(n.value("memory_mib", int64_t{0})));
+      std::snprintf(gpus, sizeof gpus, "%g/%d %s", n.value("gpu_free_milli", int64_t{0}) / 1000.0,
+                    n.value("gpu_count", 0), n.value("gpu_model", "").c_str());
+      std::printf("%s %s %s %s %s %s\n", pad(n.value("name", ""), 20).c_str(),
+                  pad(n.value("ready", false) ? "yes" : "no", 6).c_str(), pad(cpu, 12).c_str(),
+                  pad(mem, 16).c_str(), pad(gpus, 18).c_str(), n.value("address", "").c_str());
+    }
+  });
+}
+
+// --- processes ---
+
+struct ServeFlags {
+  std::string data_dir;
+  std::string address = "127.0.0.1";
+  int port = 8080;
+  std::string gpus;
+  std::string name;
+  std::string policy = "lepton";
+  int node_timeout_s = 10;
+};
+
+void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
+  cmd->add_option("--data-dir", f.data_dir, "State directory (default: ~/.lepton)");
+  cmd->add_option("--address", f.address, "Listen address")->capture_default_str();
+  cmd->add_option("--port", f.port, "Listen port (0: any free port)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--policy", f.policy, "Scheduling policy")->capture_default_str();
+  cmd->add_option("--node-timeout", f.node_timeout_s,
+                  "Seconds without heartbeats before a node is lost")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+}
+
+std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
+  server::ServerOptions o;
+  o.data_dir = f.data_dir.empty() ? default_data_dir() : f.data_dir;
+  o.address = f.address;
+  o.port = static_cast<uint16_t>(f.port);
+  o.control.policy = f.policy;
+  o.control.node_timeout_ms = int64_t{f.node_timeout_s} * 1000;
+  auto s = server::Server::start(o);
+  if (!s.is_ok()) fail(s.status().message(), 2);
+  return std::move(*s);
+}
+
+void register_process_commands(CLI::App& app) {
+  auto up = std::make_shared<ServeFlags>();
+  CLI::App* up_cmd = app.add_subcommand(
+      "up", "Run lepton on this machine: API server, scheduler and a local agent, in one process");
+  add_serve_flags(up_cmd, *up);
+  up_cmd->add_option("--gpus", up->gpus,
+                     "This machine's GPUs as MODEL:COUNT, or 'none' (default: discover with NVML)");
+  up_cmd->add_option("--name", up->name, "Name of the local node (default: the host name)");
+  up_cmd->callback([up] {
+    sigset_t signals = block_stop_signals();
+    auto server = start_server(*up);
+    const std::string data_dir = up->data_dir.empty() ? default_data_dir() : up->data_dir;
+    server::AgentOptions a;
+    a.server_url = server->url();
+    a.token = server->token();
+    a.name = up->name.empty() ? hostname() : up->name;
+    a.gpus = up->gpus;
+    a.work_dir = data_dir + "/agent";
+    auto agent = server::AgentDaemon::start(a);
+    if (!agent.is_ok()) {
+      server->stop();
+      fail(agent.status().message(), 2);
+    }
+    std::printf("lepton is up at %s\n  API token: %s\n  local node: %s (%s)\n",
+                server->url().c_str(), server->token_path().c_str(), a.name.c_str(),
+                a.gpus.empty() ? "GPUs from NVML" : ("GPUs " + a.gpus).c_str());
+    std::printf(
+        "Try: lepton job run -f examples/hello.yaml --follow\nCtrl-C stops the server "
+        "and the agent; running jobs keep running and are picked up at the next start.\n");
+    std::fflush(stdout);
+    wait_for_stop_signal(signals);
+    (*agent)->stop();
+    server->stop();
+  });
+
+  auto srv = std::make_shared<ServeFlags>();
+  CLI::App* server_cmd = app.add_subcommand("server", "Run the API server and scheduler only");
+  add_serve_flags(server_cmd, *srv);
+  server_cmd->callback([srv] {
+    sigset_t signals = block_stop_signals();
+    auto server = start_server(*srv);
+    std::printf("lepton server at %s\n  API token: %s\n", server->url().c_str(),
+                server->token_path().c_str());
+    std::fflush(stdout);
+    wait_for_stop_signal(signals);
+    server->stop();
+  });
+
+  struct AgentFlags {
+    ClientFlags client;
+    server::AgentOptions options;
+    double cpus = 0, memory_gib = 0;
+  };
+  auto ag = std::make_shared<AgentFlags>();
+  CLI::App* agent_cmd = app.add_subcommand("agent", "Join this machine to a server as a node");
+  add_client_flags(agent_cmd, ag->client);
+  agent_cmd->add_option("--name", ag->options.name, "Node name (default: the host name)");
+  agent_cmd->add_option("--gpus", ag->options.gpus,
+                        "GPUs as MODEL:COUNT, or 'none' (default: discover with NVML)");
+  agent_cmd->add_option("--work-dir", ag->options.work_dir,
+                        "Task directories (default: ~/.lepton/agent-NAME)");
+  agent_cmd->add_option("--cpus", ag->cpus, "CPU cores to offer (default: all)")
+      ->check(CLI::NonNegativeNumber);
+  agent_cmd->add_option("--memory", ag->memory_gib, "Memory to offer, GiB (default: all)")
+      ->check(CLI::NonNegativeNumber);
+  agent_cmd->add_option("--address", ag->options.address,
+                        "Address other nodes use for this one (default: as the server sees it)");
+  agent_cmd->callback([ag] {
+    sigset_t signals = block_stop_signals();
+    server::AgentOptions o = ag->options;
+    if (o.name.empty()) o.name = hostname();
+    if (o.work_dir.empty()) o.work_dir = default_data_dir() + "/agent-" + o.name;
+    o.cpu_milli = static_cast<int64_t>(ag->cpus * 1000);
+    o.memory_mib = static_cast<int64_t>(ag->memory_gib * 1024);
+    o.server_url = ag->client.server.empty()
+                       ? (std::getenv("LEPTON_SERVER") ? std::getenv("LEPTON_SERVER")
+                                                       : "http://127.0.0.1:8080")
+                       : ag->client.server;
+    const std::string token_path =
+        ag->client.token_file.empty() ? default_data_dir() + "/token" : ag->client.token_file;
+    auto token = sim::read_file(token_path);
+    if (!token.is_ok()) fail("--token-file: " + token.status().message(), 2);
+    o.token = *token;
+    while (!o.token.empty() && (o.token.back() == '\n' || o.token.back() == '\r')) {
+      o.token.pop_back();
+    }
+    auto agent = server::AgentDaemon::start(o);
+    if (!agent.is_ok()) fail(agent.status().message(), 2);
+    std::printf("lepton agent %s joining %s\n", o.name.c_str(), o.server_url.c_str());
+    std::fflush(stdout);
+    wait_for_stop_signal(signals);
+    (*agent)->stop();
+  });
+}
+
+}  // namespace
+
+void register_control_commands(CLI::App& app) {
+  register_process_commands(app);
+  register_job_commands(app);
+  register_node_commands(app);
+}
+
+}  // namespace lepton::cli
