@@ -469,6 +469,7 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
         task.exit_code = state == "GONE" ? -1 : exit_code;
         task.updated_ms = now_ms;
         if (state == "EXITED" && exit_code == 0) {
+          release(task);
           task.state = JobState::kSucceeded;
           batch.tasks.push_back(task);
           event(batch, now_ms, task_object(job_id, rank), "succeeded");

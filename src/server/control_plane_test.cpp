@@ -91,6 +91,7 @@ TEST_F(ControlPlaneTest, AJobRunsToSuccess) {
   EXPECT_EQ(job(id)["state"], "RUNNING");
   reply = beat("gpu-1", {report(start, "EXITED", 0)});
   EXPECT_EQ(job(id)["state"], "SUCCEEDED");
+  EXPECT_NE(cp_->metrics().find("lepton_gpu_allocated_milli 0\n"), std::string::npos);
   // Acknowledged: the agent is told to forget the finished task.
   reply = beat("gpu-1", {report(start, "EXITED", 0)});
   ASSERT_EQ(reply["stop"].size(), 1u);

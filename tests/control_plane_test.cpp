@@ -1,0 +1,254 @@
+// End-to-end: real `lepton server`, `lepton agent` and CLI processes on 127.0.0.1.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "tests/process.h"
+
+namespace lepton::e2e {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+class Cluster : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ =
+        fs::temp_directory_path() / ("lepton-e2e-" + std::to_string(getpid()) + "-" +
+                                     testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    port_ = free_port();
+    url_ = "http://127.0.0.1:" + std::to_string(port_);
+  }
+  void TearDown() override {
+    agents_.clear();
+    server_.reset();
+    run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");  // leftover tasks
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  void start_server() {
+    server_ = std::make_unique<Process>(
+        std::vector<std::string>{LEPTON_BINARY, "server", "--data-dir", (dir_ / "server").string(),
+                                 "--port", std::to_string(port_), "--node-timeout", "2"},
+        (dir_ / "server.log").string());
+    ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 10s));
+  }
+
+  void start_agent(const std::string& name, const std::string& gpus = "A100-80GB:4") {
+    agents_[name] = std::make_unique<Process>(
+        std::vector<std::string>{LEPTON_BINARY, "agent", "--server", url_, "--token-file",
+                                 (dir_ / "server" / "token").string(), "--name", name, "--gpus",
+                                 gpus, "--work-dir", (dir_ / name).string(), "--cpus", "8",
+                                 "--memory", "16"},
+        (dir_ / (name + ".log")).string());
+  }
+
+  void wait_for_nodes(size_t n) {
+    ASSERT_TRUE(wait_until(
+        [&] {
+          auto r = cli("node ls --json");
+          if (r.exit_code != 0) return false;
+          size_t ready = 0;
+          for (const json& node : json::parse(r.out)) ready += node.value("ready", false) ? 1 : 0;
+          return ready == n;
+        },
+        15s))
+        << server_log();
+  }
+
+  CommandResult cli(const std::string& args) {
+    return run_command(std::string(LEPTON_BINARY) + " " + args + " --server " + url_ +
+                       " --token-file " + (dir_ / "server" / "token").string());
+  }
+
+  std::string write_spec(const std::string& name, const std::string& yaml) {
+    fs::path p = dir_ / (name + ".yaml");
+    std::ofstream(p) << yaml;
+    return p.string();
+  }
+
+  std::string submit(const std::string& spec_path) {
+    auto r = cli("job run -f " + spec_path);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    std::string id = r.out;
+    while (!id.empty() && (id.back() == '\n')) id.pop_back();
+    return id;
+  }
+
+  json job(const std::string& id) {
+    auto r = cli("job get " + id + " --json");
+    if (r.exit_code != 0) return json::object();
+    return json::parse(r.out, nullptr, false);
+  }
+
+  bool all_in_state(const std::string& state, size_t n) {
+    auto r = cli("job ls --json");
+    if (r.exit_code != 0) return false;
+    json jobs = json::parse(r.out, nullptr, false);
+    if (jobs.is_discarded() || jobs.size() != n) return false;
+    for (const json& j : jobs) {
+      if (j.value("state", "") != state) return false;
+    }
+    return true;
+  }
+
+  std::vector<std::string> lines(const fs::path& p) {
+    std::ifstream in(p);
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  }
+
+  std::string server_log() {
+    std::ifstream in(dir_ / "server.log");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+
+  fs::path dir_;
+  int port_ = 0;
+  std::string url_;
+  std::unique_ptr<Process> server_;
+  std::map<std::string, std::unique_ptr<Process>> agents_;
+};
+
+TEST_F(Cluster, TwoHundredJobsOnThreeAgentsRunExactlyOnce) {
+  start_server();
+  for (const char* name : {"a1", "a2", "a3"}) start_agent(name);
+  wait_for_nodes(3);
+  const fs::path ran = dir_ / "ran.txt";
+  const std::string spec = write_spec(
+      "echo", "name: echo\nresources: {cpus: 1, memory: 0.1}\nrun: echo $LEPTON_JOB_ID >> " +
+                  ran.string() + "\n");
+  std::set<std::string> ids;
+  for (int i = 0; i < 200; ++i) ids.insert(submit(spec));
+  ASSERT_EQ(ids.size(), 200u);
+  ASSERT_TRUE(wait_until([&] { return all_in_state("SUCCEEDED", 200); }, 120s))
+      << cli("job ls").out;
+  auto ran_ids = lines(ran);
+  EXPECT_EQ(ran_ids.size(), 200u);
+  EXPECT_EQ(std::set<std::string>(ran_ids.begin(), ran_ids.end()), ids);
+}
+
+TEST_F(Cluster, ServerKilledAndRestartedMidRunLosesNothing) {
+  start_server();
+  start_agent("a1");
+  start_agent("a2");
+  wait_for_nodes(2);
+  const fs::path ran = dir_ / "ran.txt";
+  const std::string spec = write_spec(
+      "slow",
+      "name: slow\nresources: {cpus: 2, memory: 0.1}\nrun: sleep 2; echo $LEPTON_JOB_ID >> " +
+          ran.string() + "\n");
+  std::set<std::string> ids;
+  for (int i = 0; i < 10; ++i) ids.insert(submit(spec));
+  ASSERT_TRUE(
+      wait_until([&] { return cli("job ls").out.find("RUNNING") != std::string::npos; }, 20s));
+  server_->kill(SIGKILL);
+  std::this_thread::sleep_for(500ms);
+  start_server();  // same data dir and port
+  ASSERT_TRUE(wait_until([&] { return all_in_state("SUCCEEDED", 10); }, 90s))
+      << cli("job ls").out << server_log();
+  auto ran_ids = lines(ran);
+  EXPECT_EQ(ran_ids.size(), 10u);  // nothing started twice
+  EXPECT_EQ(std::set<std::string>(ran_ids.begin(), ran_ids.end()), ids);
+}
+
+TEST_F(Cluster, AKilledAgentsTaskIsRescheduled) {
+  start_server();
+  start_agent("a1");
+  start_agent("a2");
+  wait_for_nodes(2);
+  const fs::path ran = dir_ / "ran.txt";
+  const std::string id =
+      submit(write_spec("lost",
+                        "name: lost\nresources: {cpus: 1, memory: 0.1}\nrun: sleep 3; echo "
+                        "$LEPTON_JOB_ID-$LEPTON_TASK_ATTEMPT >> " +
+                            ran.string() + "\n"));
+  ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "RUNNING"; }, 20s));
+  const std::string first = job(id)["tasks"][0]["node"];
+  agents_.at(first)->kill(SIGKILL);
+  ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "SUCCEEDED"; }, 30s))
+      << job(id).dump() << server_log();
+  json j = job(id);
+  EXPECT_NE(j["tasks"][0]["node"], first);
+  EXPECT_EQ(j["tasks"][0]["attempt"], 1);
+  EXPECT_EQ(j["restarts"], 0);  // a lost node is not the job's failure
+  auto done = lines(ran);
+  EXPECT_NE(std::find(done.begin(), done.end(), id + "-1"), done.end());
+}
+
+TEST_F(Cluster, MultiNodeJobsGetConsistentRankVariables) {
+  start_server();
+  start_agent("a1");
+  start_agent("a2");
+  wait_for_nodes(2);
+  const std::string id = submit(write_spec(
+      "ranks",
+      "name: ranks\nnum_nodes: 2\nresources: {accelerators: A100-80GB:2, cpus: 1, "
+      "memory: 0.1}\nrun: echo rank=$LEPTON_NODE_RANK nodes=$LEPTON_NUM_NODES "
+      "world=$WORLD_SIZE master=$MASTER_ADDR:$MASTER_PORT gpus=$CUDA_VISIBLE_DEVICES\n"));
+  ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "SUCCEEDED"; }, 30s))
+      << job(id).dump();
+  json j = job(id);
+  EXPECT_NE(j["tasks"][0]["node"], j["tasks"][1]["node"]);
+  for (int rank : {0, 1}) {
+    auto logs = cli("job logs " + id + " --rank " + std::to_string(rank));
+    EXPECT_EQ(logs.out, "rank=" + std::to_string(rank) +
+                            " nodes=2 world=2 master=127.0.0.1:29500 gpus=0,1\n");
+  }
+}
+
+TEST_F(Cluster, CancelledJobsLeaveNoProcesses) {
+  start_server();
+  start_agent("a1");
+  wait_for_nodes(1);
+  const std::string marker = "98765" + std::to_string(getpid() % 1000);
+  const std::string id = submit(
+      write_spec("forever", "name: forever\nresources: {cpus: 1, memory: 0.1}\nrun: |\n  sleep " +
+                                marker + " &\n  sleep " + marker + "\n"));
+  ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "RUNNING"; }, 20s));
+  ASSERT_TRUE(wait_until(
+      [&] { return run_command("pgrep -f 'slee[p] " + marker + "'").exit_code == 0; }, 5s));
+  auto r = cli("job cancel " + id);
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, id + " CANCELLED\n");
+  EXPECT_TRUE(wait_until(
+      [&] { return run_command("pgrep -f 'slee[p] " + marker + "'").exit_code == 1; }, 20s))
+      << run_command("ps aux | grep " + marker).out;
+}
+
+TEST_F(Cluster, BadInputGetsClearErrors) {
+  start_server();
+  auto bad =
+      cli("job run -f " + write_spec("bad", "name: bad\nresources:\n  gpus: 2\nrun: true\n"));
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.out.find("bad.yaml:3:3: resources.gpus: unknown field"), std::string::npos)
+      << bad.out;
+  auto missing = cli("job get j-424242");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.out.find("job j-424242: no such job"), std::string::npos) << missing.out;
+  std::ofstream(dir_ / "wrong-token") << "0123456789abcdef0123456789abcdef\n";
+  auto denied = run_command(std::string(LEPTON_BINARY) + " job ls --server " + url_ +
+                            " --token-file " + (dir_ / "wrong-token").string());
+  EXPECT_NE(denied.exit_code, 0);
+  EXPECT_NE(denied.out.find("authorization: expected 'Bearer TOKEN'"), std::string::npos)
+      << denied.out;
+  auto down = run_command(std::string(LEPTON_BINARY) + " job ls --server http://127.0.0.1:1" +
+                          " --token-file " + (dir_ / "wrong-token").string());
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.out.find("cannot reach the server"), std::string::npos) << down.out;
+}
+
+}  // namespace
+}  // namespace lepton::e2e

@@ -1,0 +1,74 @@
+// Test helpers for end-to-end tests: start `lepton` processes, run CLI commands, wait with
+// deadlines, and pick free loopback ports.
+#pragma once
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace lepton::e2e {
+
+// A child process with stdout and stderr appended to `log_path`.
+class Process {
+ public:
+  Process(const std::vector<std::string>& argv, const std::string& log_path) {
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_ = fork();
+    if (pid_ == 0) {
+      FILE* log = std::fopen(log_path.c_str(), "a");
+      if (log) {
+        dup2(fileno(log), 1);
+        dup2(fileno(log), 2);
+      }
+      execv(args[0], args.data());
+      _exit(127);
+    }
+  }
+  ~Process() { kill(SIGKILL); }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  void kill(int sig) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+  // Sends SIGTERM and waits (the graceful stop).
+  void stop() { kill(SIGTERM); }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Polls `ready` every 50 ms until it holds or `timeout` passes.
+inline bool wait_until(const std::function<bool()>& ready, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (ready()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return ready();
+}
+
+// A loopback port that was free a moment ago.
+int free_port();
+
+struct CommandResult {
+  int exit_code;
+  std::string out;
+};
+// Runs a shell command line; stdout captured, stderr appended to stdout.
+CommandResult run_command(const std::string& command);
+
+}  // namespace lepton::e2e
