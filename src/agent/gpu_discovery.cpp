@@ -146,7 +146,7 @@ Discovery discover(std::string_view library) {
     d.result = Status(StatusCode::kUnavailable, "NVML: nvmlInit_v2 failed: " + describe(rc));
     return d;
   }
-  auto fail = [&](std::string what, nvmlReturn_t rc) {
+  auto fail = [&](const std::string& what, nvmlReturn_t rc) {
     return Status(StatusCode::kInternal, "NVML: " + what + " failed: " + describe(rc));
   };
   std::vector<GpuDevice> devices;

@@ -328,7 +328,8 @@ Result<HttpResponse> http_request(const Url& url, std::string_view method, std::
   parser.body_limit(256 << 20);
   beast::error_code result = asio::error::timed_out;
   resolver.async_resolve(
-      url.host, std::to_string(url.port), [&](beast::error_code ec, tcp::resolver::results_type r) {
+      url.host, std::to_string(url.port),
+      [&](beast::error_code ec, const tcp::resolver::results_type& r) {
         if (ec) {
           result = ec;
           return;

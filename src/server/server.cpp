@@ -169,7 +169,7 @@ class ServerImpl final : public Server {
       return;
     }
     if (kind == "jobs" && parts.size() >= 4) {
-      const std::string id = parts[3];
+      const std::string& id = parts[3];
       const std::string action = parts.size() >= 5 ? parts[4] : "";
       if (parts.size() == 4 && m == "GET") {
         on_loop(std::move(respond), [this, id] { return to_response(cp_->get_job(id)); });
