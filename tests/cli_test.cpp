@@ -103,11 +103,23 @@ TEST(BenchSched, PrintsThroughputAndLatency) {
   EXPECT_NE(bad.err.find("--nodes"), std::string::npos) << bad.err;
 }
 
+TEST(BenchApi, SubmitsAndRunsJobsThroughTheApi) {
+  CliRun r = lepton("bench api --submissions 40 --clients 4 --agents 2 --jobs 20 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["submit_errors"], 0);
+  EXPECT_GT(j["submissions_per_sec"].get<double>(), 0);
+  EXPECT_GT(j["submit_p99_ms"].get<double>(), 0);
+  EXPECT_GT(j["seconds_to_all_done"].get<double>(), 0);  // -1 if the jobs never finished
+}
+
 TEST(Help, ListsTheSubcommands) {
   CliRun r = lepton("--help");
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("sim"), std::string::npos);
   EXPECT_NE(r.out.find("bench"), std::string::npos);
+  EXPECT_NE(r.out.find("up"), std::string::npos);
+  EXPECT_NE(r.out.find("job"), std::string::npos);
 }
 
 }  // namespace
