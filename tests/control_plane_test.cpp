@@ -228,6 +228,25 @@ TEST_F(Cluster, CancelledJobsLeaveNoProcesses) {
       << run_command("ps aux | grep " + marker).out;
 }
 
+TEST_F(Cluster, LargeAndBinaryOutputArrivesWhole) {
+  start_server();
+  start_agent("a1");
+  wait_for_nodes(1);
+  const std::string id =
+      submit(write_spec("noisy",
+                        "name: noisy\nresources: {cpus: 1, memory: 0.1}\nrun: |\n  head -c 3000000 "
+                        "/dev/zero | tr '\\0' x\n  printf '\\377end\\n'\n"));
+  ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "SUCCEEDED"; }, 60s))
+      << job(id).dump();
+  auto logs = cli("job logs " + id);
+  EXPECT_EQ(logs.exit_code, 0);
+  ASSERT_GE(logs.out.size(), 3000000u);
+  EXPECT_EQ(logs.out.substr(0, 3), "xxx");
+  EXPECT_EQ(logs.out.substr(logs.out.size() - 7),
+            "\xEF\xBF\xBD"
+            "end\n");  // U+FFFD, then the rest
+}
+
 TEST_F(Cluster, BadInputGetsClearErrors) {
   start_server();
   auto bad =

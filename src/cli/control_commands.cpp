@@ -19,6 +19,7 @@
 #include "sim/csv.h"
 #include "spec/job_json.h"
 #include "spec/job_yaml.h"
+#include "spec/json_text.h"
 
 namespace lepton::cli {
 namespace {
@@ -218,7 +219,7 @@ void register_job_commands(CLI::App& app) {
   ls_cmd->callback([ls] {
     json jobs = Api(*ls).call("GET", "/api/v1/jobs");
     if (ls->json) {
-      std::cout << jobs.dump() << "\n";
+      std::cout << spec::to_json_text(jobs) << "\n";
       return;
     }
     std::printf("%s %s %s %s %s\n", pad("ID", 8).c_str(), pad("NAME", 20).c_str(),
@@ -245,7 +246,7 @@ void register_job_commands(CLI::App& app) {
   get_cmd->callback([get] {
     json j = Api(get->client).call("GET", "/api/v1/jobs/" + net::url_encode(get->id));
     if (get->client.json) {
-      std::cout << j.dump() << "\n";
+      std::cout << spec::to_json_text(j) << "\n";
     } else {
       print_job(j);
     }
@@ -296,7 +297,7 @@ void register_node_commands(CLI::App& app) {
   ls_cmd->callback([ls] {
     json nodes = Api(*ls).call("GET", "/api/v1/nodes");
     if (ls->json) {
-      std::cout << nodes.dump() << "\n";
+      std::cout << spec::to_json_text(nodes) << "\n";
       return;
     }
     std::printf("%s %s %s %s %s %s\n", pad("NAME", 20).c_str(), pad("READY", 6).c_str(),

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "agent/executor.h"
 #include "agent/gpu_discovery.h"
 #include "net/http.h"
+#include "spec/json_text.h"
 
 namespace lepton::server {
 namespace {
@@ -22,7 +24,10 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
+// Log bytes per task and per heartbeat; JSON escaping can grow them up to six times, and a
+// heartbeat must stay under the server's 4 MiB body limit.
 constexpr size_t kMaxLogChunk = 256 * 1024;
+constexpr size_t kMaxLogBytesPerHeartbeat = 512 * 1024;
 
 struct TaskId {
   std::string job_id;
@@ -104,8 +109,8 @@ class AgentImpl final : public AgentDaemon {
                  {"gpu_count", static_cast<int>(gpus_.size())},
                  {"gpu_model", gpus_.empty() ? "" : gpus_[0].model},
                  {"address", options_.address}};
-    auto r =
-        net::http_request(url_, "POST", "/api/v1/agents/register", body.dump(), http_options());
+    auto r = net::http_request(url_, "POST", "/api/v1/agents/register", spec::to_json_text(body),
+                               http_options());
     if (!r.is_ok()) {
       report_once("cannot register yet: " + r.status().message());
       return false;
@@ -129,6 +134,7 @@ class AgentImpl final : public AgentDaemon {
   json build_heartbeat() {
     json tasks = json::array();
     json logs = json::array();
+    size_t log_bytes = 0;
     for (auto& [id, task] : tasks_) {
       agent::TaskStatus st = agent::poll_task(task.dir);
       std::error_code ec;
@@ -149,9 +155,11 @@ class AgentImpl final : public AgentDaemon {
           break;
       }
       tasks.push_back(t);
-      if (size > task.acked_log) {
-        auto data = agent::read_log(task.dir, task.acked_log, kMaxLogChunk);
+      if (size > task.acked_log && log_bytes < kMaxLogBytesPerHeartbeat) {
+        auto data = agent::read_log(task.dir, task.acked_log,
+                                    std::min(kMaxLogChunk, kMaxLogBytesPerHeartbeat - log_bytes));
         if (data.is_ok() && !data->empty()) {
+          log_bytes += data->size();
           logs.push_back({{"job_id", id.job_id},
                           {"rank", id.rank},
                           {"attempt", id.attempt},
@@ -220,7 +228,7 @@ class AgentImpl final : public AgentDaemon {
       json body = build_heartbeat();
       auto r = net::http_request(url_, "POST",
                                  "/api/v1/agents/" + net::url_encode(options_.name) + "/heartbeat",
-                                 body.dump(), http_options());
+                                 spec::to_json_text(body), http_options());
       if (!r.is_ok()) {
         report_once(r.status().message() + " (tasks keep running; retrying)");
       } else if (r->status == 404) {

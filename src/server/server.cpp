@@ -11,6 +11,7 @@
 
 #include "net/http.h"
 #include "server/openapi.h"
+#include "spec/json_text.h"
 #include "store/sqlite_store.h"
 
 namespace lepton::server {
@@ -28,7 +29,7 @@ int64_t now_ms() {
 net::HttpResponse json_response(const json& j, int status = 200) {
   net::HttpResponse r;
   r.status = status;
-  r.body = j.dump();
+  r.body = spec::to_json_text(j);
   return r;
 }
 
