@@ -247,6 +247,37 @@ TEST_F(Cluster, LargeAndBinaryOutputArrivesWhole) {
             "end\n");  // U+FFFD, then the rest
 }
 
+TEST_F(Cluster, UpRunsJobsAndPicksThemUpAfterAKill) {
+  // `lepton up`: server and agent in one process. Killed with SIGKILL mid-job and started again,
+  // it finds the still-running task and records its end; nothing runs twice.
+  auto up = [&] {
+    return std::make_unique<Process>(
+        std::vector<std::string>{LEPTON_BINARY, "up", "--data-dir", (dir_ / "server").string(),
+                                 "--port", std::to_string(port_), "--gpus", "A100-80GB:2", "--name",
+                                 "local"},
+        (dir_ / "up.log").string());
+  };
+  server_ = up();
+  wait_for_nodes(1);
+  auto hello = cli("job run -f " LEPTON_SOURCE_DIR "/examples/hello.yaml --follow");
+  EXPECT_EQ(hello.exit_code, 0) << hello.out;
+  EXPECT_NE(hello.out.find("hello from "), std::string::npos) << hello.out;
+  const fs::path ran = dir_ / "ran.txt";
+  const std::string id = submit(write_spec(
+      "gpu",
+      "name: gpu\nresources: {accelerators: A100-80GB:1, cpus: 1, memory: 0.1}\nrun: sleep "
+      "2; echo $LEPTON_JOB_ID $CUDA_VISIBLE_DEVICES >> " +
+          ran.string() + "\n"));
+  ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "RUNNING"; }, 20s));
+  server_->kill(SIGKILL);
+  server_ = up();
+  ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "SUCCEEDED"; }, 30s))
+      << job(id).dump();
+  EXPECT_EQ(lines(ran), std::vector<std::string>{id + " 0"});
+  auto retry = cli("job run -f " LEPTON_SOURCE_DIR "/examples/retry.yaml --wait");
+  EXPECT_EQ(retry.exit_code, 0) << retry.out;
+}
+
 TEST_F(Cluster, BadInputGetsClearErrors) {
   start_server();
   auto bad =
