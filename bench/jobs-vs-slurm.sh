@@ -14,10 +14,10 @@
 #   --poll S    completion polling interval, the same for both systems (default 0.2)
 # Progress goes to stderr. Needs root and apt (Debian 12) to install Slurm and munge if missing.
 #
-# Fairness. lepton's jobs ask for 0.1 CPU, so up to 20 run at once on a 2-core machine. Slurm
-# with select/cons_tres + CR_Core gives each job a whole CPU, so its node is declared with
-# CPUs=20 (SlurmdParameters=config_overrides keeps slurmd from draining it for having fewer),
-# which also allows 20 concurrent 1-CPU jobs. Both get the same jobs (`true`, output
+# Fairness. lepton's jobs ask for 0.1 CPU, so up to 10 per core (20 on 2 cores) run at once.
+# Slurm with select/cons_tres + CR_Core gives each job a whole CPU, so its node is declared with
+# CPUs = 10 x nproc (SlurmdParameters=config_overrides keeps slurmd from draining it for having
+# fewer), which allows the same number of concurrent 1-CPU jobs. Both get the same jobs (`true`, output
 # discarded), the same sequential submission from this shell, the same polling interval, and
 # their default scheduler settings otherwise (Slurm: sched/backfill, no accounting, no cgroups).
 set -euo pipefail
@@ -186,6 +186,8 @@ sdir="$tmp/slurm"
 mkdir -p "$sdir/state" "$sdir/spool"
 chmod 755 "$tmp" "$sdir"   # munged wants every directory above its socket searchable by all
 host=$(hostname -s)
+cpus=$(nproc)
+slots=$((10 * cpus))   # as many concurrent jobs as lepton's 0.1-CPU jobs get
 cport=$(free_port) || die "no free port"
 dport=$(free_port) || die "no free port"
 [ "$cport" != "$dport" ] || dport=$((cport + 1))
@@ -233,9 +235,9 @@ ReturnToService=2
 MpiDefault=none
 # keep finished jobs visible to squeue long enough to check how they ended
 MinJobAge=3600
-# 20 one-CPU slots on this node, as lepton fits 20 jobs of 0.1 CPU on 2 cores
+# $slots one-CPU slots on this node, as lepton fits $slots jobs of 0.1 CPU on $cpus cores
 SlurmdParameters=config_overrides
-NodeName=$host NodeAddr=127.0.0.1 CPUs=20 RealMemory=1000 State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$slots RealMemory=1000 State=UNKNOWN
 PartitionName=bench Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 export SLURM_CONF="$conf"
@@ -292,8 +294,7 @@ l_sub=$(elapsed "$l_t0" "$l_t1"); s_sub=$(elapsed "$s_t0" "$s_t1")
 l_rate=$(rate "$jobs" "$l_sec"); s_rate=$(rate "$jobs" "$s_sec")
 l_srate=$(rate "$jobs" "$l_sub"); s_srate=$(rate "$jobs" "$s_sub")
 ratio=$(awk -v a="$l_rate" -v b="$s_rate" 'BEGIN{if (b > 0) printf "%.2f", a / b; else print "null"}')
-cpus=$(nproc)
-notes="one sequential submit call per job from this shell; end to end is first submit to last completion seen by polling every ${poll} s; lepton jobs ask for 0.1 CPU (20 at once on 2 cores), Slurm's node is declared CPUs=20 (config_overrides) so 20 one-CPU jobs run at once; Slurm 1 node, sched/backfill, select/cons_tres CR_Core, proctrack/linuxproc, task/none, no accounting; both on the same ${cpus}-CPU machine in one run"
+notes="one sequential submit call per job from this shell; end to end is first submit to last completion seen by polling every ${poll} s; lepton jobs ask for 0.1 CPU (${slots} at once on ${cpus} cores), Slurm's node is declared CPUs=${slots} (config_overrides) so ${slots} one-CPU jobs run at once; Slurm 1 node, sched/backfill, select/cons_tres CR_Core, proctrack/linuxproc, task/none, no accounting; both on the same ${cpus}-CPU machine in one run"
 if [ "$json" = 1 ]; then
   printf '{"jobs":%s,"lepton_jobs_per_s":%s,"slurm_jobs_per_s":%s,"ratio":%s,' \
     "$jobs" "$l_rate" "$s_rate" "$ratio"
