@@ -43,6 +43,7 @@ struct LocalTask {
   std::string dir;
   int64_t acked_log = 0;  // bytes the server has stored
   bool stopping = false;
+  int reported_state = -1;  // agent::TaskStatus::State last reported; -1 before the first report
 };
 
 class AgentImpl final : public AgentDaemon {
@@ -92,6 +93,22 @@ class AgentImpl final : public AgentDaemon {
     return !cv_.wait_for(lock, d, [this] { return stopped_; });
   }
 
+  // Waits for the next heartbeat, but no longer than until a task starts or ends: the server
+  // hears of it, and hands out the resources it frees, within kChangeCheck instead of a full
+  // interval. Returns false when the agent is stopping.
+  bool wait_for_heartbeat() {
+    constexpr auto kChangeCheck = std::chrono::milliseconds(20);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(interval_ms_);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (!wait(kChangeCheck)) return false;
+      for (const auto& [id, task] : tasks_) {
+        if (static_cast<int>(agent::poll_task(task.dir).state) != task.reported_state) return true;
+      }
+    }
+    return true;
+  }
+
   net::HttpClientOptions http_options() const {
     return {.timeout = std::chrono::seconds(10), .bearer_token = options_.token};
   }
@@ -137,6 +154,7 @@ class AgentImpl final : public AgentDaemon {
     size_t log_bytes = 0;
     for (auto& [id, task] : tasks_) {
       agent::TaskStatus st = agent::poll_task(task.dir);
+      task.reported_state = static_cast<int>(st.state);
       std::error_code ec;
       const fs::path log = fs::path(task.dir) / "log";
       const int64_t size = fs::exists(log, ec) ? static_cast<int64_t>(fs::file_size(log, ec)) : 0;
@@ -239,7 +257,7 @@ class AgentImpl final : public AgentDaemon {
         last_problem_.clear();
         handle_reply(json::parse(r->body, nullptr, false));
       }
-      if (!wait(std::chrono::milliseconds(interval_ms_))) return;
+      if (!wait_for_heartbeat()) return;
     }
   }
 

@@ -485,6 +485,8 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
       }
     }
   }
+  // Resources the reports freed go to pending work at once, so this reply can carry it.
+  schedule_pending(batch, now_ms);
   // Tasks this node should run: start those not reported (the agent ignores a start for a task
   // it already has); a running task it no longer reports has vanished.
   json start = json::array();
@@ -666,6 +668,11 @@ Status ControlPlane::tick(int64_t now_ms) {
                   /*counts_as_restart=*/false, batch, now_ms);
     }
   }
+  schedule_pending(batch, now_ms);
+  return commit(batch);
+}
+
+void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
   // Pending jobs in submission order; a job that does not fit does not block smaller ones.
   ensure_scheduler();
   for (const std::string& id : job_order_) {
@@ -678,7 +685,6 @@ Status ControlPlane::tick(int64_t now_ms) {
       batch.jobs.push_back(job.record);
     }
   }
-  return commit(batch);
 }
 
 }  // namespace lepton::server

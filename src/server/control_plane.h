@@ -71,6 +71,8 @@ class ControlPlane {
   Status load(int64_t now_ms);
   Status commit(store::WriteBatch& batch);
   void ensure_scheduler();
+  // Places pending jobs, in submission order, where they fit now.
+  void schedule_pending(store::WriteBatch& batch, int64_t now_ms);
   sched::Request request_of(const Job& job) const;
   // Places every task of a pending job, all or nothing. Returns false and the reason if not.
   bool place_gang(Job& job, store::WriteBatch& batch, int64_t now_ms, std::string& reason);

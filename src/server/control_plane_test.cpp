@@ -137,9 +137,10 @@ TEST_F(ControlPlaneTest, FailuresRestartUpToMaxRestartsThenFail) {
   tick();
   json start = beat("gpu-1")["start"][0];
   beat("gpu-1", {report(start, "EXITED", 3)});
-  EXPECT_EQ(job(id)["state"], "PENDING");
+  // Restarted, and placed again within the same heartbeat (the resources it freed are free).
+  EXPECT_EQ(job(id)["state"], "SCHEDULED");
   EXPECT_EQ(job(id)["restarts"], 1);
-  tick();
+  EXPECT_EQ(job(id)["tasks"][0]["attempt"], 1);
   json reply = beat("gpu-1", {report(start, "EXITED", 3)});  // the old attempt is stale
   ASSERT_EQ(reply["start"].size(), 1u);
   EXPECT_EQ(reply["start"][0]["attempt"], 1);
@@ -167,6 +168,18 @@ TEST_F(ControlPlaneTest, LostNodesRescheduleWithoutUsingRestarts) {
   // gpu-1 comes back still running the old attempt: it is told to stop it.
   json reply = beat("gpu-1", {report(start, "RUNNING")});
   EXPECT_EQ(reply["stop"].size(), 1u);
+}
+
+TEST_F(ControlPlaneTest, FreedResourcesGoToPendingWorkInTheSameHeartbeat) {
+  add_node("gpu-1", 2);
+  std::string first = submit(kGpuJob), second = submit(kGpuJob);
+  tick();
+  EXPECT_EQ(job(second)["state"], "PENDING");  // both GPUs are taken by the first
+  json start = beat("gpu-1")["start"][0];
+  json reply = beat("gpu-1", {report(start, "EXITED", 0)});
+  EXPECT_EQ(job(first)["state"], "SUCCEEDED");
+  ASSERT_EQ(reply["start"].size(), 1u);
+  EXPECT_EQ(reply["start"][0]["job_id"], second);
 }
 
 TEST_F(ControlPlaneTest, CancelStopsTheTasks) {
