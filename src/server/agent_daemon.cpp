@@ -95,16 +95,18 @@ class AgentImpl final : public AgentDaemon {
 
   // Waits for the next heartbeat, but no longer than until a task starts or ends: the server
   // hears of it, and hands out the resources it frees, within kChangeCheck instead of a full
-  // interval. Returns false when the agent is stopping.
+  // interval. A task's end shows as a reaped child (tasks adopted from an earlier agent are not
+  // our children; their ends wait for the regular heartbeat). Returns false when stopping.
   bool wait_for_heartbeat() {
     constexpr auto kChangeCheck = std::chrono::milliseconds(20);
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(interval_ms_);
     while (std::chrono::steady_clock::now() < deadline) {
-      if (!wait(kChangeCheck)) return false;
       for (const auto& [id, task] : tasks_) {
-        if (static_cast<int>(agent::poll_task(task.dir).state) != task.reported_state) return true;
+        if (task.reported_state < 0) return true;  // started and not reported yet
       }
+      if (!wait(kChangeCheck)) return false;
+      if (agent::reap_children() > 0) return true;
     }
     return true;
   }

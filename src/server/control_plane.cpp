@@ -71,7 +71,9 @@ Status ControlPlane::load(int64_t now_ms) {
                               ": stored spec unreadable: " + spec.status().message());
     }
     job_order_.push_back(r.id);
-    jobs_[r.id] = Job{r, std::move(*spec)};
+    const int64_t seq = static_cast<int64_t>(job_order_.size());
+    if (r.state == JobState::kPending) pending_jobs_.emplace(seq, r.id);
+    jobs_[r.id] = Job{r, std::move(*spec), seq};
   }
   auto tasks = store_->list_tasks("");
   if (!tasks.is_ok()) return tasks.status();
@@ -83,6 +85,7 @@ Status ControlPlane::load(int64_t now_ms) {
     if (holds && node != nodes_.end() && job != jobs_.end()) {
       cluster_.bind(request_of(job->second), {node->second.id, t.gpu_mask});
     }
+    if (holds) active_tasks_.insert({t.job_id, t.rank});
     tasks_[{t.job_id, t.rank}] = t;
   }
   return Status::ok();
@@ -93,6 +96,25 @@ Status ControlPlane::commit(store::WriteBatch& batch) {
   auto rev = store_->commit(batch);
   batch = store::WriteBatch{};
   return rev.status();
+}
+
+void ControlPlane::save_task(const store::TaskRecord& task, store::WriteBatch& batch) {
+  const TaskKey key{task.job_id, task.rank};
+  if (!is_terminal(task.state) && task.state != JobState::kPending) {
+    active_tasks_.insert(key);
+  } else {
+    active_tasks_.erase(key);
+  }
+  batch.tasks.push_back(task);
+}
+
+void ControlPlane::save_job(const Job& job, store::WriteBatch& batch) {
+  if (job.record.state == JobState::kPending) {
+    pending_jobs_.emplace(job.seq, job.record.id);
+  } else {
+    pending_jobs_.erase(job.seq);
+  }
+  batch.jobs.push_back(job.record);
 }
 
 void ControlPlane::event(store::WriteBatch& batch, int64_t now_ms, std::string object,
@@ -152,6 +174,8 @@ Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms) {
   for (const store::TaskRecord& t : tasks) tasks_[{t.job_id, t.rank}] = t;
   const std::string id = job.record.id;
   job_order_.push_back(id);
+  job.seq = static_cast<int64_t>(job_order_.size());
+  pending_jobs_.emplace(job.seq, id);
   jobs_[id] = std::move(job);
   ++submitted_;
   return job_json(jobs_[id]);
@@ -458,7 +482,7 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
         if (task.state != JobState::kRunning) {
           task.state = JobState::kRunning;
           task.updated_ms = now_ms;
-          batch.tasks.push_back(task);
+          save_task(task, batch);
           update_job_state(job->second, batch, now_ms);
         }
       } else if (state == "EXITED" || state == "GONE") {
@@ -471,7 +495,7 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
         if (state == "EXITED" && exit_code == 0) {
           release(task);
           task.state = JobState::kSucceeded;
-          batch.tasks.push_back(task);
+          save_task(task, batch);
           event(batch, now_ms, task_object(job_id, rank), "succeeded");
           update_job_state(job->second, batch, now_ms);
         } else {
@@ -490,7 +514,9 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
   // Tasks this node should run: start those not reported (the agent ignores a start for a task
   // it already has); a running task it no longer reports has vanished.
   json start = json::array();
-  for (auto& [key, task] : tasks_) {
+  const std::vector<TaskKey> active(active_tasks_.begin(), active_tasks_.end());
+  for (const TaskKey& key : active) {
+    store::TaskRecord& task = tasks_.at(key);
     if (task.node != node_name || reported.count(key)) continue;
     if (task.state == JobState::kScheduled || task.state == JobState::kStarting) {
       Job& job = jobs_.at(key.first);
@@ -498,7 +524,7 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
       if (task.state == JobState::kScheduled) {
         task.state = JobState::kStarting;
         task.updated_ms = now_ms;
-        batch.tasks.push_back(task);
+        save_task(task, batch);
         update_job_state(job, batch, now_ms);
       }
     } else if (task.state == JobState::kRunning) {
@@ -534,12 +560,12 @@ void ControlPlane::finish_job(Job& job, JobState state, const std::string& why,
     t.state = JobState::kCancelled;  // the job ended while this task had not
     t.reason = why;
     t.updated_ms = now_ms;
-    batch.tasks.push_back(t);
+    save_task(t, batch);
   }
   job.record.state = state;
   job.record.reason = why;
   job.record.updated_ms = now_ms;
-  batch.jobs.push_back(job.record);
+  save_job(job, batch);
   event(batch, now_ms, "job/" + job.record.id,
         std::string(job_state_name(state)) + (why.empty() ? "" : ": " + why));
   if (state == JobState::kSucceeded) ++completed_;
@@ -552,7 +578,7 @@ void ControlPlane::task_failed(Job& job, store::TaskRecord& task, const std::str
   task.state = JobState::kFailed;
   task.reason = why;
   task.updated_ms = now_ms;
-  batch.tasks.push_back(task);
+  save_task(task, batch);
   event(batch, now_ms, task_object(job.record.id, task.rank), "failed: " + why);
   const bool may_restart = !counts_as_restart || job.record.restarts < job.spec.max_restarts;
   if (!may_restart) {
@@ -571,13 +597,13 @@ void ControlPlane::task_failed(Job& job, store::TaskRecord& task, const std::str
     t.gpu_mask = 0;
     t.exit_code = -1;
     t.updated_ms = now_ms;
-    batch.tasks.push_back(t);
+    save_task(t, batch);
   }
   if (counts_as_restart) job.record.restarts++;
   job.record.state = JobState::kPending;
   job.record.reason = "restarting: rank " + std::to_string(task.rank) + " " + why;
   job.record.updated_ms = now_ms;
-  batch.jobs.push_back(job.record);
+  save_job(job, batch);
   event(batch, now_ms, "job/" + job.record.id, job.record.reason);
 }
 
@@ -604,7 +630,7 @@ void ControlPlane::update_job_state(Job& job, store::WriteBatch& batch, int64_t 
     job.record.state = next;
     job.record.reason.clear();
     job.record.updated_ms = now_ms;
-    batch.jobs.push_back(job.record);
+    save_job(job, batch);
   }
 }
 
@@ -640,12 +666,12 @@ bool ControlPlane::place_gang(Job& job, store::WriteBatch& batch, int64_t now_ms
     t.state = JobState::kScheduled;
     t.reason.clear();
     t.updated_ms = now_ms;
-    batch.tasks.push_back(t);
+    save_task(t, batch);
   }
   job.record.state = JobState::kScheduled;
   job.record.reason.clear();
   job.record.updated_ms = now_ms;
-  batch.jobs.push_back(job.record);
+  save_job(job, batch);
   event(batch, now_ms, "job/" + job.record.id, "scheduled");
   return true;
 }
@@ -660,7 +686,9 @@ Status ControlPlane::tick(int64_t now_ms) {
     batch.nodes.push_back(node.record);
     event(batch, now_ms, "node/" + name,
           "lost: no heartbeat for " + std::to_string(now_ms - node.seen_ms) + " ms");
-    for (auto& [key, task] : tasks_) {
+    const std::vector<TaskKey> active(active_tasks_.begin(), active_tasks_.end());
+    for (const TaskKey& key : active) {
+      store::TaskRecord& task = tasks_.at(key);
       if (task.node != name || is_terminal(task.state) || task.state == JobState::kPending) {
         continue;
       }
@@ -674,15 +702,18 @@ Status ControlPlane::tick(int64_t now_ms) {
 
 void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
   // Pending jobs in submission order; a job that does not fit does not block smaller ones.
+  if (pending_jobs_.empty()) return;
   ensure_scheduler();
-  for (const std::string& id : job_order_) {
+  const std::vector<std::pair<int64_t, std::string>> pending(pending_jobs_.begin(),
+                                                             pending_jobs_.end());
+  for (const auto& [seq, id] : pending) {
     Job& job = jobs_.at(id);
     if (job.record.state != JobState::kPending) continue;
     std::string reason;
     if (!place_gang(job, batch, now_ms, reason) && reason != job.record.reason) {
       job.record.reason = reason;
       job.record.updated_ms = now_ms;
-      batch.jobs.push_back(job.record);
+      save_job(job, batch);
     }
   }
 }

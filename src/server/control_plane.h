@@ -59,6 +59,7 @@ class ControlPlane {
   struct Job {
     store::JobRecord record;
     JobSpec spec;
+    int64_t seq = 0;  // submission order
   };
   using TaskKey = std::pair<std::string, int>;  // (job id, rank)
   struct Node {
@@ -88,12 +89,18 @@ class ControlPlane {
   json job_json(const Job& job) const;
   std::string log_path(const std::string& job, int rank, int attempt) const;
   void event(store::WriteBatch& batch, int64_t now_ms, std::string object, std::string message);
+  // Every change of a task or job goes through these: they queue the record for the store and
+  // keep the indexes below up to date.
+  void save_task(const store::TaskRecord& task, store::WriteBatch& batch);
+  void save_job(const Job& job, store::WriteBatch& batch);
 
   std::unique_ptr<store::Store> store_;
   ControlPlaneOptions options_;
   std::map<std::string, Job> jobs_;
   std::vector<std::string> job_order_;  // ids by submission
   std::map<TaskKey, store::TaskRecord> tasks_;
+  std::set<TaskKey> active_tasks_;               // placed and not ended
+  std::map<int64_t, std::string> pending_jobs_;  // by submission order
   std::map<std::string, Node> nodes_;
   std::map<sched::NodeId, std::string> node_names_;
   sched::ClusterState cluster_;
