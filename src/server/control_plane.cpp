@@ -410,6 +410,64 @@ json ControlPlane::task_start_message(const Job& job, const store::TaskRecord& t
           {"env", env}};
 }
 
+namespace {
+
+struct LogChunk {
+  std::string job_id;
+  int rank = 0, attempt = 0;
+  int64_t offset = 0;
+  std::string data;
+};
+
+struct TaskReport {
+  std::string job_id;
+  int rank = 0, attempt = 0;
+  std::string state;  // RUNNING, EXITED or GONE
+  int exit_code = -1;
+  int64_t log_size = 0;
+};
+
+// Reads a whole heartbeat before anything is applied, so a bad message changes nothing.
+Status parse_heartbeat(const json& j, std::vector<LogChunk>& logs,
+                       std::vector<TaskReport>& reports) {
+  if (auto it = j.find("logs"); it != j.end()) {
+    if (!it->is_array()) return Status::invalid_argument("logs: expected an array");
+    for (const json& chunk : *it) {
+      LogChunk c;
+      LEPTON_RETURN_IF_ERROR(get_field(chunk, "job_id", c.job_id));
+      LEPTON_RETURN_IF_ERROR(get_field(chunk, "rank", c.rank));
+      LEPTON_RETURN_IF_ERROR(get_field(chunk, "attempt", c.attempt));
+      LEPTON_RETURN_IF_ERROR(get_field(chunk, "offset", c.offset));
+      LEPTON_RETURN_IF_ERROR(get_field(chunk, "data", c.data));
+      logs.push_back(std::move(c));
+    }
+  }
+  if (auto it = j.find("tasks"); it != j.end()) {
+    if (!it->is_array()) return Status::invalid_argument("tasks: expected an array");
+    for (const json& report : *it) {
+      TaskReport r;
+      LEPTON_RETURN_IF_ERROR(get_field(report, "job_id", r.job_id));
+      LEPTON_RETURN_IF_ERROR(get_field(report, "rank", r.rank));
+      LEPTON_RETURN_IF_ERROR(get_field(report, "attempt", r.attempt));
+      LEPTON_RETURN_IF_ERROR(get_field(report, "state", r.state));
+      if (report.contains("exit_code")) {
+        LEPTON_RETURN_IF_ERROR(get_field(report, "exit_code", r.exit_code));
+      }
+      if (report.contains("log_size")) {
+        LEPTON_RETURN_IF_ERROR(get_field(report, "log_size", r.log_size));
+      }
+      if (r.state != "RUNNING" && r.state != "EXITED" && r.state != "GONE") {
+        return Status::invalid_argument("tasks.state: expected RUNNING, EXITED or GONE, got '" +
+                                        r.state + "'");
+      }
+      reports.push_back(std::move(r));
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::string& body,
                                      int64_t now_ms) {
   auto it = nodes_.find(node_name);
@@ -419,6 +477,9 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
   Node& node = it->second;
   auto j = parse_body(body);
   if (!j.is_ok()) return j.status();
+  std::vector<LogChunk> logs;
+  std::vector<TaskReport> reports;
+  LEPTON_RETURN_IF_ERROR(parse_heartbeat(*j, logs, reports));
   store::WriteBatch batch;
   node.seen_ms = now_ms;
   if (!node.record.ready) {
@@ -428,85 +489,61 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
   }
   node.record.last_heartbeat_ms = now_ms;
   // Log chunks first, so a task's last output is stored before its end is recorded.
-  if (auto logs = j->find("logs"); logs != j->end() && logs->is_array()) {
-    for (const json& chunk : *logs) {
-      std::string job_id, data;
-      int rank = 0, attempt = 0;
-      int64_t offset = 0;
-      LEPTON_RETURN_IF_ERROR(get_field(chunk, "job_id", job_id));
-      LEPTON_RETURN_IF_ERROR(get_field(chunk, "rank", rank));
-      LEPTON_RETURN_IF_ERROR(get_field(chunk, "attempt", attempt));
-      LEPTON_RETURN_IF_ERROR(get_field(chunk, "offset", offset));
-      LEPTON_RETURN_IF_ERROR(get_field(chunk, "data", data));
-      auto t = tasks_.find({job_id, rank});
-      if (t == tasks_.end() || t->second.node != node_name) continue;
-      const std::string path = log_path(job_id, rank, attempt);
-      std::error_code ec;
-      fs::create_directories(fs::path(path).parent_path(), ec);
-      const int64_t size = fs::exists(path, ec) ? static_cast<int64_t>(fs::file_size(path, ec)) : 0;
-      if (offset != size) continue;  // a resend or a gap; the reply says where to resume
-      std::ofstream(path, std::ios::binary | std::ios::app) << data;
-    }
+  for (const LogChunk& c : logs) {
+    auto t = tasks_.find({c.job_id, c.rank});
+    if (t == tasks_.end() || t->second.node != node_name) continue;
+    const std::string path = log_path(c.job_id, c.rank, c.attempt);
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    const int64_t size = fs::exists(path, ec) ? static_cast<int64_t>(fs::file_size(path, ec)) : 0;
+    if (c.offset != size) continue;  // a resend or a gap; the reply says where to resume
+    std::ofstream(path, std::ios::binary | std::ios::app) << c.data;
   }
   json stop = json::array();
   json log_offsets = json::array();
   std::set<TaskKey> reported;
-  if (auto tasks = j->find("tasks"); tasks != j->end() && tasks->is_array()) {
-    for (const json& report : *tasks) {
-      std::string job_id, state;
-      int rank = 0, attempt = 0, exit_code = -1;
-      LEPTON_RETURN_IF_ERROR(get_field(report, "job_id", job_id));
-      LEPTON_RETURN_IF_ERROR(get_field(report, "rank", rank));
-      LEPTON_RETURN_IF_ERROR(get_field(report, "attempt", attempt));
-      LEPTON_RETURN_IF_ERROR(get_field(report, "state", state));
-      if (report.contains("exit_code"))
-        LEPTON_RETURN_IF_ERROR(get_field(report, "exit_code", exit_code));
-      auto t = tasks_.find({job_id, rank});
-      auto job = jobs_.find(job_id);
-      const bool current = t != tasks_.end() && job != jobs_.end() &&
-                           t->second.attempt == attempt && t->second.node == node_name &&
-                           !is_terminal(t->second.state) && t->second.state != JobState::kPending;
-      const json key = {{"job_id", job_id}, {"rank", rank}, {"attempt", attempt}};
-      if (!current) {
-        stop.push_back(key);  // stale, cancelled or unknown: the agent stops and forgets it
-        continue;
-      }
-      reported.insert({job_id, rank});
-      std::error_code ec;
-      const std::string path = log_path(job_id, rank, attempt);
-      json offset = key;
-      offset["offset"] = fs::exists(path, ec) ? static_cast<int64_t>(fs::file_size(path, ec)) : 0;
-      log_offsets.push_back(offset);
-      store::TaskRecord& task = t->second;
-      if (state == "RUNNING") {
-        if (task.state != JobState::kRunning) {
-          task.state = JobState::kRunning;
-          task.updated_ms = now_ms;
-          save_task(task, batch);
-          update_job_state(job->second, batch, now_ms);
-        }
-      } else if (state == "EXITED" || state == "GONE") {
-        // Wait for the rest of the log before recording the end.
-        const bool log_complete =
-            !report.contains("log_size") || report["log_size"].get<int64_t>() <= offset["offset"];
-        if (!log_complete) continue;
-        task.exit_code = state == "GONE" ? -1 : exit_code;
+  for (const TaskReport& r : reports) {
+    auto t = tasks_.find({r.job_id, r.rank});
+    auto job = jobs_.find(r.job_id);
+    const bool current = t != tasks_.end() && job != jobs_.end() &&
+                         t->second.attempt == r.attempt && t->second.node == node_name &&
+                         !is_terminal(t->second.state) && t->second.state != JobState::kPending;
+    const json key = {{"job_id", r.job_id}, {"rank", r.rank}, {"attempt", r.attempt}};
+    if (!current) {
+      stop.push_back(key);  // stale, cancelled or unknown: the agent stops and forgets it
+      continue;
+    }
+    reported.insert({r.job_id, r.rank});
+    std::error_code ec;
+    const std::string path = log_path(r.job_id, r.rank, r.attempt);
+    const int64_t stored = fs::exists(path, ec) ? static_cast<int64_t>(fs::file_size(path, ec)) : 0;
+    json offset = key;
+    offset["offset"] = stored;
+    log_offsets.push_back(offset);
+    store::TaskRecord& task = t->second;
+    if (r.state == "RUNNING") {
+      if (task.state != JobState::kRunning) {
+        task.state = JobState::kRunning;
         task.updated_ms = now_ms;
-        if (state == "EXITED" && exit_code == 0) {
-          release(task);
-          task.state = JobState::kSucceeded;
-          save_task(task, batch);
-          event(batch, now_ms, task_object(job_id, rank), "succeeded");
-          update_job_state(job->second, batch, now_ms);
-        } else {
-          std::string why = state == "GONE" ? "the task's processes disappeared"
-                                            : "exited with code " + std::to_string(exit_code);
-          task_failed(job->second, task, why, /*counts_as_restart=*/true, batch, now_ms);
-        }
-      } else {
-        return Status::invalid_argument("tasks.state: expected RUNNING, EXITED or GONE, got '" +
-                                        state + "'");
+        save_task(task, batch);
+        update_job_state(job->second, batch, now_ms);
       }
+      continue;
+    }
+    // EXITED or GONE: wait for the rest of the log before recording the end.
+    if (r.log_size > stored) continue;
+    task.exit_code = r.state == "GONE" ? -1 : r.exit_code;
+    task.updated_ms = now_ms;
+    if (r.state == "EXITED" && r.exit_code == 0) {
+      release(task);
+      task.state = JobState::kSucceeded;
+      save_task(task, batch);
+      event(batch, now_ms, task_object(r.job_id, r.rank), "succeeded");
+      update_job_state(job->second, batch, now_ms);
+    } else {
+      std::string why = r.state == "GONE" ? "the task's processes disappeared"
+                                          : "exited with code " + std::to_string(r.exit_code);
+      task_failed(job->second, task, why, /*counts_as_restart=*/true, batch, now_ms);
     }
   }
   // Resources the reports freed go to pending work at once, so this reply can carry it.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <random>
 
 #include "store/sqlite_store.h"
 
@@ -217,6 +218,55 @@ TEST_F(ControlPlaneTest, ARestartedControlPlaneKeepsEverything) {
   EXPECT_EQ(reply["start"][0]["job_id"], third);
   EXPECT_TRUE(reply["stop"].empty());
   EXPECT_NE(submit(kGpuJob), third);  // ids are never reused
+}
+
+// Agent messages are untrusted input: random mutations of valid ones give a result or an error,
+// never an exception.
+TEST_F(ControlPlaneTest, MutatedAgentMessagesNeverThrow) {
+  add_node("gpu-1", 4);
+  submit(kGpuJob);
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  // A field of the wrong type is named in the error.
+  json wrong = report(start, "EXITED", 0);
+  wrong["log_size"] = "many";
+  auto wrong_type = cp_->heartbeat("gpu-1", json{{"tasks", {wrong}}}.dump(), now_);
+  EXPECT_EQ(wrong_type.status().message(), "log_size: wrong type");
+  // A message with one good and one bad report changes nothing.
+  json bad_state = report(start, "DANCING", 0);
+  auto half =
+      cp_->heartbeat("gpu-1", json{{"tasks", {report(start, "RUNNING"), bad_state}}}.dump(), now_);
+  EXPECT_EQ(half.status().message(),
+            "tasks.state: expected RUNNING, EXITED or GONE, got 'DANCING'");
+  EXPECT_EQ(job(start["job_id"])["state"], "STARTING");
+  json valid = {{"tasks", {report(start, "EXITED", 0)}},
+                {"logs",
+                 {{{"job_id", start["job_id"]},
+                   {"rank", 0},
+                   {"attempt", 0},
+                   {"offset", 0},
+                   {"data", "hello"}}}}};
+  valid["tasks"][0]["log_size"] = 5;
+  const std::string base = valid.dump();
+  const char alphabet[] = "{}[]\":,0123456789-.aetrunlfsEXITD ";
+  std::mt19937 rng(3);
+  int errors = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string body = base;
+    for (int k = 0, n = 1 + static_cast<int>(rng() % 3); k < n; ++k) {
+      const size_t pos = rng() % body.size();
+      if (rng() % 2) {
+        body[pos] = alphabet[rng() % (sizeof alphabet - 1)];
+      } else {
+        body.erase(pos, 1 + rng() % 4);
+      }
+    }
+    Result<json> r = json();
+    EXPECT_NO_THROW(r = cp_->heartbeat("gpu-1", body, now_)) << body;
+    EXPECT_NO_THROW((void)cp_->register_agent(body, "", now_)) << body;
+    errors += r.is_ok() ? 0 : 1;
+  }
+  EXPECT_GT(errors, 100);
 }
 
 TEST_F(ControlPlaneTest, BadInputIsRejectedWithTheField) {
