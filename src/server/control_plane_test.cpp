@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <random>
 
+#include "core/testing/mutate.h"
 #include "store/sqlite_store.h"
 
 namespace lepton::server {
@@ -252,15 +253,7 @@ TEST_F(ControlPlaneTest, MutatedAgentMessagesNeverThrow) {
   std::mt19937 rng(3);
   int errors = 0;
   for (int i = 0; i < 3000; ++i) {
-    std::string body = base;
-    for (int k = 0, n = 1 + static_cast<int>(rng() % 3); k < n; ++k) {
-      const size_t pos = rng() % body.size();
-      if (rng() % 2) {
-        body[pos] = alphabet[rng() % (sizeof alphabet - 1)];
-      } else {
-        body.erase(pos, 1 + rng() % 4);
-      }
-    }
+    const std::string body = lepton::testing::mutate(base, alphabet, rng, 3);
     Result<json> r = json();
     EXPECT_NO_THROW(r = cp_->heartbeat("gpu-1", body, now_)) << body;
     EXPECT_NO_THROW((void)cp_->register_agent(body, "", now_)) << body;

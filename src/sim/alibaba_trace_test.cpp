@@ -4,6 +4,8 @@
 
 #include <random>
 
+#include "core/testing/mutate.h"
+
 namespace lepton::sim {
 namespace {
 
@@ -89,24 +91,11 @@ TEST(AlibabaTrace, MutatedInputNeverCrashes) {
   const std::string base = std::string(kPodHeader) +
                            "p0,12000,16384,1,460,,LS,Running,0,12537496,0\n"
                            "p1,6000,12288,2,1000,V100M16|T4,BE,Pending,5,,\n";
-  const char alphabet[] = "0123456789,|\n\r-.xan ";
+  const std::string_view alphabet = "0123456789,|\n\r-.xan ";
   std::mt19937 rng(1);
   int errors = 0;
   for (int i = 0; i < 20000; ++i) {
-    std::string s = base;
-    for (int k = 0, n = 1 + static_cast<int>(rng() % 4); k < n; ++k) {
-      size_t pos = rng() % s.size();
-      switch (rng() % 3) {
-        case 0:
-          s[pos] = alphabet[rng() % (sizeof alphabet - 1)];
-          break;
-        case 1:
-          s.erase(pos, 1 + rng() % 3);
-          break;
-        default:
-          s.insert(pos, 1, alphabet[rng() % (sizeof alphabet - 1)]);
-      }
-    }
+    const std::string s = lepton::testing::mutate(base, alphabet, rng, 4);
     auto r = parse_alibaba_pods(s, "fuzz.csv");
     if (!r.is_ok()) {
       ++errors;

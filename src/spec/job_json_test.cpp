@@ -4,6 +4,7 @@
 
 #include <random>
 
+#include "core/testing/mutate.h"
 #include "spec/job_yaml.h"
 
 namespace lepton::spec {
@@ -154,24 +155,11 @@ TEST(SpecJobJson, MutatedInputNeverCrashes) {
   JobSpec s = make("train", {4000, 16384, 8, 1000}, {"A100", "H100"});
   s.envs = {{"EPOCHS", "3"}};
   const std::string base = job_spec_to_json(s);
-  const char alphabet[] = "0123456789:{}[],-.\"e\\ ntul";
+  const std::string_view alphabet = "0123456789:{}[],-.\"e\\ ntul";
   std::mt19937 rng(2);
   int ok = 0;
   for (int i = 0; i < 5000; ++i) {
-    std::string t = base;
-    for (int k = 0, n = 1 + static_cast<int>(rng() % 3); k < n; ++k) {
-      size_t pos = rng() % t.size();
-      switch (rng() % 3) {
-        case 0:
-          t[pos] = alphabet[rng() % (sizeof alphabet - 1)];
-          break;
-        case 1:
-          t.erase(pos, 1 + rng() % 3);
-          break;
-        default:
-          t.insert(pos, 1, alphabet[rng() % (sizeof alphabet - 1)]);
-      }
-    }
+    const std::string t = lepton::testing::mutate(base, alphabet, rng, 3);
     auto r = job_spec_from_json(t);
     if (r.is_ok()) {
       ++ok;

@@ -7,6 +7,8 @@
 #include <random>
 #include <sstream>
 
+#include "core/testing/mutate.h"
+
 namespace lepton::spec {
 namespace {
 
@@ -251,24 +253,11 @@ TEST(SpecJobYaml, MutatedInputNeverCrashes) {
       "run: python train.py\n"
       "max_restarts: 2\n";
   ASSERT_TRUE(parse_job_yaml(base, "fuzz.yaml").is_ok());
-  const char alphabet[] = "0123456789:{}[],-+.&*!|>'\"#\n abxAH";
+  const std::string_view alphabet = "0123456789:{}[],-+.&*!|>'\"#\n abxAH";
   std::mt19937 rng(1);
   int errors = 0;
   for (int i = 0; i < 5000; ++i) {
-    std::string s = base;
-    for (int k = 0, n = 1 + static_cast<int>(rng() % 4); k < n; ++k) {
-      size_t pos = rng() % s.size();
-      switch (rng() % 3) {
-        case 0:
-          s[pos] = alphabet[rng() % (sizeof alphabet - 1)];
-          break;
-        case 1:
-          s.erase(pos, 1 + rng() % 3);
-          break;
-        default:
-          s.insert(pos, 1, alphabet[rng() % (sizeof alphabet - 1)]);
-      }
-    }
+    const std::string s = lepton::testing::mutate(base, alphabet, rng, 4);
     auto r = parse_job_yaml(s, "fuzz.yaml");
     if (!r.is_ok()) {
       ++errors;
