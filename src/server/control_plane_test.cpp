@@ -253,7 +253,7 @@ TEST_F(ControlPlaneTest, MutatedAgentMessagesNeverThrow) {
   std::mt19937 rng(3);
   int errors = 0;
   for (int i = 0; i < 3000; ++i) {
-    const std::string body = lepton::testing::mutate(base, alphabet, rng, 3);
+    const std::string body = lepton::test_util::mutate(base, alphabet, rng, 3);
     Result<json> r = json();
     EXPECT_NO_THROW(r = cp_->heartbeat("gpu-1", body, now_)) << body;
     EXPECT_NO_THROW((void)cp_->register_agent(body, "", now_)) << body;

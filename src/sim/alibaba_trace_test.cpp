@@ -95,7 +95,7 @@ TEST(AlibabaTrace, MutatedInputNeverCrashes) {
   std::mt19937 rng(1);
   int errors = 0;
   for (int i = 0; i < 20000; ++i) {
-    const std::string s = lepton::testing::mutate(base, alphabet, rng, 4);
+    const std::string s = lepton::test_util::mutate(base, alphabet, rng, 4);
     auto r = parse_alibaba_pods(s, "fuzz.csv");
     if (!r.is_ok()) {
       ++errors;

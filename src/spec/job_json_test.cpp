@@ -159,7 +159,7 @@ TEST(SpecJobJson, MutatedInputNeverCrashes) {
   std::mt19937 rng(2);
   int ok = 0;
   for (int i = 0; i < 5000; ++i) {
-    const std::string t = lepton::testing::mutate(base, alphabet, rng, 3);
+    const std::string t = lepton::test_util::mutate(base, alphabet, rng, 3);
     auto r = job_spec_from_json(t);
     if (r.is_ok()) {
       ++ok;

@@ -257,7 +257,7 @@ TEST(SpecJobYaml, MutatedInputNeverCrashes) {
   std::mt19937 rng(1);
   int errors = 0;
   for (int i = 0; i < 5000; ++i) {
-    const std::string s = lepton::testing::mutate(base, alphabet, rng, 4);
+    const std::string s = lepton::test_util::mutate(base, alphabet, rng, 4);
     auto r = parse_job_yaml(s, "fuzz.yaml");
     if (!r.is_ok()) {
       ++errors;

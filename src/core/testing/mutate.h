@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace lepton::testing {
+namespace lepton::test_util {
 
 // Applies 1..max_edits random edits to `text`.
 inline std::string mutate(std::string text, std::string_view alphabet, std::mt19937& rng,
@@ -29,4 +29,4 @@ inline std::string mutate(std::string text, std::string_view alphabet, std::mt19
   return text;
 }
 
-}  // namespace lepton::testing
+}  // namespace lepton::test_util
