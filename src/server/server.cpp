@@ -144,6 +144,14 @@ class ServerImpl final : public Server {
       });
       return;
     }
+    if (req.path == "/" && req.method == "GET") {
+      respond({.status = 200,
+               .content_type = "text/plain; charset=utf-8",
+               .body = "lepton API server\n\nThe web console is not built yet. The REST API is "
+                       "described at /api/v1/openapi.json;\nthe CLI: lepton job run -f "
+                       "examples/hello.yaml --follow, lepton job ls, lepton node ls.\n"});
+      return;
+    }
     if (req.path == "/api/v1/openapi.json") {
       respond({.status = 200, .body = openapi_document()});
       return;

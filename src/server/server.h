@@ -17,7 +17,7 @@ struct ServerOptions {
   std::string data_dir;  // holds lepton.db, token, logs/
   std::string address = "127.0.0.1";
   uint16_t port = 8080;  // 0: any free port
-  ControlPlaneOptions control;
+  ControlPlaneOptions control{};
 };
 
 class Server {

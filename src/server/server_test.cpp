@@ -1,0 +1,93 @@
+#include "server/server.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "net/http.h"
+
+namespace lepton::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ServerTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("lepton-server-test-" + std::to_string(getpid()));
+    fs::remove_all(dir_);
+    ServerOptions o;
+    o.data_dir = dir_.string();
+    o.port = 0;
+    auto s = Server::start(o);
+    ASSERT_TRUE(s.is_ok()) << s.status().message();
+    server_ = std::move(*s);
+    url_ = net::Url::parse(server_->url()).value();
+  }
+  void TearDown() override {
+    server_.reset();
+    fs::remove_all(dir_);
+  }
+  net::HttpResponse call(const std::string& method, const std::string& target,
+                         const std::string& body = "", bool auth = true) {
+    auto r = net::http_request(url_, method, target, body,
+                               {.bearer_token = auth ? server_->token() : ""});
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    return r.is_ok() ? *r : net::HttpResponse{};
+  }
+
+  fs::path dir_;
+  std::unique_ptr<Server> server_;
+  net::Url url_;
+};
+
+TEST_F(ServerTest, OpenEndpoints) {
+  EXPECT_EQ(call("GET", "/healthz", "", false).body, "ok\n");
+  auto root = call("GET", "/", "", false);
+  EXPECT_NE(root.body.find("web console is not built yet"), std::string::npos);
+  auto metrics = call("GET", "/metrics", "", false);
+  EXPECT_NE(metrics.body.find("lepton_jobs{state=\"PENDING\"} 0"), std::string::npos);
+  auto openapi = nlohmann::json::parse(call("GET", "/api/v1/openapi.json", "", false).body);
+  EXPECT_EQ(openapi["openapi"], "3.0.3");
+  EXPECT_TRUE(openapi["paths"].contains("/api/v1/jobs"));
+  // The token file is private.
+  auto perms = fs::status(dir_ / "token").permissions();
+  EXPECT_EQ(perms & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+}
+
+TEST_F(ServerTest, ApiNeedsTheTokenAndAnswersErrorsAsJson) {
+  EXPECT_EQ(call("GET", "/api/v1/jobs", "", false).status, 401);
+  auto created = call("POST", "/api/v1/jobs",
+                      R"({"name":"a","resources":{"cpus":1,"memory":1},"run":"true"})");
+  EXPECT_EQ(created.status, 201);
+  EXPECT_EQ(nlohmann::json::parse(created.body)["id"], "j-1");
+  auto bad = call("POST", "/api/v1/jobs", R"({"name":"a","run":"true","resources":{"cpus":"x"}})");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(nlohmann::json::parse(bad.body)["error"]["field"], "resources.cpus");
+  EXPECT_EQ(call("GET", "/api/v1/jobs/j-9").status, 404);
+  EXPECT_EQ(call("DELETE", "/api/v1/jobs").status, 405);
+  EXPECT_EQ(call("GET", "/api/v1/nothing").status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/jobs/j-1/logs?rank=x").status, 400);
+  auto logs = call("GET", "/api/v1/jobs/j-1/logs?rank=0");
+  EXPECT_EQ(logs.status, 200);
+  EXPECT_EQ(nlohmann::json::parse(logs.body)["data"], "");
+  EXPECT_EQ(call("POST", "/api/v1/jobs/j-1/cancel").status, 200);
+  EXPECT_EQ(nlohmann::json::parse(call("GET", "/api/v1/jobs").body)[0]["state"], "CANCELLED");
+}
+
+TEST_F(ServerTest, TheTokenSurvivesARestart) {
+  const std::string token = server_->token();
+  server_->stop();
+  ServerOptions o;
+  o.data_dir = dir_.string();
+  o.port = 0;
+  auto again = Server::start(o);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_EQ((*again)->token(), token);
+  EXPECT_EQ(Server::start({.data_dir = "/proc/no-such-dir"}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace lepton::server
