@@ -122,4 +122,26 @@ TEST(Help, ListsTheSubcommands) {
   EXPECT_NE(r.out.find("job"), std::string::npos);
 }
 
+TEST(Offers, ListsCheapestFirst) {
+  CliRun r = lepton("offers --gpu H100:8 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_TRUE(j.is_array());
+  ASSERT_EQ(j.size(), 20u);            // --limit defaults to 20
+  EXPECT_EQ(j[0]["cloud"], "runpod");  // 8x_H100_SECURE at $19.12/h (runpod_v7.csv)
+  EXPECT_EQ(j[0]["instance_type"], "8x_H100_SECURE");
+  EXPECT_DOUBLE_EQ(j[0]["price_per_hour"].get<double>(), 19.12);
+  EXPECT_DOUBLE_EQ(j[0]["price_per_gpu_hour"].get<double>(), 2.39);
+  for (size_t i = 0; i < j.size(); ++i) {
+    EXPECT_EQ(j[i]["gpu_model"], "H100");
+    EXPECT_EQ(j[i]["gpu_count"].get<double>(), 8);
+    if (i > 0) {
+      EXPECT_LE(j[i - 1]["price_per_hour"], j[i]["price_per_hour"]);
+    }
+  }
+  CliRun bad = lepton("offers --gpu NOPE:1");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--gpu 'NOPE:1'"), std::string::npos) << bad.err;
+}
+
 }  // namespace
