@@ -35,16 +35,10 @@ void run_sched(const SchedFlags& f) {
   auto pods = sim::read_alibaba_pods(f.pods_file.empty() ? dir + "/openb_pod_list_default.csv"
                                                          : f.pods_file);
   for (const Status* s : {&nodes.status(), &pods.status()}) {
-    if (!s->is_ok()) {
-      std::cerr << "lepton: " << s->message() << "\n";
-      throw CLI::RuntimeError(2);
-    }
+    if (!s->is_ok()) fail(s->message(), 2);
   }
   auto r = sim::run_sched_bench(*nodes, *pods, f.options);
-  if (!r.is_ok()) {
-    std::cerr << "lepton: " << r.status().message() << "\n";
-    throw CLI::RuntimeError(2);
-  }
+  if (!r.is_ok()) fail(r.status().message(), 2);
   if (f.json) {
     nlohmann::json j = {{"policy", f.options.policy},
                         {"nodes", r->nodes},
@@ -95,10 +89,7 @@ std::unique_ptr<server::Server> bench_server(const std::string& dir) {
   o.port = 0;
   o.control.node_timeout_ms = 60000;
   auto s = server::Server::start(o);
-  if (!s.is_ok()) {
-    std::cerr << "lepton: " << s.status().message() << "\n";
-    throw CLI::RuntimeError(1);
-  }
+  if (!s.is_ok()) fail(s.status().message());
   return std::move(*s);
 }
 
@@ -114,7 +105,7 @@ std::map<std::string, int> job_states(const net::Url& url, const std::string& to
 void run_api(const ApiFlags& f) {
   namespace fs = std::filesystem;
   char tmpl[] = "/tmp/lepton-bench-XXXXXX";
-  if (!mkdtemp(tmpl)) throw CLI::RuntimeError(1);
+  if (!mkdtemp(tmpl)) fail("cannot create a temporary directory under /tmp");
   const std::string root = tmpl;
   const std::string spec =
       R"({"name":"bench","resources":{"cpus":0.01,"memory":0.01},"run":"true"})";
@@ -174,10 +165,7 @@ void run_api(const ApiFlags& f) {
       o.cpu_milli = 1'000'000;
       o.memory_mib = 1 << 30;
       auto agent = server::AgentDaemon::start(o);
-      if (!agent.is_ok()) {
-        std::cerr << "lepton: " << agent.status().message() << "\n";
-        throw CLI::RuntimeError(1);
-      }
+      if (!agent.is_ok()) fail(agent.status().message());
       agents.push_back(std::move(*agent));
     }
     auto ready = Clock::now();

@@ -57,6 +57,15 @@ Result<std::vector<uint64_t>> parse_seeds(const std::string& text) {
   return seeds;
 }
 
+void fail(const std::string& message, int exit_code) {
+  std::cerr << "lepton: " << message << "\n";
+  throw CLI::RuntimeError(exit_code);
+}
+
+void fail(const Status& status) {
+  fail(status.message(), status.code() == StatusCode::kInvalidArgument ? 2 : 1);
+}
+
 void progress_bar(const std::string& label, size_t done, size_t total) {
   static const bool tty = isatty(STDERR_FILENO) == 1;
   if (!tty || total == 0) return;

@@ -27,6 +27,12 @@ std::string default_trace_dir();
 // "42..51" or "42,43,50" or "7".
 Result<std::vector<uint64_t>> parse_seeds(const std::string& text);
 
+// Prints "lepton: MESSAGE" on stderr and ends the command with `exit_code` (2: bad input such as
+// flags, specs or unknown ids; 1: anything else). For use inside subcommand callbacks.
+[[noreturn]] void fail(const std::string& message, int exit_code = 1);
+// The same for a Status: invalid_argument exits 2, other errors 1.
+[[noreturn]] void fail(const Status& status);
+
 // Draws a progress bar on stderr when it is a terminal; a no-op otherwise.
 void progress_bar(const std::string& label, size_t done, size_t total);
 

@@ -27,11 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-[[noreturn]] void fail(const std::string& message, int code = 1) {
-  std::cerr << "lepton: " << message << "\n";
-  throw CLI::RuntimeError(code);
-}
-
 std::string home_dir() {
   const char* home = std::getenv("HOME");
   return home && *home ? home : "/root";
@@ -69,31 +64,48 @@ struct ClientFlags {
   bool json = false;
 };
 
+// The server URL and API token a client command uses: flags first, then $LEPTON_SERVER and
+// $LEPTON_TOKEN, then the local `lepton up` (http://127.0.0.1:8080, ~/.lepton/token).
+struct Connection {
+  net::Url url;
+  std::string token;
+};
+
+Connection connect(const ClientFlags& f) {
+  Connection c;
+  std::string server = f.server;
+  if (server.empty()) {
+    const char* env = std::getenv("LEPTON_SERVER");
+    server = env && *env ? env : "http://127.0.0.1:8080";
+  }
+  auto url = net::Url::parse(server);
+  if (!url.is_ok()) fail("--server: " + url.status().message(), 2);
+  c.url = *url;
+  if (const char* env = std::getenv("LEPTON_TOKEN"); f.token_file.empty() && env && *env) {
+    c.token = env;
+    return c;
+  }
+  const std::string path = f.token_file.empty() ? default_data_dir() + "/token" : f.token_file;
+  auto token = sim::read_file(path);
+  if (!token.is_ok()) {
+    fail("--token-file " + path +
+             ": cannot read the API token (start the server with `lepton up`, or pass "
+             "--token-file / set LEPTON_TOKEN)",
+         2);
+  }
+  c.token = *token;
+  while (!c.token.empty() && (c.token.back() == '\n' || c.token.back() == '\r')) {
+    c.token.pop_back();
+  }
+  return c;
+}
+
 class Api {
  public:
   explicit Api(const ClientFlags& f) {
-    std::string server = f.server;
-    if (server.empty()) {
-      const char* env = std::getenv("LEPTON_SERVER");
-      server = env && *env ? env : "http://127.0.0.1:8080";
-    }
-    auto url = net::Url::parse(server);
-    if (!url.is_ok()) fail("--server: " + url.status().message(), 2);
-    url_ = *url;
-    if (const char* env = std::getenv("LEPTON_TOKEN"); f.token_file.empty() && env && *env) {
-      token_ = env;
-      return;
-    }
-    const std::string path = f.token_file.empty() ? default_data_dir() + "/token" : f.token_file;
-    auto token = sim::read_file(path);
-    if (!token.is_ok()) {
-      fail("--token-file " + path +
-               ": cannot read the API token (start the server with `lepton up`, or pass "
-               "--token-file / set LEPTON_TOKEN)",
-           2);
-    }
-    token_ = *token;
-    while (!token_.empty() && (token_.back() == '\n' || token_.back() == '\r')) token_.pop_back();
+    Connection c = connect(f);
+    url_ = c.url;
+    token_ = std::move(c.token);
   }
 
   json call(const std::string& method, const std::string& target, const std::string& body = "") {
@@ -430,18 +442,9 @@ void register_process_commands(CLI::App& app) {
     if (o.work_dir.empty()) o.work_dir = default_data_dir() + "/agent-" + o.name;
     o.cpu_milli = static_cast<int64_t>(ag->cpus * 1000);
     o.memory_mib = static_cast<int64_t>(ag->memory_gib * 1024);
-    o.server_url = ag->client.server.empty()
-                       ? (std::getenv("LEPTON_SERVER") ? std::getenv("LEPTON_SERVER")
-                                                       : "http://127.0.0.1:8080")
-                       : ag->client.server;
-    const std::string token_path =
-        ag->client.token_file.empty() ? default_data_dir() + "/token" : ag->client.token_file;
-    auto token = sim::read_file(token_path);
-    if (!token.is_ok()) fail("--token-file: " + token.status().message(), 2);
-    o.token = *token;
-    while (!o.token.empty() && (o.token.back() == '\n' || o.token.back() == '\r')) {
-      o.token.pop_back();
-    }
+    Connection c = connect(ag->client);
+    o.server_url = c.url.to_string();
+    o.token = std::move(c.token);
     auto agent = server::AgentDaemon::start(o);
     if (!agent.is_ok()) fail(agent.status().message(), 2);
     std::printf("lepton agent %s joining %s\n", o.name.c_str(), o.server_url.c_str());

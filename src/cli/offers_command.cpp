@@ -28,12 +28,6 @@ struct OffersFlags {
   bool json = false;
 };
 
-// Flag errors: the message names the flag; exit code 2.
-[[noreturn]] void fail_flag(const std::string& message) {
-  std::cerr << "lepton: " << message << "\n";
-  throw CLI::RuntimeError(2);
-}
-
 std::vector<std::string> split_list(const std::string& text) {
   std::vector<std::string> items;
   std::string_view t = text;
@@ -68,7 +62,7 @@ void run_offers(const OffersFlags& f) {
   cloud::OfferQuery query;
   if (!f.gpu.empty()) {
     auto q = cloud::parse_gpu_query(f.gpu);
-    if (!q.is_ok()) fail_flag("--gpu " + q.status().message());
+    if (!q.is_ok()) fail("--gpu " + q.status().message(), 2);
     query = std::move(*q);
   }
   query.spot = f.spot;
@@ -76,17 +70,17 @@ void run_offers(const OffersFlags& f) {
   for (const std::string& c : query.clouds) {
     bool known = false;
     for (std::string_view file : cloud::kCatalogFiles) known |= file.substr(0, file.find('_')) == c;
-    if (!known) fail_flag("--cloud '" + c + "': expected one or more of " + cloud_names());
+    if (!known) fail("--cloud '" + c + "': expected one or more of " + cloud_names(), 2);
   }
   query.regions = split_list(f.regions);
   size_t limit = 0;
   auto [end, ec] = std::from_chars(f.limit.data(), f.limit.data() + f.limit.size(), limit);
   if (f.limit.empty() || ec != std::errc() || end != f.limit.data() + f.limit.size()) {
-    fail_flag("--limit '" + f.limit + "': expected a whole number >= 0 (0: all)");
+    fail("--limit '" + f.limit + "': expected a whole number >= 0 (0: all)", 2);
   }
   const std::string dir = f.catalog.empty() ? data_dir() + "/catalog" : f.catalog;
   auto all = cloud::load_catalog_dir(dir);
-  if (!all.is_ok()) fail_flag("--catalog " + dir + ": " + all.status().message());
+  if (!all.is_ok()) fail("--catalog " + dir + ": " + all.status().message(), 2);
 
   if (!query.gpu_model.empty()) {
     cloud::OfferQuery model_only;
@@ -96,8 +90,9 @@ void run_offers(const OffersFlags& f) {
       for (const cloud::Offer& o : *all) models.insert(o.gpu_model);
       std::string list;
       for (const std::string& m : models) list += (list.empty() ? "" : ", ") + m;
-      fail_flag("--gpu '" + f.gpu + "': no cloud in the catalog offers GPU model '" +
-                query.gpu_model + "'; known models: " + list);
+      fail("--gpu '" + f.gpu + "': no cloud in the catalog offers GPU model '" + query.gpu_model +
+               "'; known models: " + list,
+           2);
     }
   }
 

@@ -18,11 +18,6 @@ namespace {
 
 using nlohmann::json;
 
-[[noreturn]] void fail(const Status& s) {
-  std::cerr << "lepton: " << s.message() << "\n";
-  throw CLI::RuntimeError(s.code() == StatusCode::kInvalidArgument ? 2 : 1);
-}
-
 template <typename T>
 T take(Result<T> r) {
   if (!r.is_ok()) fail(r.status());

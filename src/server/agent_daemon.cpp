@@ -41,8 +41,7 @@ struct TaskId {
 
 struct LocalTask {
   std::string dir;
-  int64_t acked_log = 0;  // bytes the server has stored
-  bool stopping = false;
+  int64_t acked_log = 0;    // bytes the server has stored
   int reported_state = -1;  // agent::TaskStatus::State last reported; -1 before the first report
 };
 
@@ -84,7 +83,7 @@ class AgentImpl final : public AgentDaemon {
       if (meta.is_discarded()) continue;
       TaskId id{meta.value("job_id", ""), meta.value("rank", 0), meta.value("attempt", 0)};
       if (id.job_id.empty()) continue;
-      tasks_[id] = LocalTask{entry.path().string(), 0, false};
+      tasks_[id] = LocalTask{entry.path().string(), 0};
     }
   }
 
@@ -197,7 +196,7 @@ class AgentImpl final : public AgentDaemon {
     const std::string dir = tasks_dir() + "/" + id.dir_name();
     std::error_code ec;
     if (fs::exists(fs::path(dir) / "pid", ec)) {  // started before, by us or an earlier agent
-      tasks_[id] = LocalTask{dir, 0, false};
+      tasks_[id] = LocalTask{dir, 0};
       return;
     }
     fs::create_directories(dir, ec);
@@ -221,7 +220,7 @@ class AgentImpl final : public AgentDaemon {
           << "lepton agent: cannot start the task: " << pid.status().message() << "\n";
       std::ofstream(fs::path(dir) / "exit_code") << 127 << "\n";
     }
-    tasks_[id] = LocalTask{dir, 0, false};
+    tasks_[id] = LocalTask{dir, 0};
   }
 
   void stop_task(const TaskId& id) {

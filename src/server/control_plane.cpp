@@ -605,8 +605,6 @@ void ControlPlane::finish_job(Job& job, JobState state, const std::string& why,
   save_job(job, batch);
   event(batch, now_ms, "job/" + job.record.id,
         std::string(job_state_name(state)) + (why.empty() ? "" : ": " + why));
-  if (state == JobState::kSucceeded) ++completed_;
-  if (state == JobState::kFailed) ++failed_;
 }
 
 void ControlPlane::task_failed(Job& job, store::TaskRecord& task, const std::string& why,

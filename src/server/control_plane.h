@@ -106,7 +106,7 @@ class ControlPlane {
   sched::ClusterState cluster_;
   std::unique_ptr<sched::Scheduler> scheduler_;
   size_t scheduler_jobs_ = 0;  // job count when the scheduler's workload was built
-  int64_t submitted_ = 0, completed_ = 0, failed_ = 0;
+  int64_t submitted_ = 0;      // since this process started, for /metrics
 };
 
 }  // namespace lepton::server
