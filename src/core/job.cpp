@@ -19,19 +19,20 @@ bool is_env_name(std::string_view s) {
 
 }  // namespace
 
+Status validate_name(std::string_view field, std::string_view name) {
+  bool ok = !name.empty() && name.size() <= kMaxJobNameLength &&
+            std::islower(static_cast<unsigned char>(name[0]));
+  for (char c : name) {
+    ok = ok && (std::islower(static_cast<unsigned char>(c)) ||
+                std::isdigit(static_cast<unsigned char>(c)) || c == '-');
+  }
+  if (ok) return Status::ok();
+  return Status::invalid_argument(
+      std::string(field) + ": expected 1 to 63 characters of a-z, 0-9 and '-', starting with a letter");
+}
+
 Status validate_job_spec(const JobSpec& spec) {
-  if (spec.name.empty() || spec.name.size() > kMaxJobNameLength ||
-      !std::islower(static_cast<unsigned char>(spec.name[0]))) {
-    return Status::invalid_argument(
-        "name: expected 1 to 63 characters of a-z, 0-9 and '-', starting with a letter");
-  }
-  for (char c : spec.name) {
-    if (!(std::islower(static_cast<unsigned char>(c)) ||
-          std::isdigit(static_cast<unsigned char>(c)) || c == '-')) {
-      return Status::invalid_argument(
-          "name: expected 1 to 63 characters of a-z, 0-9 and '-', starting with a letter");
-    }
-  }
+  LEPTON_RETURN_IF_ERROR(validate_name("name", spec.name));
   if (spec.num_nodes < 1 || spec.num_nodes > kMaxNodesPerJob) {
     return Status::invalid_argument("num_nodes: expected 1.." + std::to_string(kMaxNodesPerJob));
   }

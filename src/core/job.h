@@ -41,6 +41,10 @@ inline constexpr int kMaxNodesPerJob = 1024;
 inline constexpr int kMaxRestarts = 100;
 inline constexpr size_t kMaxJobNameLength = 63;
 
+// Names of jobs, queues and other objects: 1 to 63 characters of [a-z0-9-], starting with a
+// letter. The error names `field`.
+Status validate_name(std::string_view field, std::string_view name);
+
 // Checks invariants beyond syntax: a name of [a-z0-9-] (at most 63, starting with a
 // letter), 1..1024 nodes, 0..100 restarts, a non-empty `run`, valid resources, environment names
 // that are shell identifiers. The error names the field.
