@@ -28,7 +28,8 @@ Status validate_name(std::string_view field, std::string_view name) {
   }
   if (ok) return Status::ok();
   return Status::invalid_argument(
-      std::string(field) + ": expected 1 to 63 characters of a-z, 0-9 and '-', starting with a letter");
+      std::string(field) +
+      ": expected 1 to 63 characters of a-z, 0-9 and '-', starting with a letter");
 }
 
 Status validate_job_spec(const JobSpec& spec) {

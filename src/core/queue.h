@@ -38,7 +38,7 @@ struct QueueSpec {
   std::string name;    // [a-z0-9-], starting with a letter, at most 63
   std::string parent;  // empty: a top-level queue
   Quota guaranteed;
-  double weight = 1.0;          // over-quota weight, > 0
+  double weight = 1.0;  // over-quota weight, > 0
   // Hard cap; must hold the guarantee. A dimension with no cap is kUnlimited.
   std::optional<Quota> limit;
 

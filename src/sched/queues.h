@@ -33,7 +33,7 @@ class QueueTree {
 
   int size() const { return static_cast<int>(specs_.size()); }
   const QueueSpec& spec(int q) const { return specs_[q]; }
-  int find(std::string_view name) const;  // -1 if absent
+  int find(std::string_view name) const;          // -1 if absent
   int parent(int q) const { return parent_[q]; }  // -1 for a top-level queue
   const std::vector<int>& children(int q) const { return children_[q]; }
   const std::vector<int>& top_level() const { return top_; }
@@ -79,9 +79,9 @@ Result<QueuePolicy> parse_queue_policy(std::string_view name);
 // A job as the queue scheduler sees it: `tasks` identical tasks, each on a distinct node, placed
 // all at once or not at all (a gang).
 struct Work {
-  uint64_t id = 0;  // the caller's id, unique among pending and running work
-  int queue = 0;    // a leaf of the tree
-  int priority = 0;  // higher goes first within a queue
+  uint64_t id = 0;          // the caller's id, unique among pending and running work
+  int queue = 0;            // a leaf of the tree
+  int priority = 0;         // higher goes first within a queue
   bool preemptible = true;  // false: runs only within the queue's guarantee, never preempted
   int64_t submit_ms = 0;    // order among equal priorities; older first
   Request task;
@@ -103,7 +103,7 @@ struct QueueOptions {
 
 // Why a piece of work still waits, for `lepton job get`.
 struct WaitReason {
-  std::string text;                // one line, e.g. "queue team-a is at its quota (gpu=4)"
+  std::string text;                  // one line, e.g. "queue team-a is at its quota (gpu=4)"
   std::vector<uint64_t> preempting;  // running work being preempted for this one
 };
 
@@ -147,7 +147,8 @@ class QueueScheduler {
   std::vector<QueueUsage> usage_;
   // Work id -> nodes held for it (a gang reservation or the nodes its victims are leaving).
   std::map<uint64_t, std::vector<NodeId>> reservations_;
-  std::map<uint64_t, int64_t> first_blocked_ms_;  // when work first failed to fit
+  std::map<uint64_t, int64_t> first_blocked_ms_;        // when work first failed to fit
+  std::map<uint64_t, std::vector<uint64_t>> reclaims_;  // work id -> victims preempted for it
 };
 
 }  // namespace lepton::sched

@@ -1,0 +1,851 @@
+#include "sched/queues.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <set>
+#include <tuple>
+#include <unordered_map>
+
+namespace lepton::sched {
+namespace {
+
+constexpr int kDims = 3;
+
+std::array<double, kDims> as_array(const Quota& q) {
+  return {static_cast<double>(q.gpu_milli), static_cast<double>(q.cpu_milli),
+          static_cast<double>(q.memory_mib)};
+}
+
+int64_t& dim(Quota& q, int d) { return d == 0 ? q.gpu_milli : d == 1 ? q.cpu_milli : q.memory_mib; }
+int64_t dim(const Quota& q, int d) {
+  return d == 0 ? q.gpu_milli : d == 1 ? q.cpu_milli : q.memory_mib;
+}
+
+Quota min_of(const Quota& a, const Quota& b) {
+  return Quota{std::min(a.gpu_milli, b.gpu_milli), std::min(a.cpu_milli, b.cpu_milli),
+               std::min(a.memory_mib, b.memory_mib)};
+}
+
+Quota max_zero(const Quota& a) {
+  return Quota{std::max<int64_t>(a.gpu_milli, 0), std::max<int64_t>(a.cpu_milli, 0),
+               std::max<int64_t>(a.memory_mib, 0)};
+}
+
+// Divides `capacity` among `queues` (siblings) as fair_shares() describes.
+void divide(const QueueTree& tree, const std::vector<int>& queues, const Quota& capacity,
+            const std::vector<Quota>& demand, std::vector<Quota>& share) {
+  if (queues.empty()) return;
+  // What each queue may get at most: its demand, within its limit.
+  std::vector<Quota> cap(queues.size());
+  for (size_t i = 0; i < queues.size(); ++i) {
+    const QueueSpec& s = tree.spec(queues[i]);
+    cap[i] = s.limit ? min_of(demand[queues[i]], *s.limit) : demand[queues[i]];
+  }
+  // 1. Guarantees, scaled down in a dimension where they add up to more than there is.
+  std::vector<Quota> got(queues.size());
+  Quota sum;
+  for (size_t i = 0; i < queues.size(); ++i) {
+    got[i] = min_of(tree.spec(queues[i]).guaranteed, cap[i]);
+    sum += got[i];
+  }
+  for (int d = 0; d < kDims; ++d) {
+    if (dim(sum, d) <= dim(capacity, d)) continue;
+    const double scale = static_cast<double>(dim(capacity, d)) / static_cast<double>(dim(sum, d));
+    for (Quota& g : got) dim(g, d) = static_cast<int64_t>(std::floor(dim(g, d) * scale));
+  }
+  Quota remaining = capacity;
+  for (const Quota& g : got) remaining -= g;
+  remaining = max_zero(remaining);
+
+  // 2. Progressive filling of what is left. At level L, queue i gets the fraction
+  //    min(1, L * weight_i / dom_i) of its unmet want, where dom_i is the want's dominant share.
+  //    The largest L that fits is found by bisection; queues that need a resource that ran out
+  //    stop there, the others go on with what is left.
+  const std::array<double, kDims> total = as_array(capacity);
+  std::vector<std::array<double, kDims>> want(queues.size());
+  std::vector<double> dom(queues.size(), 0);
+  std::vector<bool> active(queues.size(), false);
+  for (size_t i = 0; i < queues.size(); ++i) {
+    want[i] = as_array(max_zero(cap[i] - got[i]));
+    for (int d = 0; d < kDims; ++d) {
+      if (total[d] > 0) dom[i] = std::max(dom[i], want[i][d] / total[d]);
+    }
+    active[i] = dom[i] > 0;
+  }
+  std::array<double, kDims> left = as_array(remaining);
+  std::vector<std::array<double, kDims>> extra(queues.size(), {0, 0, 0});
+  for (size_t round = 0; round < queues.size() + 1; ++round) {
+    double l_max = 0;
+    for (size_t i = 0; i < queues.size(); ++i) {
+      if (active[i]) l_max = std::max(l_max, dom[i] / tree.spec(queues[i]).weight);
+    }
+    if (l_max == 0) break;
+    auto fraction = [&](size_t i, double level) {
+      return std::min(1.0, level * tree.spec(queues[i]).weight / dom[i]);
+    };
+    auto use_at = [&](double level) {
+      std::array<double, kDims> use{0, 0, 0};
+      for (size_t i = 0; i < queues.size(); ++i) {
+        if (!active[i]) continue;
+        const double f = fraction(i, level);
+        for (int d = 0; d < kDims; ++d) use[d] += f * want[i][d];
+      }
+      return use;
+    };
+    auto fits = [&](const std::array<double, kDims>& use) {
+      for (int d = 0; d < kDims; ++d) {
+        if (use[d] > left[d] + 1e-9) return false;
+      }
+      return true;
+    };
+    double level = l_max;
+    if (!fits(use_at(l_max))) {
+      double lo = 0, hi = l_max;
+      for (int it = 0; it < 64; ++it) {
+        const double mid = (lo + hi) / 2;
+        (fits(use_at(mid)) ? lo : hi) = mid;
+      }
+      level = lo;
+    }
+    const std::array<double, kDims> use = use_at(level);
+    std::array<bool, kDims> exhausted{};
+    for (int d = 0; d < kDims; ++d) exhausted[d] = use[d] >= left[d] - 1e-6 * (1 + left[d]);
+    bool any_active = false;
+    for (size_t i = 0; i < queues.size(); ++i) {
+      if (!active[i]) continue;
+      const double f = fraction(i, level);
+      bool blocked = f >= 1.0;
+      for (int d = 0; d < kDims; ++d) {
+        extra[i][d] += f * want[i][d];
+        left[d] -= f * want[i][d];
+        want[i][d] -= f * want[i][d];
+        if (want[i][d] > 0 && exhausted[d]) blocked = true;
+      }
+      if (blocked) {
+        active[i] = false;
+      } else {
+        dom[i] = 0;
+        for (int d = 0; d < kDims; ++d) {
+          if (total[d] > 0) dom[i] = std::max(dom[i], want[i][d] / total[d]);
+        }
+        active[i] = dom[i] > 0;
+      }
+      any_active = any_active || active[i];
+    }
+    for (int d = 0; d < kDims; ++d) left[d] = std::max(0.0, left[d]);
+    if (!any_active) break;
+  }
+  for (size_t i = 0; i < queues.size(); ++i) {
+    Quota s = got[i];
+    for (int d = 0; d < kDims; ++d) dim(s, d) += static_cast<int64_t>(std::floor(extra[i][d]));
+    share[queues[i]] = s;
+    divide(tree, tree.children(queues[i]), s, demand, share);
+  }
+}
+
+// Weighted dominant share of `use` relative to `base` (dimensions where base is 0 count only
+// when used).
+double dominant_share(const Quota& use, const Quota& base) {
+  double s = 0;
+  for (int d = 0; d < kDims; ++d) {
+    const int64_t u = dim(use, d);
+    if (u <= 0) continue;
+    const int64_t b = dim(base, d);
+    s = std::max(s, b > 0 ? static_cast<double>(u) / static_cast<double>(b) : 1e12);
+  }
+  return s;
+}
+
+// Whether `use` fits `bound`. A bound that sets some dimensions leaves the dimensions it sets to 0
+// open (a queue guaranteed only GPUs is not held to zero CPUs); an all-zero bound holds all.
+bool fits_bound(const Quota& use, const Quota& bound) {
+  const bool sparse = !bound.is_zero();
+  for (int d = 0; d < kDims; ++d) {
+    if (sparse && dim(bound, d) == 0) continue;
+    if (dim(use, d) > dim(bound, d)) return false;
+  }
+  return true;
+}
+
+struct ShapeKey {
+  Resources res;
+  ModelMask models;
+  int tasks;
+  bool operator==(const ShapeKey&) const = default;
+};
+struct ShapeKeyHash {
+  size_t operator()(const ShapeKey& k) const {
+    uint64_t h = static_cast<uint64_t>(k.res.cpu_milli) * 0x9E3779B97F4A7C15ull;
+    h ^= static_cast<uint64_t>(k.res.memory_mib) + (h << 6) + (h >> 2);
+    h ^= (static_cast<uint64_t>(k.res.gpu_count) << 32 | static_cast<uint32_t>(k.res.gpu_milli)) +
+         (h << 6) + (h >> 2);
+    h ^= k.models + static_cast<uint64_t>(k.tasks) * 0x100000001B3ull + (h << 6) + (h >> 2);
+    return static_cast<size_t>(h);
+  }
+};
+
+std::string gpus_text(int64_t milli) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(milli) / 1000);
+  return buf;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// QueueTree
+
+Result<QueueTree> QueueTree::build(std::vector<QueueSpec> specs) {
+  QueueTree t;
+  std::unordered_map<std::string, int> index;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (Status s = validate_queue_spec(specs[i]); !s.is_ok()) {
+      return Status::invalid_argument("queue " + specs[i].name + ": " + s.message());
+    }
+    if (!index.emplace(specs[i].name, static_cast<int>(i)).second) {
+      return Status::invalid_argument("queue " + specs[i].name + ": name: defined twice");
+    }
+  }
+  t.parent_.assign(specs.size(), -1);
+  t.children_.assign(specs.size(), {});
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (specs[i].parent.empty()) {
+      t.top_.push_back(static_cast<int>(i));
+      continue;
+    }
+    auto p = index.find(specs[i].parent);
+    if (p == index.end()) {
+      return Status::invalid_argument("queue " + specs[i].name + ": parent: no queue named " +
+                                      specs[i].parent);
+    }
+    t.parent_[i] = p->second;
+    t.children_[p->second].push_back(static_cast<int>(i));
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {  // cycles: walking up must reach the top
+    int q = static_cast<int>(i);
+    for (size_t steps = 0; q != -1; ++steps) {
+      if (steps > specs.size()) {
+        return Status::invalid_argument("queue " + specs[i].name +
+                                        ": parent: the parents form a cycle");
+      }
+      q = t.parent_[q];
+    }
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (t.children_[i].empty() || specs[i].guaranteed.is_zero()) continue;
+    Quota sum;
+    for (int c : t.children_[i]) sum += specs[c].guaranteed;
+    if (!sum.fits_in(specs[i].guaranteed)) {
+      return Status::invalid_argument(
+          "queue " + specs[i].name + ": guaranteed: its children are guaranteed " +
+          sum.to_string() + ", more than its own " + specs[i].guaranteed.to_string());
+    }
+  }
+  t.specs_ = std::move(specs);
+  return t;
+}
+
+int QueueTree::find(std::string_view name) const {
+  for (size_t i = 0; i < specs_.size(); ++i) {
+    if (specs_[i].name == name) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+std::vector<Quota> fair_shares(const QueueTree& tree, const Quota& capacity,
+                               const std::vector<Quota>& demand) {
+  // Subtree demand: leaves as given, inner queues the sum of their children.
+  std::vector<Quota> subtree(tree.size());
+  std::vector<int> order;  // children before parents
+  std::vector<int> stack(tree.top_level().rbegin(), tree.top_level().rend());
+  while (!stack.empty()) {
+    const int q = stack.back();
+    stack.pop_back();
+    order.push_back(q);
+    for (int c : tree.children(q)) stack.push_back(c);
+  }
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    const int q = *it;
+    if (tree.is_leaf(q)) {
+      subtree[q] = demand[q];
+    } else {
+      for (int c : tree.children(q)) subtree[q] += subtree[c];
+    }
+  }
+  std::vector<Quota> share(tree.size());
+  divide(tree, tree.top_level(), capacity, subtree, share);
+  return share;
+}
+
+std::string_view queue_policy_name(QueuePolicy policy) {
+  switch (policy) {
+    case QueuePolicy::kFifo:
+      return "fifo";
+    case QueuePolicy::kPriority:
+      return "priority";
+    case QueuePolicy::kDrf:
+      return "drf";
+    case QueuePolicy::kLepton:
+      return "lepton";
+  }
+  return "?";
+}
+
+Result<QueuePolicy> parse_queue_policy(std::string_view name) {
+  for (QueuePolicy p :
+       {QueuePolicy::kFifo, QueuePolicy::kPriority, QueuePolicy::kDrf, QueuePolicy::kLepton}) {
+    if (queue_policy_name(p) == name) return p;
+  }
+  return Status::invalid_argument("policy: expected fifo, priority, drf or lepton, got '" +
+                                  std::string(name) + "'");
+}
+
+// ---------------------------------------------------------------------------------------------
+// QueueScheduler
+
+QueueScheduler::QueueScheduler(QueueTree tree, QueueOptions options)
+    : tree_(std::move(tree)), options_(options) {}
+
+void QueueScheduler::set_tree(QueueTree tree) {
+  tree_ = std::move(tree);
+  reservations_.clear();
+  reclaims_.clear();
+}
+
+namespace {
+
+// The state of one cycle: the cluster with this cycle's cordons, usage per queue, and the
+// helpers that place work.
+class Cycle {
+ public:
+  Cycle(ClusterState& cluster, Scheduler& placer) : cluster_(cluster), placer_(placer) {
+    base_cordon_.resize(cluster.node_count());
+    for (size_t n = 0; n < cluster.node_count(); ++n) {
+      base_cordon_[n] = cluster.cordoned(static_cast<NodeId>(n));
+    }
+  }
+  ~Cycle() {
+    for (size_t n = 0; n < cluster_.node_count(); ++n) {
+      if (cluster_.cordoned(static_cast<NodeId>(n)) != base_cordon_[n]) {
+        cluster_.set_cordoned(static_cast<NodeId>(n), base_cordon_[n]);
+      }
+    }
+  }
+  Cycle(const Cycle&) = delete;
+  Cycle& operator=(const Cycle&) = delete;
+
+  Quota capacity() const {
+    Quota c;
+    for (size_t n = 0; n < cluster_.node_count(); ++n) {
+      if (base_cordon_[n]) continue;
+      const NodeState& s = cluster_.state(static_cast<NodeId>(n));
+      c += Quota{int64_t{s.gpu_count} * kMilliPerGpu, s.cpu_total, s.mem_total};
+    }
+    return c;
+  }
+  bool usable(NodeId n) const { return !base_cordon_[n]; }
+
+  // Keeps other work off `nodes` for the rest of the cycle. Holds are counted: a node held for
+  // two pieces of work opens when both have let go.
+  void hold(const std::vector<NodeId>& nodes) {
+    for (NodeId n : nodes) {
+      if (base_cordon_[n]) continue;
+      if (holds_[n]++ == 0) cluster_.set_cordoned(n, true);
+    }
+  }
+  void unhold(const std::vector<NodeId>& nodes) {
+    for (NodeId n : nodes) {
+      if (base_cordon_[n]) continue;
+      LEPTON_CHECK(holds_[n] > 0);
+      if (--holds_[n] == 0) cluster_.set_cordoned(n, false);
+    }
+  }
+  // Opens `nodes` for one placement attempt, whoever else holds them; close() restores.
+  void open(const std::vector<NodeId>& nodes) {
+    for (NodeId n : nodes) {
+      if (!base_cordon_[n]) cluster_.set_cordoned(n, false);
+    }
+  }
+  void close(const std::vector<NodeId>& nodes) {
+    for (NodeId n : nodes) {
+      if (!base_cordon_[n]) cluster_.set_cordoned(n, holds_[n] > 0);
+    }
+  }
+
+  // Places every task of `w` on distinct nodes, all or nothing; binds on success.
+  std::optional<std::vector<Placement>> place(const Work& w, std::string& why) {
+    const ShapeKey key{w.task.res, w.task.allowed_models, w.tasks};
+    if (auto f = failed_.find(key); f != failed_.end()) {
+      why = f->second;
+      return std::nullopt;
+    }
+    std::vector<Placement> placed;
+    for (int t = 0; t < w.tasks; ++t) {
+      Decision d = placer_.decide(cluster_, w.task);
+      if (!d.placement) {
+        why = w.tasks == 1 ? d.report.to_string()
+                           : "task " + std::to_string(t) + " of " + std::to_string(w.tasks) + ": " +
+                                 d.report.to_string();
+        break;
+      }
+      cluster_.bind(w.task, *d.placement);
+      cluster_.set_cordoned(d.placement->node, true);  // one task of a gang per node
+      placed.push_back(*d.placement);
+    }
+    for (const Placement& p : placed) cluster_.set_cordoned(p.node, false);  // was not held
+    if (static_cast<int>(placed.size()) < w.tasks) {
+      for (const Placement& p : placed) cluster_.release(w.task, p);
+      return std::nullopt;
+    }
+    return placed;
+  }
+  // Remembers that work of this shape does not fit in this cycle (binds only take capacity away,
+  // so it will not fit later in the cycle either). Not for work placed under a reservation.
+  void remember_failure(const Work& w, const std::string& why) {
+    failed_.emplace(ShapeKey{w.task.res, w.task.allowed_models, w.tasks}, why);
+  }
+
+  // Nodes a reservation for `w` should hold: those that could hold a task when empty, with the
+  // most of the task's scarcest resource free now (ties: lowest id).
+  std::vector<NodeId> reservation_for(const Work& w) const {
+    std::vector<std::pair<double, NodeId>> candidates;
+    for (size_t i = 0; i < cluster_.node_count(); ++i) {
+      const NodeId n = static_cast<NodeId>(i);
+      if (cluster_.cordoned(n)) continue;
+      const NodeState& s = cluster_.state(n);
+      NodeState empty = s;
+      empty.cpu_free = s.cpu_total;
+      empty.mem_free = s.mem_total;
+      for (int g = 0; g < s.gpu_count; ++g) empty.gpu_free_sorted[g] = kMilliPerGpu;
+      if (!ClusterState::fits(empty, w.task)) continue;
+      const double gpu = w.task.res.gpu_count > 0
+                             ? static_cast<double>(s.gpu_free_total()) / (s.gpu_count * 1000.0)
+                             : 1.0;
+      const double cpu = static_cast<double>(s.cpu_free) / static_cast<double>(s.cpu_total);
+      candidates.emplace_back(std::min(gpu, cpu), n);
+    }
+    if (static_cast<int>(candidates.size()) < w.tasks) return {};
+    std::partial_sort(candidates.begin(), candidates.begin() + w.tasks, candidates.end(),
+                      [](const auto& a, const auto& b) {
+                        return a.first != b.first ? a.first > b.first : a.second < b.second;
+                      });
+    std::vector<NodeId> nodes;
+    for (int t = 0; t < w.tasks; ++t) nodes.push_back(candidates[t].second);
+    return nodes;
+  }
+
+ private:
+  ClusterState& cluster_;
+  Scheduler& placer_;
+  std::vector<bool> base_cordon_;
+  std::unordered_map<NodeId, int> holds_;
+  std::unordered_map<ShapeKey, std::string, ShapeKeyHash> failed_;
+};
+
+// Cost of preempting a piece of work: priority first, then progress lost (GPU-milli-seconds,
+// or CPU when it has no GPU).
+struct VictimCost {
+  int priority = 0;
+  double lost = 0;
+  int64_t start_ms = 0;  // ties: the latest started, then the latest submitted
+  int64_t submit_ms = 0;
+  bool operator<(const VictimCost& o) const {
+    return std::tie(priority, lost, o.start_ms, o.submit_ms) <
+           std::tie(o.priority, o.lost, start_ms, submit_ms);
+  }
+};
+
+VictimCost cost_of(const RunningWork& r, int64_t now_ms) {
+  const Quota q = quota_of(r.work.task.res, r.work.tasks);
+  const double size = q.gpu_milli > 0 ? static_cast<double>(q.gpu_milli)
+                                      : static_cast<double>(q.cpu_milli) / 1000.0;
+  return VictimCost{r.work.priority,
+                    size * static_cast<double>(std::max<int64_t>(0, now_ms - r.start_ms)),
+                    r.start_ms, r.work.submit_ms};
+}
+
+}  // namespace
+
+CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
+                                  const std::vector<Work>& pending,
+                                  const std::vector<RunningWork>& running,
+                                  const std::vector<uint64_t>& stopping, int64_t now_ms) {
+  CycleResult result;
+  Cycle cy(cluster, placer);
+  const int nq = tree_.size();
+  const QueuePolicy policy = options_.policy;
+
+  // --- usage and fair shares ---
+  std::vector<Quota> in_use(nq), waiting(nq);
+  auto add_up = [&](std::vector<Quota>& v, int q, const Quota& amount) {
+    for (; q != -1; q = tree_.parent(q)) v[q] += amount;
+  };
+  for (const RunningWork& r : running) {
+    if (r.work.queue >= 0 && r.work.queue < nq) {
+      add_up(in_use, r.work.queue, quota_of(r.work.task.res, r.work.tasks));
+    }
+  }
+  for (const Work& w : pending) {
+    if (w.queue >= 0 && w.queue < nq) add_up(waiting, w.queue, quota_of(w.task.res, w.tasks));
+  }
+  const Quota capacity = cy.capacity();
+  std::vector<Quota> demand(nq);
+  for (int q = 0; q < nq; ++q) demand[q] = in_use[q] + waiting[q];
+  const std::vector<Quota> fair = fair_shares(tree_, capacity, demand);
+  usage_.assign(nq, {});
+  for (int q = 0; q < nq; ++q) {
+    usage_[q] = QueueUsage{tree_.spec(q).guaranteed, fair[q], in_use[q], waiting[q]};
+  }
+
+  // --- bookkeeping of reservations and reclaims ---
+  std::set<uint64_t> pending_ids;
+  for (const Work& w : pending) pending_ids.insert(w.id);
+  std::set<uint64_t> running_ids;
+  for (const RunningWork& r : running) running_ids.insert(r.work.id);
+  const std::set<uint64_t> stopping_ids(stopping.begin(), stopping.end());
+  std::erase_if(reservations_, [&](const auto& kv) { return !pending_ids.count(kv.first); });
+  std::erase_if(first_blocked_ms_, [&](const auto& kv) { return !pending_ids.count(kv.first); });
+  std::erase_if(reclaims_, [&](const auto& kv) { return !pending_ids.count(kv.first); });
+  for (auto& [id, nodes] : reservations_) {  // a reserved node that went away ends it
+    if (std::any_of(nodes.begin(), nodes.end(), [&](NodeId n) { return !cy.usable(n); })) {
+      nodes.clear();
+    }
+  }
+  std::erase_if(reservations_, [](const auto& kv) { return kv.second.empty(); });
+  for (const auto& [id, nodes] : reservations_) cy.hold(nodes);
+
+  // --- order ---
+  std::vector<const Work*> order;
+  for (const Work& w : pending) {
+    if (w.queue < 0 || w.queue >= nq || !tree_.is_leaf(w.queue)) {
+      result.waiting[w.id].text = "its queue is not a leaf queue of this cluster";
+      continue;
+    }
+    order.push_back(&w);
+  }
+  auto by_priority = [](const Work* a, const Work* b) {
+    return std::tie(b->priority, a->submit_ms, a->id) < std::tie(a->priority, b->submit_ms, b->id);
+  };
+  if (policy == QueuePolicy::kFifo) {
+    std::sort(order.begin(), order.end(), [](const Work* a, const Work* b) {
+      return std::tie(a->submit_ms, a->id) < std::tie(b->submit_ms, b->id);
+    });
+  } else {
+    std::sort(order.begin(), order.end(), by_priority);
+  }
+
+  // Admission limits per policy.
+  auto within = [&](int q, const Quota& need, auto bound_of) {
+    for (int a = q; a != -1; a = tree_.parent(a)) {
+      const Quota bound = bound_of(a);
+      if (a != q && bound.is_zero()) continue;  // an inner queue without a guarantee
+      if (!fits_bound(in_use[a] + need, bound)) return a;
+    }
+    return -1;
+  };
+  auto limit_of = [&](int a) {
+    return tree_.spec(a).limit ? *tree_.spec(a).limit : Quota{kUnlimited, kUnlimited, kUnlimited};
+  };
+  auto guarantee_of = [&](int a) { return tree_.spec(a).guaranteed; };
+  auto fair_of = [&](int a) { return min_of(fair[a], limit_of(a)); };
+
+  auto start = [&](const Work& w, std::vector<Placement> placements) {
+    add_up(in_use, w.queue, quota_of(w.task.res, w.tasks));
+    add_up(waiting, w.queue, Quota{} - quota_of(w.task.res, w.tasks));
+    first_blocked_ms_.erase(w.id);
+    reclaims_.erase(w.id);
+    result.waiting.erase(w.id);
+    result.started.emplace_back(w.id, std::move(placements));
+  };
+  // Tries to place `w` now (under its reservation, if it has one). Records why not.
+  auto try_place = [&](const Work& w) {
+    std::string why;
+    auto r = reservations_.find(w.id);
+    std::optional<std::vector<Placement>> placed;
+    if (r != reservations_.end()) {
+      cy.unhold(r->second);
+      cy.open(r->second);
+      placed = cy.place(w, why);
+      cy.close(r->second);
+      if (placed) {
+        reservations_.erase(r);
+      } else {
+        cy.hold(r->second);
+        why = "holding " + std::to_string(r->second.size()) + " node(s) for it: " + why;
+      }
+    } else {
+      placed = cy.place(w, why);
+      if (!placed) cy.remember_failure(w, why);
+    }
+    if (placed) {
+      start(w, std::move(*placed));
+      return true;
+    }
+    first_blocked_ms_.try_emplace(w.id, now_ms);
+    result.waiting[w.id].text = why;
+    return false;
+  };
+  auto quota_reason = [&](int a, const char* what, const Quota& bound) {
+    return "queue " + tree_.spec(a).name + " would exceed its " + what + " (" + bound.to_string() +
+           "; in use " + in_use[a].to_string() + ")";
+  };
+
+  std::set<uint64_t> done;  // started or decided in this cycle
+  if (policy == QueuePolicy::kFifo || policy == QueuePolicy::kPriority) {
+    std::vector<bool> blocked(nq, false);
+    for (const Work* w : order) {
+      const Quota need = quota_of(w->task.res, w->tasks);
+      if (policy == QueuePolicy::kFifo) {
+        if (blocked[w->queue]) {
+          result.waiting[w->id].text = "behind older work in queue " + tree_.spec(w->queue).name;
+          continue;
+        }
+        if (int a = within(w->queue, need, guarantee_of); a != -1) {
+          result.waiting[w->id].text = quota_reason(a, "quota", guarantee_of(a));
+          blocked[w->queue] = true;
+          continue;
+        }
+      }
+      if (int a = within(w->queue, need, limit_of); a != -1) {
+        result.waiting[w->id].text = quota_reason(a, "limit", limit_of(a));
+        continue;
+      }
+      if (!try_place(*w) && policy == QueuePolicy::kFifo) blocked[w->queue] = true;
+    }
+    return result;
+  }
+
+  // DRF and lepton: interleave queues, the least served first.
+  std::vector<std::vector<const Work*>> per_queue(nq);
+  for (const Work* w : order) per_queue[w->queue].push_back(w);
+  auto served = [&](int q) {
+    if (policy == QueuePolicy::kDrf) {
+      return dominant_share(in_use[q], capacity) / tree_.spec(q).weight;
+    }
+    return dominant_share(in_use[q], fair[q]);
+  };
+  auto interleave = [&](auto&& visit) {
+    std::vector<size_t> cursor(nq, 0);
+    while (true) {
+      int best = -1;
+      double best_served = 0;
+      for (int q = 0; q < nq; ++q) {
+        if (cursor[q] >= per_queue[q].size()) continue;
+        const double s = served(q);
+        if (best == -1 || s < best_served) best = q, best_served = s;
+      }
+      if (best == -1) return;
+      visit(*per_queue[best][cursor[best]++]);
+    }
+  };
+
+  if (policy == QueuePolicy::kDrf) {
+    interleave([&](const Work& w) {
+      const Quota need = quota_of(w.task.res, w.tasks);
+      if (int a = within(w.queue, need, guarantee_of); a != -1) {
+        result.waiting[w.id].text = quota_reason(a, "quota", guarantee_of(a));
+        return;
+      }
+      try_place(w);
+    });
+    return result;
+  }
+
+  // lepton, round 1: work within its queue's fair share (non-preemptible work: within the
+  // guarantee), least served queues first. Work that does not fit for lack of room is a
+  // candidate for reclaim.
+  struct ReclaimCandidate {
+    const Work* work;
+    bool own_queue_only;  // over its fair share: may only preempt lower priority in its queue
+  };
+  std::vector<ReclaimCandidate> reclaim_candidates;
+  auto outranks_own_work = [&](const Work& w) {
+    return std::any_of(running.begin(), running.end(), [&](const RunningWork& r) {
+      return r.work.queue == w.queue && r.work.preemptible && r.work.priority < w.priority &&
+             !stopping_ids.count(r.work.id);
+    });
+  };
+  interleave([&](const Work& w) {
+    const Quota need = quota_of(w.task.res, w.tasks);
+    if (int a = within(w.queue, need, limit_of); a != -1) {
+      result.waiting[w.id].text = quota_reason(a, "limit", limit_of(a));
+      done.insert(w.id);
+      return;
+    }
+    if (!w.preemptible) {
+      if (int a = within(w.queue, need, guarantee_of); a != -1) {
+        result.waiting[w.id].text = "non-preemptible work runs only within the guarantee: " +
+                                    quota_reason(a, "guarantee", guarantee_of(a));
+        done.insert(w.id);
+        return;
+      }
+    } else if (within(w.queue, need, fair_of) != -1) {
+      if (!outranks_own_work(w)) return;  // over its fair share: round 2
+      done.insert(w.id);
+      if (!try_place(w)) reclaim_candidates.push_back({&w, true});
+      return;
+    }
+    done.insert(w.id);
+    if (!try_place(w)) reclaim_candidates.push_back({&w, false});
+  });
+
+  // Reclaim and priority preemption, for work that is within its fair share but found no room:
+  // take over-fair-share work of other queues, or lower-priority work of its own queue.
+  std::vector<bool> victim_taken(running.size(), false);
+  std::vector<Quota> reclaimed(nq);  // what victims chosen in this cycle will give back
+  for (size_t i = 0; i < running.size(); ++i) {
+    if (stopping_ids.count(running[i].work.id)) victim_taken[i] = true;
+  }
+  std::map<NodeId, std::vector<size_t>> victims_on;  // running work by node
+  for (size_t i = 0; i < running.size(); ++i) {
+    for (const Placement& p : running[i].placements) victims_on[p.node].push_back(i);
+  }
+  int reclaim_attempts = 0;
+  for (const auto& [w, own_queue_only] : reclaim_candidates) {
+    if (reclaim_attempts >= 16) break;  // bounds the work of one cycle; the rest next cycle
+    if (auto r = reclaims_.find(w->id); r != reclaims_.end()) {
+      const bool still = std::any_of(r->second.begin(), r->second.end(),
+                                     [&](uint64_t v) { return running_ids.count(v) > 0; });
+      if (still) {
+        result.waiting[w->id].text =
+            "waiting for " + std::to_string(r->second.size()) + " preempted job(s) to stop";
+        result.waiting[w->id].preempting = r->second;
+        continue;
+      }
+    }
+    ++reclaim_attempts;
+    auto may_take = [&](size_t i) {
+      const RunningWork& r = running[i];
+      if (victim_taken[i] || !r.work.preemptible) return false;
+      if (r.work.queue == w->queue) return r.work.priority < w->priority;
+      if (own_queue_only) return false;
+      const int q = r.work.queue;
+      if (q < 0 || q >= nq) return false;
+      return (in_use[q] - reclaimed[q]).gpu_milli > fair[q].gpu_milli ||
+             (w->task.res.gpu_count == 0 &&
+              (in_use[q] - reclaimed[q]).cpu_milli > fair[q].cpu_milli);
+    };
+    // For each task, the node where the cheapest set of victims makes room.
+    std::vector<size_t> chosen;
+    std::vector<NodeId> nodes;
+    std::vector<std::pair<size_t, Placement>> released;  // to rebind afterwards
+    bool ok = true;
+    for (int t = 0; t < w->tasks && ok; ++t) {
+      NodeId best_node = -1;
+      std::vector<size_t> best_set;
+      VictimCost best_cost{INT32_MAX, 0};
+      for (auto& [node, list] : victims_on) {
+        if (!cy.usable(node) || std::find(nodes.begin(), nodes.end(), node) != nodes.end()) {
+          continue;
+        }
+        std::vector<size_t> cands;
+        for (size_t i : list) {
+          if (may_take(i)) cands.push_back(i);
+        }
+        if (cands.empty()) continue;
+        std::sort(cands.begin(), cands.end(), [&](size_t a, size_t b) {
+          return cost_of(running[a], now_ms) < cost_of(running[b], now_ms);
+        });
+        std::vector<std::pair<size_t, Placement>> here;
+        VictimCost cost{INT32_MIN, 0};
+        bool fits = false;
+        for (size_t i : cands) {
+          for (const Placement& p : running[i].placements) {
+            if (p.node != node) continue;
+            cluster.release(running[i].work.task, p);
+            here.emplace_back(i, p);
+          }
+          const VictimCost c = cost_of(running[i], now_ms);
+          cost.priority = std::max(cost.priority, c.priority);
+          cost.lost += c.lost;
+          if (ClusterState::fits(cluster.state(node), w->task)) {
+            fits = true;
+            break;
+          }
+        }
+        for (const auto& [i, p] : here) cluster.bind(running[i].work.task, p);
+        if (!fits) continue;
+        std::vector<size_t> set;
+        for (const auto& [i, p] : here) {
+          if (std::find(set.begin(), set.end(), i) == set.end()) set.push_back(i);
+        }
+        const auto key = std::make_tuple(cost.priority, set.size(), cost.lost);
+        const auto best_key = std::make_tuple(best_cost.priority, best_set.size(), best_cost.lost);
+        if (best_node == -1 || key < best_key) {
+          best_node = node;
+          best_set = std::move(set);
+          best_cost = cost;
+        }
+      }
+      if (best_node == -1) {
+        ok = false;
+        break;
+      }
+      nodes.push_back(best_node);
+      for (size_t i : best_set) {
+        victim_taken[i] = true;
+        chosen.push_back(i);
+      }
+    }
+    if (!ok) {
+      for (size_t i : chosen) victim_taken[i] = false;
+      continue;
+    }
+    WaitReason& why = result.waiting[w->id];
+    why.text = "preempting " + std::to_string(chosen.size()) + " job(s) to make room";
+    std::vector<uint64_t> ids;
+    for (size_t i : chosen) {
+      const RunningWork& v = running[i];
+      ids.push_back(v.work.id);
+      result.preempted.push_back(v.work.id);
+      reclaimed[v.work.queue] += quota_of(v.work.task.res, v.work.tasks);
+    }
+    why.preempting = ids;
+    reclaims_[w->id] = ids;
+    if (auto r = reservations_.find(w->id); r != reservations_.end()) cy.unhold(r->second);
+    reservations_[w->id] = nodes;  // the freed room is kept for this work
+    cy.hold(nodes);
+  }
+
+  // Round 2: work over its fair share borrows what is idle (as preemptible work), in the same
+  // order. Reservations for work that has waited too long keep room for it meanwhile.
+  interleave([&](const Work& w) {
+    if (done.count(w.id)) return;
+    if (!w.preemptible) return;  // handled in round 1
+    if (try_place(w)) return;
+    const std::string why = result.waiting[w.id].text;
+    result.waiting[w.id].text = "over its fair share (" + gpus_text(fair[w.queue].gpu_milli) +
+                                " GPUs) and no idle room: " + why;
+  });
+
+  // Reservations: the first waiting job of a queue that has waited long gets nodes held for it,
+  // so the queue's smaller jobs behind it (and borrowers) stop refilling them. One per queue.
+  std::set<int> queues_with_reservation;
+  for (const auto& [id, nodes] : reservations_) {
+    for (const Work& w : pending) {
+      if (w.id == id) queues_with_reservation.insert(w.queue);
+    }
+  }
+  std::set<int> queue_seen;
+  for (const Work* w : order) {
+    if (!result.waiting.count(w->id) || !queue_seen.insert(w->queue).second) continue;
+    if (reservations_.count(w->id) || queues_with_reservation.count(w->queue)) continue;
+    auto first = first_blocked_ms_.find(w->id);
+    if (first == first_blocked_ms_.end() || now_ms - first->second < options_.reserve_after_ms) {
+      continue;
+    }
+    // Only work that fits its queue's fair share by itself: a reservation must end.
+    if (!fits_bound(quota_of(w->task.res, w->tasks), fair_of(w->queue))) continue;
+    std::vector<NodeId> nodes = cy.reservation_for(*w);
+    if (nodes.empty()) continue;
+    reservations_[w->id] = nodes;
+    cy.hold(nodes);
+    queues_with_reservation.insert(w->queue);
+    result.waiting[w->id].text +=
+        "; holding " + std::to_string(nodes.size()) + " node(s) for it until it fits";
+  }
+  return result;
+}
+
+}  // namespace lepton::sched
