@@ -702,7 +702,9 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     for (const Placement& p : running[i].placements) victims_on[p.node].push_back(i);
   }
   int reclaim_attempts = 0;
-  for (const auto& [w, own_queue_only] : reclaim_candidates) {
+  for (const ReclaimCandidate& candidate : reclaim_candidates) {
+    const Work* w = candidate.work;
+    const bool own_queue_only = candidate.own_queue_only;
     if (reclaim_attempts >= 16) break;  // bounds the work of one cycle; the rest next cycle
     if (auto r = reclaims_.find(w->id); r != reclaims_.end()) {
       const bool still = std::any_of(r->second.begin(), r->second.end(),
