@@ -1,11 +1,7 @@
 #include "spec/job_json.h"
 
-#include <exception>
-#include <functional>
-#include <set>
-#include <vector>
-
 #include "spec/decode.h"
+#include "spec/json_document.h"
 
 namespace lepton::spec {
 namespace {
@@ -83,52 +79,6 @@ void convert(const json& in, int depth, Node& out) {
   }
 }
 
-// Finds the first key repeated within one object (nlohmann keeps only the last silently).
-class DuplicateKeys {
- public:
-  bool operator()(int /*depth*/, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-        frames_.push_back({true, {}, {}});
-        break;
-      case json::parse_event_t::array_start:
-        frames_.push_back({false, {}, {}});
-        break;
-      case json::parse_event_t::object_end:
-      case json::parse_event_t::array_end:
-        if (!frames_.empty()) frames_.pop_back();
-        break;
-      case json::parse_event_t::key:
-        if (!frames_.empty() && parsed.is_string()) {
-          Frame& f = frames_.back();
-          f.key = parsed.get<std::string>();
-          if (!f.keys.insert(f.key).second && duplicate_.empty()) {
-            for (const Frame& g : frames_) {
-              if (!g.object) continue;
-              if (!duplicate_.empty()) duplicate_ += ".";
-              duplicate_ += internal::quote(g.key);
-            }
-          }
-        }
-        break;
-      case json::parse_event_t::value:
-        break;
-    }
-    return true;
-  }
-  // The dotted path of the first repeated field; empty when none.
-  const std::string& duplicate() const { return duplicate_; }
-
- private:
-  struct Frame {
-    bool object;
-    std::set<std::string> keys;
-    std::string key;
-  };
-  std::vector<Frame> frames_;
-  std::string duplicate_;
-};
-
 }  // namespace
 
 ordered_json job_spec_to_json_value(const JobSpec& spec) {
@@ -167,37 +117,10 @@ std::string job_spec_to_json(const JobSpec& spec) {
 }
 
 Result<JobSpec> job_spec_from_json(std::string_view text) {
-  if (text.size() > internal::kMaxDocumentBytes) {
-    return Status::invalid_argument("expected a document of at most " +
-                                    std::to_string(internal::kMaxDocumentBytes) + " bytes, got " +
-                                    std::to_string(text.size()));
-  }
-  if (text.find_first_not_of(" \t\r\n") == std::string_view::npos) {
-    return Status::invalid_argument("expected a job spec (a JSON object), got an empty document");
-  }
+  auto j = internal::parse_json_object(text, "a job spec");
+  if (!j.is_ok()) return j.status();
   Node root;
-  try {
-    DuplicateKeys duplicates;
-    json j = json::parse(text.begin(), text.end(), std::ref(duplicates));
-    if (!duplicates.duplicate().empty()) {
-      return Status::invalid_argument(duplicates.duplicate() +
-                                      ": expected each field once, got it twice");
-    }
-    if (!j.is_object()) {
-      return Status::invalid_argument("expected a job spec (a JSON object), got " +
-                                      std::string(j.type_name()));
-    }
-    convert(j, 0, root);
-  } catch (const json::exception& e) {
-    std::string what = e.what();
-    if (size_t end = what.find("] ");
-        what.rfind("[json.exception.", 0) == 0 && end != std::string::npos) {
-      what = what.substr(end + 2);
-    }
-    return Status::invalid_argument("expected JSON, got " + what);
-  } catch (const std::exception& e) {
-    return Status::invalid_argument(std::string("expected JSON, got ") + e.what());
-  }
+  convert(*j, 0, root);
   return internal::decode_job_spec(root, {.file = {}, .structured_resources = true});
 }
 
