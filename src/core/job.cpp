@@ -47,6 +47,11 @@ Status validate_job_spec(const JobSpec& spec) {
   if (!spec.gpu_models.empty() && spec.resources.gpu_count == 0) {
     return Status::invalid_argument("resources.accelerators: a GPU model needs a GPU count");
   }
+  if (!spec.queue.empty()) LEPTON_RETURN_IF_ERROR(validate_name("queue", spec.queue));
+  if (spec.priority < kMinJobPriority || spec.priority > kMaxJobPriority) {
+    return Status::invalid_argument("priority: expected " + std::to_string(kMinJobPriority) + ".." +
+                                    std::to_string(kMaxJobPriority));
+  }
   for (const auto& [key, value] : spec.envs) {
     if (!is_env_name(key)) {
       return Status::invalid_argument("envs." + key +

@@ -22,6 +22,9 @@ namespace lepton {
 //   setup: pip install -r requirements.txt
 //   run: python train.py
 //   max_restarts: 2
+//   queue: team-a
+//   priority: 10
+//   preemptible: false
 struct JobSpec {
   std::string name;
   // Per node: CPU (milli-cores) and memory (MiB) are minimums; GPUs are exact.
@@ -33,6 +36,13 @@ struct JobSpec {
   std::string setup;  // shell script run before `run` on every node; may be empty
   std::string run;    // shell script; required
   int max_restarts = 0;
+  // The queue the job is submitted to; empty means kDefaultQueue ("default").
+  std::string queue;
+  // Order within the queue: higher first; -1000..1000.
+  int priority = 0;
+  // Whether the scheduler may stop the job to give its resources to other work (reclaim,
+  // priority); a preempted job goes back to its queue.
+  bool preemptible = true;
 
   bool operator==(const JobSpec&) const = default;
 };
@@ -40,6 +50,8 @@ struct JobSpec {
 inline constexpr int kMaxNodesPerJob = 1024;
 inline constexpr int kMaxRestarts = 100;
 inline constexpr size_t kMaxJobNameLength = 63;
+inline constexpr int kMinJobPriority = -1000;
+inline constexpr int kMaxJobPriority = 1000;
 
 // Names of jobs, queues and other objects: 1 to 63 characters of [a-z0-9-], starting with a
 // letter. The error names `field`.
@@ -47,7 +59,8 @@ Status validate_name(std::string_view field, std::string_view name);
 
 // Checks invariants beyond syntax: a name of [a-z0-9-] (at most 63, starting with a
 // letter), 1..1024 nodes, 0..100 restarts, a non-empty `run`, valid resources, environment names
-// that are shell identifiers. The error names the field.
+// that are shell identifiers, a queue name (when given) like a job name, a priority of
+// -1000..1000. The error names the field.
 Status validate_job_spec(const JobSpec& spec);
 
 // PENDING -> SCHEDULED -> STARTING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED.

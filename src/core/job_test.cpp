@@ -41,6 +41,32 @@ TEST(JobSpec, ValidateNamesTheField) {
   s = valid();
   s.envs["1BAD"] = "x";
   expect_field(s, "envs.1BAD:");
+  s = valid();
+  s.queue = "Team_A";
+  expect_field(s, "queue:");
+  s = valid();
+  s.priority = 1001;
+  expect_field(s, "priority:");
+  s = valid();
+  s.priority = -1001;
+  expect_field(s, "priority:");
+}
+
+TEST(JobSpec, QueueFieldsDefaultAndBounds) {
+  JobSpec s = valid();
+  EXPECT_EQ(s.queue, "");  // the default queue
+  EXPECT_EQ(s.priority, 0);
+  EXPECT_TRUE(s.preemptible);
+  s.queue = "team-a";
+  s.priority = -1000;
+  s.preemptible = false;
+  EXPECT_TRUE(validate_job_spec(s).is_ok());
+  s.priority = 1000;
+  EXPECT_TRUE(validate_job_spec(s).is_ok());
+  s.queue = std::string(63, 'q');
+  EXPECT_TRUE(validate_job_spec(s).is_ok());
+  s.queue = std::string(64, 'q');
+  EXPECT_FALSE(validate_job_spec(s).is_ok());
 }
 
 TEST(JobState, NamesRoundTrip) {

@@ -22,8 +22,9 @@ using Type = Node::Type;
 
 constexpr size_t kMaxQuoted = 60;
 
-constexpr std::array<std::string_view, 7> kJobFields = {"name",  "resources", "num_nodes",   "envs",
-                                                        "setup", "run",       "max_restarts"};
+constexpr std::array<std::string_view, 10> kJobFields = {
+    "name", "resources",    "num_nodes", "envs",     "setup",
+    "run",  "max_restarts", "queue",     "priority", "preemptible"};
 constexpr std::array<std::string_view, 3> kResourceFields = {"accelerators", "cpus", "memory"};
 constexpr std::array<std::string_view, 5> kStructuredResourceFields = {
     "cpu_milli", "memory_mib", "gpu_count", "gpu_milli", "gpu_models"};
@@ -178,6 +179,24 @@ class Decoder {
     }
     out = static_cast<int>(v);
     return Status::ok();
+  }
+
+  // true or false: a JSON bool, or in YAML true/True/TRUE/false/False/FALSE (YAML 1.2's core
+  // schema; not yes/no/on/off).
+  Status boolean(const Node& n, std::string_view path, bool& out) const {
+    static constexpr std::array<std::string_view, 3> kTrue = {"true", "True", "TRUE"};
+    static constexpr std::array<std::string_view, 3> kFalse = {"false", "False", "FALSE"};
+    if (n.kind == Kind::kScalar && (n.type == Type::kAny || n.type == Type::kBool)) {
+      if (std::find(kTrue.begin(), kTrue.end(), n.text) != kTrue.end()) {
+        out = true;
+        return Status::ok();
+      }
+      if (std::find(kFalse.begin(), kFalse.end(), n.text) != kFalse.end()) {
+        out = false;
+        return Status::ok();
+      }
+    }
+    return fail(n, path, "true or false");
   }
 
   // A number that may end in '+' ("4+": at least 4). Both forms are minimums.
@@ -447,6 +466,18 @@ Result<JobSpec> Decoder::decode(const Node& root) {
   spec.run = std::move(*run_text);
   if (const Node* v = find(root, "max_restarts"); v && v->kind != Kind::kNull) {
     LEPTON_RETURN_IF_ERROR(integer(*v, "max_restarts", 0, kMaxRestarts, spec.max_restarts));
+  }
+  if (const Node* v = find(root, "queue"); v && v->kind != Kind::kNull) {
+    auto queue = text(*v, "queue");
+    if (!queue.is_ok()) return queue.status();
+    spec.queue = std::move(*queue);
+  }
+  if (const Node* v = find(root, "priority"); v && v->kind != Kind::kNull) {
+    LEPTON_RETURN_IF_ERROR(
+        integer(*v, "priority", kMinJobPriority, kMaxJobPriority, spec.priority));
+  }
+  if (const Node* v = find(root, "preemptible"); v && v->kind != Kind::kNull) {
+    LEPTON_RETURN_IF_ERROR(boolean(*v, "preemptible", spec.preemptible));
   }
 
   if (Status s = validate_job_spec(spec); !s.is_ok()) return place(s);

@@ -109,6 +109,9 @@ ordered_json job_spec_to_json_value(const JobSpec& spec) {
   j["setup"] = spec.setup;
   j["run"] = spec.run;
   j["max_restarts"] = spec.max_restarts;
+  j["queue"] = spec.queue;
+  j["priority"] = spec.priority;
+  j["preemptible"] = spec.preemptible;
   return j;
 }
 

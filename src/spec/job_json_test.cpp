@@ -33,13 +33,18 @@ TEST(SpecJobJson, WritesTheCanonicalForm) {
   s.setup = "pip install x";
   s.run = "python train.py";
   s.max_restarts = 2;
+  s.queue = "team-a";
+  s.priority = 10;
+  s.preemptible = false;
   EXPECT_EQ(job_spec_to_json(s),
             R"({"name":"train","resources":{"accelerators":"A100:8","cpus":4,"memory":16},)"
             R"("num_nodes":2,"envs":{"EPOCHS":"3"},"setup":"pip install x",)"
-            R"("run":"python train.py","max_restarts":2})");
+            R"("run":"python train.py","max_restarts":2,"queue":"team-a","priority":10,)"
+            R"("preemptible":false})");
   EXPECT_EQ(job_spec_to_json(make("c", {500, 512, 0, 0})),
             R"({"name":"c","resources":{"cpus":0.5,"memory":0.5},"num_nodes":1,"envs":{},)"
-            R"("setup":"","run":"echo hi","max_restarts":0})");
+            R"("setup":"","run":"echo hi","max_restarts":0,"queue":"","priority":0,)"
+            R"("preemptible":true})");
   EXPECT_EQ(job_spec_to_json_value(make("f", {1000, 1024, 1, 250}, {"T4"}))["resources"].dump(),
             R"({"accelerators":"T4:0.25","cpus":1,"memory":1})");
   EXPECT_EQ(job_spec_to_json_value(
@@ -69,7 +74,14 @@ TEST(SpecJobJson, RoundTrips) {
   full.envs = {{"A", ""}, {"B_2", "line\nbreak \"quoted\" \\ \xc3\xa9"}, {"_X", "0.50"}};
   full.setup = "set -e\npip install x\n";
   full.run = "torchrun --nnodes=$LEPTON_NUM_NODES train.py\n";
+  full.queue = std::string(63, 'q');
+  full.priority = 1000;
+  full.preemptible = false;
   specs.push_back(full);
+  JobSpec low = make("low", {1000, 1024, 0, 0});
+  low.queue = "team-a";
+  low.priority = -1000;
+  specs.push_back(low);
   for (const JobSpec& s : specs) {
     ASSERT_TRUE(validate_job_spec(s).is_ok()) << s.name;
     std::string text = job_spec_to_json(s);
@@ -96,6 +108,51 @@ TEST(SpecJobJson, AgreesWithYaml) {
   EXPECT_EQ(*back, *yaml);
 }
 
+TEST(SpecJobJson, QueueFields) {
+  auto r = job_spec_from_json(
+      R"({"name":"j","run":"x","queue":"team-a","priority":-5,"preemptible":false})");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->queue, "team-a");
+  EXPECT_EQ(r->priority, -5);
+  EXPECT_FALSE(r->preemptible);
+  // null means the default, as for every optional field.
+  r = job_spec_from_json(R"({"name":"j","run":"x","queue":null,"priority":null,)"
+                         R"("preemptible":null})");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->queue, "");
+  EXPECT_EQ(r->priority, 0);
+  EXPECT_TRUE(r->preemptible);
+
+  EXPECT_EQ(error(R"({"name":"j","run":"x","queue":"Team A"})"),
+            "queue: expected 1 to 63 characters of a-z, 0-9 and '-', starting with a letter, got "
+            "'Team A'");
+  EXPECT_EQ(error(R"({"name":"j","run":"x","queue":7})"), "queue: expected a string, got '7'");
+  EXPECT_EQ(error(R"({"name":"j","run":"x","priority":1001})"),
+            "priority: expected an integer from -1000 to 1000, got '1001'");
+  EXPECT_EQ(error(R"({"name":"j","run":"x","priority":"1"})"),
+            "priority: expected an integer from -1000 to 1000, got '1'");
+  EXPECT_EQ(error(R"({"name":"j","run":"x","priority":1.5})"),
+            "priority: expected an integer from -1000 to 1000, got '1.5'");
+  EXPECT_EQ(error(R"({"name":"j","run":"x","preemptible":"false"})"),
+            "preemptible: expected true or false, got 'false'");
+  EXPECT_EQ(error(R"({"name":"j","run":"x","preemptible":0})"),
+            "preemptible: expected true or false, got '0'");
+}
+
+// A spec stored by a lepton without queues (no queue, priority or preemptible keys) still reads,
+// with the defaults.
+TEST(SpecJobJson, SpecsStoredBeforeQueuesStillDecode) {
+  auto r = job_spec_from_json(
+      R"({"name":"train","resources":{"accelerators":"A100:8","cpus":4,"memory":16},)"
+      R"("num_nodes":2,"envs":{"EPOCHS":"3"},"setup":"pip install x",)"
+      R"("run":"python train.py","max_restarts":2})");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_EQ(r->queue, "");
+  EXPECT_EQ(r->priority, 0);
+  EXPECT_TRUE(r->preemptible);
+  EXPECT_EQ(r->max_restarts, 2);
+}
+
 TEST(SpecJobJson, AcceptsStructuredResources) {
   auto r = job_spec_from_json(
       R"({"name":"s","run":"x","resources":{"cpu_milli":250,"memory_mib":100,"gpu_count":1,)"
@@ -119,7 +176,7 @@ TEST(SpecJobJson, AcceptsStructuredResources) {
 TEST(SpecJobJson, Errors) {
   EXPECT_EQ(error(R"({"name":"j","run":"x","nodes":2})"),
             "nodes: unknown field, expected one of name, resources, num_nodes, envs, setup, run, "
-            "max_restarts");
+            "max_restarts, queue, priority, preemptible");
   EXPECT_EQ(error(R"({"name":"j","run":"x","num_nodes":"2"})"),
             "num_nodes: expected an integer from 1 to 1024, got '2'");
   EXPECT_EQ(error(R"({"name":"j","run":"x","num_nodes":2.0})"),
@@ -154,6 +211,9 @@ TEST(SpecJobJson, Errors) {
 TEST(SpecJobJson, MutatedInputNeverCrashes) {
   JobSpec s = make("train", {4000, 16384, 8, 1000}, {"A100", "H100"});
   s.envs = {{"EPOCHS", "3"}};
+  s.queue = "team-a";
+  s.priority = -20;
+  s.preemptible = false;
   const std::string base = job_spec_to_json(s);
   const std::string_view alphabet = "0123456789:{}[],-.\"e\\ ntul";
   std::mt19937 rng(2);

@@ -30,6 +30,9 @@ TEST(SpecJobYaml, ParsesCpuJobWithDefaults) {
   EXPECT_EQ(r->max_restarts, 0);
   EXPECT_TRUE(r->envs.empty());
   EXPECT_EQ(r->setup, "");
+  EXPECT_EQ(r->queue, "");  // the default queue
+  EXPECT_EQ(r->priority, 0);
+  EXPECT_TRUE(r->preemptible);
 }
 
 TEST(SpecJobYaml, ParsesEveryField) {
@@ -50,6 +53,9 @@ setup: |
 run: |
   python train.py
 max_restarts: 2
+queue: team-a
+priority: 10
+preemptible: false
 )",
                           "train.yaml");
   ASSERT_TRUE(r.is_ok()) << r.status().message();
@@ -61,6 +67,39 @@ max_restarts: 2
                          {"EPOCHS", "3"}, {"VERBOSE", "true"}, {"RATE", "0.50"}, {"NAME", "x y"}}));
   EXPECT_EQ(r->setup, "pip install -r requirements.txt\n");
   EXPECT_EQ(r->run, "python train.py\n");
+  EXPECT_EQ(r->queue, "team-a");
+  EXPECT_EQ(r->priority, 10);
+  EXPECT_FALSE(r->preemptible);
+}
+
+TEST(SpecJobYaml, QueueFields) {
+  auto parse = [](const std::string& extra) {
+    auto r = parse_job_yaml("name: j\nrun: x\n" + extra, "j.yaml");
+    EXPECT_TRUE(r.is_ok()) << extra << ": " << r.status().message();
+    return r.is_ok() ? *r : JobSpec{};
+  };
+  EXPECT_EQ(parse("priority: -1000\n").priority, -1000);
+  EXPECT_EQ(parse("priority: 1000\n").priority, 1000);
+  EXPECT_TRUE(parse("preemptible: True\n").preemptible);
+  EXPECT_FALSE(parse("preemptible: FALSE\n").preemptible);
+  JobSpec s = parse("queue:\npriority: ~\npreemptible:\n");  // null: the defaults
+  EXPECT_EQ(s.queue, "");
+  EXPECT_EQ(s.priority, 0);
+  EXPECT_TRUE(s.preemptible);
+
+  EXPECT_EQ(error("name: j\nrun: x\nqueue: Team-A\n"),
+            "job.yaml:3:8: queue: expected 1 to 63 characters of a-z, 0-9 and '-', starting with "
+            "a letter, got 'Team-A'");
+  EXPECT_EQ(error("name: j\nrun: x\nqueue: [a]\n"),
+            "job.yaml:3:8: queue: expected a string, got a list");
+  EXPECT_EQ(error("name: j\nrun: x\npriority: 1001\n"),
+            "job.yaml:3:11: priority: expected an integer from -1000 to 1000, got '1001'");
+  EXPECT_EQ(error("name: j\nrun: x\npriority: high\n"),
+            "job.yaml:3:11: priority: expected an integer from -1000 to 1000, got 'high'");
+  EXPECT_EQ(error("name: j\nrun: x\npreemptible: yes\n"),
+            "job.yaml:3:14: preemptible: expected true or false, got 'yes'");
+  EXPECT_EQ(error("name: j\nrun: x\npreemptible: 0\n"),
+            "job.yaml:3:14: preemptible: expected true or false, got '0'");
 }
 
 JobSpec parse_ok(const std::string& resources) {
@@ -151,7 +190,7 @@ TEST(SpecJobYaml, ErrorMessagesNamePositionFieldAndValue) {
 TEST(SpecJobYaml, UnknownFieldsListTheAllowedOnes) {
   EXPECT_EQ(error("name: j\nrun: x\nworkdir: .\n"),
             "job.yaml:3:1: workdir: unknown field, expected one of name, resources, num_nodes, "
-            "envs, setup, run, max_restarts");
+            "envs, setup, run, max_restarts, queue, priority, preemptible");
   EXPECT_EQ(error("name: j\nrun: x\nresources:\n  gpus: 1\n"),
             "job.yaml:4:3: resources.gpus: unknown field, expected one of accelerators, cpus, "
             "memory");
@@ -251,7 +290,10 @@ TEST(SpecJobYaml, MutatedInputNeverCrashes) {
       "setup: |\n"
       "  pip install x\n"
       "run: python train.py\n"
-      "max_restarts: 2\n";
+      "max_restarts: 2\n"
+      "queue: team-a\n"
+      "priority: -3\n"
+      "preemptible: false\n";
   ASSERT_TRUE(parse_job_yaml(base, "fuzz.yaml").is_ok());
   const std::string_view alphabet = "0123456789:{}[],-+.&*!|>'\"#\n abxAH";
   std::mt19937 rng(1);
