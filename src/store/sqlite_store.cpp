@@ -10,8 +10,10 @@
 namespace lepton::store {
 namespace {
 
-// The schema of version 1. STRICT tables make SQLite check column types as PostgreSQL would; the
-// CHECKs reject records no caller should write (they also let tests provoke a failing batch).
+// The schema of version 1; later versions are reached through kMigrations, so that a new file
+// and an upgraded one end up with the same schema. STRICT tables make SQLite check column types as
+// PostgreSQL would; the CHECKs reject records no caller should write (they also let tests provoke a
+// failing batch).
 constexpr const char* kSchema = R"sql(
 CREATE TABLE meta (
   id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -74,6 +76,18 @@ CREATE TABLE counters (
 ) WITHOUT ROWID, STRICT;
 )sql";
 
+// kMigrations[i] takes the schema from version i + 1 to version i + 2, inside the transaction
+// that also sets user_version. Append only: a released migration never changes.
+constexpr std::array<const char*, kSqliteSchemaVersion - 1> kMigrations = {
+    // 2: queues.
+    R"sql(
+CREATE TABLE queues (
+  name TEXT PRIMARY KEY CHECK (name <> ''),
+  spec_json TEXT NOT NULL
+) WITHOUT ROWID, STRICT;
+)sql",
+};
+
 // The cached statements: prepared once at open, reset after each use.
 enum Stmt {
   kBegin,
@@ -84,6 +98,8 @@ enum Stmt {
   kUpsertTask,
   kUpsertNode,
   kDeleteNode,
+  kUpsertQueue,
+  kDeleteQueue,
   kInsertEvent,
   kNextId,
   kListJobs,
@@ -91,6 +107,7 @@ enum Stmt {
   kListTasksOfJob,
   kListAllTasks,
   kListNodes,
+  kListQueues,
   kEventsSince,
   kStmtCount,
 };
@@ -115,6 +132,9 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "excluded.memory_mib, gpu_count = excluded.gpu_count, gpu_model = excluded.gpu_model, ready = "
     "excluded.ready, last_heartbeat_ms = excluded.last_heartbeat_ms",
     "DELETE FROM nodes WHERE name = ?",
+    "INSERT INTO queues (name, spec_json) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+    "spec_json = excluded.spec_json",
+    "DELETE FROM queues WHERE name = ?",
     "INSERT INTO events (revision, time_ms, object, message) VALUES (?, ?, ?, ?)",
     "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = "
     "value + 1 RETURNING value",
@@ -128,6 +148,7 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "updated_ms FROM tasks ORDER BY job_id, rank",
     "SELECT name, address, cpu_milli, memory_mib, gpu_count, gpu_model, ready, "
     "last_heartbeat_ms FROM nodes ORDER BY name",
+    "SELECT name, spec_json FROM queues ORDER BY name",
     "SELECT revision, time_ms, object, message FROM events WHERE revision > ? "
     "ORDER BY revision, seq LIMIT ?",
 };
@@ -293,6 +314,11 @@ class SqliteStore final : public Store {
     return read_all<NodeRecord>(use, "list_nodes", &read_node);
   }
 
+  Result<std::vector<QueueRecord>> list_queues() override {
+    Use use(stmts_[kListQueues]);
+    return read_all<QueueRecord>(use, "list_queues", &read_queue);
+  }
+
   Result<std::vector<EventRecord>> events_since(int64_t after, size_t limit) override {
     if (limit == 0) return std::vector<EventRecord>();
     constexpr auto kMax = static_cast<size_t>(std::numeric_limits<int64_t>::max());
@@ -335,6 +361,16 @@ class SqliteStore final : public Store {
       Use use(stmts_[kDeleteNode]);
       use.bind(name);
       LEPTON_RETURN_IF_ERROR(done(use, "commit: delete node '" + name + "'"));
+    }
+    for (const QueueRecord& q : batch.queues) {
+      Use use(stmts_[kUpsertQueue]);
+      use.bind(q.name).bind(q.spec_json);
+      LEPTON_RETURN_IF_ERROR(done(use, "commit: queue '" + q.name + "'"));
+    }
+    for (const std::string& name : batch.deleted_queues) {
+      Use use(stmts_[kDeleteQueue]);
+      use.bind(name);
+      LEPTON_RETURN_IF_ERROR(done(use, "commit: delete queue '" + name + "'"));
     }
     for (const EventRecord& e : batch.events) {
       Use use(stmts_[kInsertEvent]);
@@ -412,6 +448,12 @@ class SqliteStore final : public Store {
     n.gpu_model = use.text();
     n.ready = use.int64() != 0;
     n.last_heartbeat_ms = use.int64();
+    return Status::ok();
+  }
+
+  static Status read_queue(Use& use, QueueRecord& q) {
+    q.name = use.text();
+    q.spec_json = use.text();
     return Status::ok();
   }
 
@@ -508,9 +550,10 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
     return sqlite_error(o.db, rc, op + ": synchronous");
   }
 
-  if (version == 0) {
-    // New, or not ours. Checked again under the write lock, in case another process is creating
-    // the schema at the same time.
+  if (version < kSqliteSchemaVersion) {
+    // New, not ours, or written by an older lepton. Checked again under the write lock, in case
+    // another process is creating or upgrading the schema at the same time. Creating and
+    // upgrading are one transaction: a crash leaves the file as it was.
     if (rc = exec(o.db, "BEGIN IMMEDIATE"); rc != SQLITE_OK) return sqlite_error(o.db, rc, op);
     version = scalar(o.db, "PRAGMA user_version", rc);
     int64_t tables = 0;
@@ -520,15 +563,24 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
       return Status::internal("store " + op +
                               ": an SQLite database, but not a lepton store (no schema version)");
     }
+    const int64_t from = version;
     if (rc == SQLITE_OK && version == 0) {
       rc = sqlite3_exec(o.db, kSchema, nullptr, nullptr, nullptr);
-      if (rc == SQLITE_OK) {
-        rc = exec(o.db, ("PRAGMA user_version = " + std::to_string(kSqliteSchemaVersion)).c_str());
-      }
+      version = 1;
+    }
+    for (; rc == SQLITE_OK && version >= 1 && version < kSqliteSchemaVersion; ++version) {
+      rc = sqlite3_exec(o.db, kMigrations[static_cast<size_t>(version - 1)], nullptr, nullptr,
+                        nullptr);
+    }
+    if (rc == SQLITE_OK && version != from) {
+      rc = exec(o.db, ("PRAGMA user_version = " + std::to_string(version)).c_str());
     }
     if (rc == SQLITE_OK) rc = exec(o.db, "COMMIT");
     if (rc != SQLITE_OK) {
-      Status s = sqlite_error(o.db, rc, op + ": create schema");
+      Status s =
+          sqlite_error(o.db, rc,
+                       op + (from == 0 ? ": create schema"
+                                       : ": upgrade schema from version " + std::to_string(from)));
       exec(o.db, "ROLLBACK");
       return s;
     }

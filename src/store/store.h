@@ -58,6 +58,13 @@ struct NodeRecord {
   bool operator==(const NodeRecord&) const = default;
 };
 
+// A queue (core/queue.h) by name.
+struct QueueRecord {
+  std::string name;       // unique
+  std::string spec_json;  // the QueueSpec, encoded by spec/ (opaque to the store)
+  bool operator==(const QueueRecord&) const = default;
+};
+
 struct EventRecord {
   int64_t revision = 0;  // assigned by commit(); ignored on input
   int64_t time_ms = 0;
@@ -67,17 +74,19 @@ struct EventRecord {
 };
 
 // Upserts (by key) and appends, applied atomically by Store::commit. Within one batch, the last
-// record with a key wins, and a node both upserted and deleted ends up deleted. Keys (job id,
-// task job_id, node name) must be non-empty and ranks non-negative.
+// record with a key wins, and a node or queue both upserted and deleted ends up deleted. Keys (job
+// id, task job_id, node name, queue name) must be non-empty and ranks non-negative.
 struct WriteBatch {
   std::vector<JobRecord> jobs;    // key: id
   std::vector<TaskRecord> tasks;  // key: (job_id, rank)
   std::vector<NodeRecord> nodes;  // key: name
   std::vector<std::string> deleted_nodes;
+  std::vector<QueueRecord> queues;  // key: name
+  std::vector<std::string> deleted_queues;
   std::vector<EventRecord> events;  // appended, in order
   bool empty() const {
     return jobs.empty() && tasks.empty() && nodes.empty() && deleted_nodes.empty() &&
-           events.empty();
+           queues.empty() && deleted_queues.empty() && events.empty();
   }
 };
 
@@ -102,6 +111,8 @@ class Store {
   virtual Result<std::vector<TaskRecord>> list_tasks(const std::string& job_id) = 0;
   // Nodes ordered by name.
   virtual Result<std::vector<NodeRecord>> list_nodes() = 0;
+  // Queues ordered by name.
+  virtual Result<std::vector<QueueRecord>> list_queues() = 0;
   // Events with revision > `after`, oldest first, at most `limit`. A page can end inside a
   // revision; to resume without a gap, continue after the last revision that is complete.
   virtual Result<std::vector<EventRecord>> events_since(int64_t after, size_t limit) = 0;

@@ -79,6 +79,7 @@ class StoreContract : public ::testing::Test {
     return ok(store_->list_tasks(job_id));
   }
   std::vector<NodeRecord> nodes() { return ok(store_->list_nodes()); }
+  std::vector<QueueRecord> queues() { return ok(store_->list_queues()); }
   std::vector<EventRecord> events(int64_t after = 0, size_t limit = 1000) {
     return ok(store_->events_since(after, limit));
   }
@@ -133,6 +134,7 @@ TYPED_TEST(StoreContract, NewStoreIsEmpty) {
   EXPECT_TRUE(this->jobs().empty());
   EXPECT_TRUE(this->tasks().empty());
   EXPECT_TRUE(this->nodes().empty());
+  EXPECT_TRUE(this->queues().empty());
   EXPECT_TRUE(this->events().empty());
   EXPECT_EQ(this->job("j-1"), std::nullopt);
 }
@@ -194,6 +196,79 @@ TYPED_TEST(StoreContract, NodesReadBackWithEveryField) {
   b.nodes = {full, bare};
   EXPECT_EQ(this->commit(b), 1);
   EXPECT_EQ(this->nodes(), (std::vector<NodeRecord>{bare, full}));
+}
+
+QueueRecord queue(std::string name, std::string spec_json = "{}") {
+  return QueueRecord{.name = std::move(name), .spec_json = std::move(spec_json)};
+}
+
+TYPED_TEST(StoreContract, QueuesReadBackWithEveryField) {
+  QueueRecord full =
+      queue("team-a", R"({"guaranteed":{"cpus":16,"gpus":4,"memory_mib":65536},)"
+                      R"("limit":{"gpus":8},"name":"team-a","parent":"dept-«ü»","weight":1})");
+  QueueRecord bare = queue("default", "");
+  WriteBatch b;
+  b.queues = {full, bare};
+  EXPECT_EQ(this->commit(b), 1);
+  EXPECT_EQ(this->queues(), (std::vector<QueueRecord>{bare, full}));
+}
+
+TYPED_TEST(StoreContract, QueuesUpsertByNameAndDelete) {
+  WriteBatch b;
+  b.queues = {queue("a", "1"), queue("b", "1"), queue("c", "1")};
+  this->commit(b);
+  b = WriteBatch{};
+  b.queues = {queue("b", "2")};
+  EXPECT_EQ(this->commit(b), 2);
+  EXPECT_EQ(this->queues(),
+            (std::vector<QueueRecord>{queue("a", "1"), queue("b", "2"), queue("c", "1")}));
+  b = WriteBatch{};
+  b.deleted_queues = {"a", "absent"};  // deleting an absent queue is not an error
+  EXPECT_EQ(this->commit(b), 3);
+  EXPECT_EQ(this->queues(), (std::vector<QueueRecord>{queue("b", "2"), queue("c", "1")}));
+
+  // Repeated in one batch: the last wins; upserted and deleted in one batch: deleted.
+  b = WriteBatch{};
+  b.queues = {queue("d", "1"), queue("d", "2"), queue("e", "1")};
+  b.deleted_queues = {"e", "c"};
+  this->commit(b);
+  EXPECT_EQ(this->queues(), (std::vector<QueueRecord>{queue("b", "2"), queue("d", "2")}));
+  // Deleted queues can come back.
+  b = WriteBatch{};
+  b.queues = {queue("a", "3")};
+  this->commit(b);
+  EXPECT_EQ(this->queues(),
+            (std::vector<QueueRecord>{queue("a", "3"), queue("b", "2"), queue("d", "2")}));
+}
+
+TYPED_TEST(StoreContract, QueuesAreOrderedByName) {
+  WriteBatch b;
+  b.queues = {queue("team-b"), queue("team-10"), queue("default"), queue("team-a"),
+              queue("Team-z")};
+  this->commit(b);
+  std::vector<std::string> names;
+  for (const QueueRecord& q : this->queues()) names.push_back(q.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"Team-z", "default", "team-10", "team-a", "team-b"}));
+}
+
+// A queue and the records that go with it (the job moved into it, its event) commit together.
+TYPED_TEST(StoreContract, QueuesCommitWithOtherRecordsInOneRevision) {
+  WriteBatch b;
+  b.jobs = {job_at("j-1", 1)};
+  b.queues = {queue("team-a", "{\"weight\":1}")};
+  b.deleted_queues = {"absent"};
+  b.events = {event("queue/team-a", "created")};
+  EXPECT_EQ(this->commit(b), 1);
+  EXPECT_EQ(this->jobs().size(), 1u);
+  EXPECT_EQ(this->queues(), std::vector<QueueRecord>{queue("team-a", "{\"weight\":1}")});
+  EXPECT_EQ(this->events(), (std::vector<EventRecord>{{1, 0, "queue/team-a", "created"}}));
+
+  b = WriteBatch{};
+  b.deleted_queues = {"team-a"};
+  b.events = {event("queue/team-a", "deleted")};
+  EXPECT_EQ(this->commit(b), 2);
+  EXPECT_TRUE(this->queues().empty());
+  EXPECT_EQ(this->events(1).size(), 1u);
 }
 
 TYPED_TEST(StoreContract, EventsTakeTheCommitsRevision) {
@@ -277,12 +352,14 @@ TYPED_TEST(StoreContract, DeletedNodesAreRemoved) {
 }
 
 TYPED_TEST(StoreContract, EachCommitBumpsTheRevisionByOne) {
-  std::vector<WriteBatch> batches(5);
+  std::vector<WriteBatch> batches(7);
   batches[0].jobs = {job_at("j-1", 1), job_at("j-2", 2)};
   batches[1].tasks = {task("j-1", 0)};
   batches[2].nodes = {node("n")};
   batches[3].deleted_nodes = {"n"};
   batches[4].events = {event("a", "1"), event("b", "2"), event("c", "3")};
+  batches[5].queues = {queue("q")};
+  batches[6].deleted_queues = {"q"};
   int64_t expected = 0;
   for (const WriteBatch& b : batches) {
     ++expected;
