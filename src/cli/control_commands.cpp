@@ -13,6 +13,7 @@
 
 #include "agent/gpu_discovery.h"
 #include "cli/cli.h"
+#include "cli/client.h"
 #include "net/http.h"
 #include "server/agent_daemon.h"
 #include "server/server.h"
@@ -26,13 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-std::string home_dir() {
-  const char* home = std::getenv("HOME");
-  return home && *home ? home : "/root";
-}
-
-std::string default_data_dir() { return home_dir() + "/.lepton"; }
 
 // Blocks SIGINT and SIGTERM in every thread started after this, then waits for one of them.
 sigset_t block_stop_signals() {
@@ -56,89 +50,7 @@ std::string hostname() {
   return buf;
 }
 
-// --- the API client ---
-
-struct ClientFlags {
-  std::string server;
-  std::string token_file;
-  bool json = false;
-};
-
-// The server URL and API token a client command uses: flags first, then $LEPTON_SERVER and
-// $LEPTON_TOKEN, then the local `lepton up` (http://127.0.0.1:8080, ~/.lepton/token).
-struct Connection {
-  net::Url url;
-  std::string token;
-};
-
-Connection connect(const ClientFlags& f) {
-  Connection c;
-  std::string server = f.server;
-  if (server.empty()) {
-    const char* env = std::getenv("LEPTON_SERVER");
-    server = env && *env ? env : "http://127.0.0.1:8080";
-  }
-  auto url = net::Url::parse(server);
-  if (!url.is_ok()) fail("--server: " + url.status().message(), 2);
-  c.url = *url;
-  if (const char* env = std::getenv("LEPTON_TOKEN"); f.token_file.empty() && env && *env) {
-    c.token = env;
-    return c;
-  }
-  const std::string path = f.token_file.empty() ? default_data_dir() + "/token" : f.token_file;
-  auto token = sim::read_file(path);
-  if (!token.is_ok()) {
-    fail("--token-file " + path +
-             ": cannot read the API token (start the server with `lepton up`, or pass "
-             "--token-file / set LEPTON_TOKEN)",
-         2);
-  }
-  c.token = *token;
-  while (!c.token.empty() && (c.token.back() == '\n' || c.token.back() == '\r')) {
-    c.token.pop_back();
-  }
-  return c;
-}
-
-class Api {
- public:
-  explicit Api(const ClientFlags& f) {
-    Connection c = connect(f);
-    url_ = c.url;
-    token_ = std::move(c.token);
-  }
-
-  json call(const std::string& method, const std::string& target, const std::string& body = "") {
-    auto r = net::http_request(url_, method, target, body, {.bearer_token = token_});
-    if (!r.is_ok()) fail(r.status().message() + " (is `lepton up` running?)");
-    json j = json::parse(r->body, nullptr, false);
-    if (r->status >= 400) {
-      std::string message = r->body;
-      if (!j.is_discarded() && j.contains("error")) message = j["error"].value("message", r->body);
-      fail(message, r->status < 500 ? 2 : 1);
-    }
-    if (j.is_discarded()) fail("the server sent a response that is not JSON");
-    return j;
-  }
-
- private:
-  net::Url url_;
-  std::string token_;
-};
-
-void add_client_flags(CLI::App* cmd, ClientFlags& f) {
-  cmd->add_option("--server", f.server,
-                  "API server URL (default: $LEPTON_SERVER or http://127.0.0.1:8080)");
-  cmd->add_option("--token-file", f.token_file,
-                  "API token file (default: $LEPTON_TOKEN, else ~/.lepton/token)");
-}
-
 // --- jobs ---
-
-std::string pad(std::string s, size_t width) {
-  if (s.size() < width) s.resize(width, ' ');
-  return s;
-}
 
 void print_job(const json& j) {
   std::printf("id:        %s\nname:      %s\nstate:     %s\nrestarts:  %d\n",

@@ -1,0 +1,102 @@
+#include "cli/client.h"
+
+#include <cstdlib>
+#include <utility>
+
+#include "cli/cli.h"
+#include "sim/csv.h"
+
+namespace lepton::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string home_dir() {
+  const char* home = std::getenv("HOME");
+  return home && *home ? home : "/root";
+}
+
+}  // namespace
+
+std::string default_data_dir() { return home_dir() + "/.lepton"; }
+
+void add_client_flags(CLI::App* cmd, ClientFlags& f) {
+  cmd->add_option("--server", f.server,
+                  "API server URL (default: $LEPTON_SERVER or http://127.0.0.1:8080)");
+  cmd->add_option("--token-file", f.token_file,
+                  "API token file (default: $LEPTON_TOKEN, else ~/.lepton/token)");
+}
+
+Connection connect(const ClientFlags& f) {
+  Connection c;
+  std::string server = f.server;
+  if (server.empty()) {
+    const char* env = std::getenv("LEPTON_SERVER");
+    server = env && *env ? env : "http://127.0.0.1:8080";
+  }
+  auto url = net::Url::parse(server);
+  if (!url.is_ok()) fail("--server: " + url.status().message(), 2);
+  c.url = *url;
+  if (const char* env = std::getenv("LEPTON_TOKEN"); f.token_file.empty() && env && *env) {
+    c.token = env;
+    return c;
+  }
+  const std::string path = f.token_file.empty() ? default_data_dir() + "/token" : f.token_file;
+  auto token = sim::read_file(path);
+  if (!token.is_ok()) {
+    fail("--token-file " + path +
+             ": cannot read the API token (start the server with `lepton up`, or pass "
+             "--token-file / set LEPTON_TOKEN)",
+         2);
+  }
+  c.token = *token;
+  while (!c.token.empty() && (c.token.back() == '\n' || c.token.back() == '\r')) {
+    c.token.pop_back();
+  }
+  return c;
+}
+
+Api::Api(const ClientFlags& f) {
+  Connection c = connect(f);
+  url_ = c.url;
+  token_ = std::move(c.token);
+}
+
+Api::Reply Api::send(const std::string& method, const std::string& target,
+                     const std::string& body) {
+  auto r = net::http_request(url_, method, target, body, {.bearer_token = token_});
+  if (!r.is_ok()) fail(r.status().message() + " (is `lepton up` running?)");
+  Reply reply;
+  reply.status = r->status;
+  reply.body = json::parse(r->body, nullptr, false);
+  reply.text = std::move(r->body);
+  return reply;
+}
+
+json Api::call(const std::string& method, const std::string& target, const std::string& body) {
+  Reply reply = send(method, target, body);
+  if (reply.status >= 400) fail_with(reply);
+  if (reply.body.is_discarded()) fail("the server sent a response that is not JSON");
+  return std::move(reply.body);
+}
+
+std::string Api::error_message(const Reply& reply) {
+  const json& j = reply.body;
+  if (j.is_object() && j.contains("error")) {
+    const json& e = j["error"];
+    if (e.is_object() && e.contains("message") && e["message"].is_string()) {
+      return e["message"].get<std::string>();
+    }
+    if (e.is_string()) return e.get<std::string>();
+  }
+  return reply.text;
+}
+
+void Api::fail_with(const Reply& reply) { fail(error_message(reply), reply.status < 500 ? 2 : 1); }
+
+std::string pad(std::string s, size_t width) {
+  if (s.size() < width) s.resize(width, ' ');
+  return s;
+}
+
+}  // namespace lepton::cli

@@ -1,0 +1,67 @@
+// The REST API client the CLI commands share: where the server is, the API token, and calls that
+// end the command with the server's error message.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "net/http.h"
+
+namespace lepton::cli {
+
+// ~/.lepton: the default state directory of `lepton up`, where its API token is.
+std::string default_data_dir();
+
+struct ClientFlags {
+  std::string server;
+  std::string token_file;
+  bool json = false;
+};
+
+// Adds --server and --token-file to a client command.
+void add_client_flags(CLI::App* cmd, ClientFlags& f);
+
+// The server URL and API token a client command uses: flags first, then $LEPTON_SERVER and
+// $LEPTON_TOKEN, then the local `lepton up` (http://127.0.0.1:8080, ~/.lepton/token). Ends the
+// command (exit 2) when the URL is bad or the token cannot be read.
+struct Connection {
+  net::Url url;
+  std::string token;
+};
+Connection connect(const ClientFlags& f);
+
+class Api {
+ public:
+  explicit Api(const ClientFlags& f);
+
+  // The server's answer, whatever its HTTP status. `body` is discarded (is_discarded()) when the
+  // response is not JSON. Ends the command when the server cannot be reached.
+  struct Reply {
+    int status = 0;
+    nlohmann::json body;
+    std::string text;  // the raw body
+  };
+  Reply send(const std::string& method, const std::string& target, const std::string& body = "");
+
+  // send(), then the JSON body of a success; ends the command with the server's message for an
+  // error (exit 2 for 4xx, 1 otherwise) or a body that is not JSON.
+  nlohmann::json call(const std::string& method, const std::string& target,
+                      const std::string& body = "");
+
+  // The message of an error reply: its error.message, else its text.
+  static std::string error_message(const Reply& reply);
+  // Ends the command with the message of an error reply.
+  [[noreturn]] static void fail_with(const Reply& reply);
+
+  const net::Url& url() const { return url_; }
+
+ private:
+  net::Url url_;
+  std::string token_;
+};
+
+// `s` padded with spaces to `width` (for tables).
+std::string pad(std::string s, size_t width);
+
+}  // namespace lepton::cli
