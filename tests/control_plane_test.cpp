@@ -35,11 +35,12 @@ class Cluster : public testing::Test {
     if (!HasFailure()) fs::remove_all(dir_);
   }
 
-  void start_server() {
-    server_ = std::make_unique<Process>(
-        std::vector<std::string>{LEPTON_BINARY, "server", "--data-dir", (dir_ / "server").string(),
-                                 "--port", std::to_string(port_), "--node-timeout", "2"},
-        (dir_ / "server.log").string());
+  void start_server(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv{
+        LEPTON_BINARY,         "server",         "--data-dir", (dir_ / "server").string(), "--port",
+        std::to_string(port_), "--node-timeout", "2"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    server_ = std::make_unique<Process>(argv, (dir_ / "server.log").string());
     ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 10s));
   }
 
@@ -276,6 +277,84 @@ TEST_F(Cluster, UpRunsJobsAndPicksThemUpAfterAKill) {
   EXPECT_EQ(lines(ran), std::vector<std::string>{id + " 0"});
   auto retry = cli("job run -f " LEPTON_SOURCE_DIR "/examples/retry.yaml --wait");
   EXPECT_EQ(retry.exit_code, 0) << retry.out;
+}
+
+TEST_F(Cluster, TwoQueuesCompeteAndAReclaimGivesGpusBack) {
+  // team-a and team-b are each guaranteed 2 of the node's 4 GPUs. team-a borrows all 4 while
+  // team-b is idle; when team-b submits, two of team-a's jobs get SIGTERM, go back to their
+  // queue, and later resume from their checkpoint directory.
+  start_server({"--preempt-grace", "1"});
+  start_agent("n1", "A100-80GB:4");
+  wait_for_nodes(1);
+  for (const char* q : {"team-a", "team-b"}) {
+    auto r = cli(std::string("queue create ") + q + " --gpus 2");
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+  }
+  const std::string train = write_spec("train", R"(name: train
+queue: team-a
+resources: {accelerators: A100-80GB:1, cpus: 1, memory: 0.1}
+run: |
+  step=$(cat "$LEPTON_CHECKPOINT_DIR/step" 2>/dev/null || echo 0)
+  echo "resuming at step $step"
+  cat "$LEPTON_CHECKPOINT_DIR/notes" 2>/dev/null
+  trap 'echo "SIGTERM at step $step" >> "$LEPTON_CHECKPOINT_DIR/notes"; exit 143' TERM
+  while [ "$step" -lt 40 ]; do
+    step=$((step + 1)); echo "$step" > "$LEPTON_CHECKPOINT_DIR/step"; sleep 0.2
+  done
+  echo done
+)");
+  std::vector<std::string> a;
+  for (int i = 0; i < 4; ++i) a.push_back(submit(train));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return std::all_of(a.begin(), a.end(),
+                           [&](const std::string& id) { return job(id)["state"] == "RUNNING"; });
+      },
+      20s))
+      << server_log();
+  auto queues = json::parse(cli("queue ls --json").out, nullptr, false);
+  ASSERT_TRUE(queues.is_array()) << cli("queue ls --json").out;
+  for (const json& q : queues) {
+    if (q["name"] == "team-a") {
+      EXPECT_EQ(q["in_use"]["gpus"], 4) << q.dump();  // borrowing b's idle guarantee
+      EXPECT_EQ(q["guaranteed"]["gpus"], 2) << q.dump();
+    }
+  }
+
+  const std::string serve = write_spec("serve", R"(name: serve
+queue: team-b
+resources: {accelerators: A100-80GB:1, cpus: 1, memory: 0.1}
+run: sleep 1; echo served
+)");
+  std::vector<std::string> b{submit(serve), submit(serve)};
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return std::all_of(b.begin(), b.end(),
+                           [&](const std::string& id) { return job(id)["state"] == "SUCCEEDED"; });
+      },
+      30s))
+      << job(b[0]).dump() << server_log();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return std::all_of(a.begin(), a.end(),
+                           [&](const std::string& id) { return job(id)["state"] == "SUCCEEDED"; });
+      },
+      60s))
+      << job(a[0]).dump();
+  int preempted = 0;
+  for (const std::string& id : a) {
+    const json j = job(id);
+    EXPECT_EQ(j["restarts"], 0) << "a preemption is not a failure: " << j.dump();
+    const int attempt = j["tasks"][0]["attempt"];
+    if (attempt == 0) continue;
+    ++preempted;
+    // The preempted attempt got SIGTERM; the new one resumed from the same checkpoint dir.
+    auto log = cli("job logs " + id);
+    EXPECT_NE(log.out.find("done"), std::string::npos) << log.out;
+    EXPECT_EQ(log.out.find("resuming at step 0"), std::string::npos) << log.out;
+    EXPECT_NE(log.out.find("SIGTERM at step"), std::string::npos) << log.out;
+  }
+  EXPECT_EQ(preempted, 2) << "team-b needed exactly two GPUs back";
 }
 
 TEST_F(Cluster, BadInputGetsClearErrors) {

@@ -253,6 +253,8 @@ struct ServeFlags {
   std::string name;
   std::string policy = "lepton";
   int node_timeout_s = 10;
+  double preempt_grace_s = 30;
+  double reserve_after_s = 60;
 };
 
 void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
@@ -266,6 +268,14 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
                   "Seconds without heartbeats before a node is lost")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  cmd->add_option("--preempt-grace", f.preempt_grace_s,
+                  "Seconds a preempted task has between SIGTERM and SIGKILL")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
+  cmd->add_option("--reserve-after", f.reserve_after_s,
+                  "Seconds the first waiting job of a queue waits before nodes are held for it")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
 }
 
 std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
@@ -275,6 +285,8 @@ std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
   o.port = static_cast<uint16_t>(f.port);
   o.control.policy = f.policy;
   o.control.node_timeout_ms = int64_t{f.node_timeout_s} * 1000;
+  o.control.preempt_grace_ms = static_cast<int64_t>(f.preempt_grace_s * 1000);
+  o.control.reserve_after_ms = static_cast<int64_t>(f.reserve_after_s * 1000);
   auto s = server::Server::start(o);
   if (!s.is_ok()) fail(s.status().message(), 2);
   return std::move(*s);

@@ -385,7 +385,7 @@ class Cycle {
       Decision d = placer_.decide(cluster_, w.task);
       if (!d.placement) {
         why = w.tasks == 1 ? d.report.to_string()
-                           : "task " + std::to_string(t) + " of " + std::to_string(w.tasks) + ": " +
+                           : "rank " + std::to_string(t) + " of " + std::to_string(w.tasks) + ": " +
                                  d.report.to_string();
         break;
       }
@@ -816,9 +816,15 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     if (done.count(w.id)) return;
     if (!w.preemptible) return;  // handled in round 1
     if (try_place(w)) return;
-    const std::string why = result.waiting[w.id].text;
-    result.waiting[w.id].text = "over its fair share (" + gpus_text(fair[w.queue].gpu_milli) +
-                                " GPUs) and no idle room: " + why;
+    // Say why it cannot take room back, when others hold the room.
+    const bool others_use = std::any_of(running.begin(), running.end(), [&](const RunningWork& r) {
+      return r.work.queue != w.queue;
+    });
+    if (others_use) {
+      result.waiting[w.id].text += "; queue " + tree_.spec(w.queue).name +
+                                   " is at its fair share (" + gpus_text(fair[w.queue].gpu_milli) +
+                                   " GPUs), so it only borrows idle room";
+    }
   });
 
   // Reservations: the first waiting job of a queue that has waited long gets nodes held for it,

@@ -267,7 +267,7 @@ TEST(QueueScheduler, ReclaimNeverTakesWorkWithinItsShareOrNonPreemptible) {
   h.pending.push_back(job(5, 1, 1));  // b wants more than its share: no reclaim for that
   CycleResult r = h.cycle();
   EXPECT_TRUE(r.preempted.empty());
-  EXPECT_NE(r.waiting.at(5).text.find("over its fair share"), std::string::npos)
+  EXPECT_NE(r.waiting.at(5).text.find("queue b is at its fair share (2 GPUs)"), std::string::npos)
       << r.waiting.at(5).text;
 }
 
@@ -289,7 +289,7 @@ TEST(QueueScheduler, NoPartialGangs) {
   CycleResult r = h.cycle();
   EXPECT_TRUE(r.started.empty());
   EXPECT_EQ(h.cluster.gpu_allocated_milli(), 0);
-  EXPECT_NE(r.waiting.at(1).text.find("task 2 of 3"), std::string::npos) << r.waiting.at(1).text;
+  EXPECT_NE(r.waiting.at(1).text.find("rank 2 of 3"), std::string::npos) << r.waiting.at(1).text;
   // A 2-task gang runs, one task per node.
   h.pending = {job(2, 0, 4, 0, 0, 2)};
   r = h.cycle();

@@ -223,14 +223,14 @@ class AgentImpl final : public AgentDaemon {
     tasks_[id] = LocalTask{dir, 0};
   }
 
-  void stop_task(const TaskId& id) {
+  void stop_task(const TaskId& id, std::chrono::milliseconds grace) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
     const std::string dir = it->second.dir;
     tasks_.erase(it);
     // Forget the task at once; ending its processes may take the grace period.
     std::ofstream(fs::path(dir) / "forgotten") << "1\n";
-    stoppers_.emplace_back([dir, grace = options_.stop_grace] {
+    stoppers_.emplace_back([dir, grace] {
       if (agent::poll_task(dir).state == agent::TaskStatus::kRunning) {
         (void)agent::terminate_task(dir, grace);
       }
@@ -275,7 +275,11 @@ class AgentImpl final : public AgentDaemon {
       if (it != tasks_.end()) it->second.acked_log = off.value("offset", int64_t{0});
     }
     for (const json& s : list("stop")) {
-      stop_task({s.value("job_id", ""), s.value("rank", 0), s.value("attempt", 0)});
+      // The server may set the grace period (a preemption does); else the agent's own.
+      const auto grace = s.contains("grace_ms")
+                             ? std::chrono::milliseconds(s.value("grace_ms", int64_t{0}))
+                             : options_.stop_grace;
+      stop_task({s.value("job_id", ""), s.value("rank", 0), s.value("attempt", 0)}, grace);
     }
     for (const json& s : list("start")) start(s);
     interval_ms_ = reply.value("heartbeat_ms", interval_ms_);

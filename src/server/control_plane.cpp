@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "spec/job_json.h"
+#include "spec/queue_json.h"
 
 namespace lepton::server {
 namespace {
@@ -62,6 +63,16 @@ Status ControlPlane::load(int64_t now_ms) {
     node_names_[*id] = r.name;
     nodes_[r.name] = Node{r, *id, now_ms};  // a fresh timeout to reconnect
   }
+  auto queues = store_->list_queues();
+  if (!queues.is_ok()) return queues.status();
+  for (store::QueueRecord& r : *queues) {
+    auto spec = spec::queue_spec_from_json(r.spec_json);
+    if (!spec.is_ok()) {
+      return Status::internal("queue " + r.name +
+                              ": stored spec unreadable: " + spec.status().message());
+    }
+    queues_[r.name] = std::move(*spec);
+  }
   auto jobs = store_->list_jobs();
   if (!jobs.is_ok()) return jobs.status();
   for (store::JobRecord& r : *jobs) {
@@ -73,7 +84,7 @@ Status ControlPlane::load(int64_t now_ms) {
     job_order_.push_back(r.id);
     const int64_t seq = static_cast<int64_t>(job_order_.size());
     if (r.state == JobState::kPending) pending_jobs_.emplace(seq, r.id);
-    jobs_[r.id] = Job{r, std::move(*spec), seq};
+    jobs_[r.id] = Job{r, std::move(*spec), seq, r.updated_ms, {}};
   }
   auto tasks = store_->list_tasks("");
   if (!tasks.is_ok()) return tasks.status();
@@ -131,6 +142,11 @@ sched::Request ControlPlane::request_of(const Job& job) const {
 }
 
 void ControlPlane::ensure_scheduler() {
+  if (!queue_scheduler_) {
+    queue_scheduler_ = std::make_unique<sched::QueueScheduler>(
+        queue_tree(), sched::QueueOptions{.policy = sched::QueuePolicy::kLepton,
+                                          .reserve_after_ms = options_.reserve_after_ms});
+  }
   // The typical workload (what fragmentation is measured against) is the jobs seen so far;
   // rebuilt when their number has doubled.
   if (scheduler_ && jobs_.size() < 2 * scheduler_jobs_ + 8) return;
@@ -149,6 +165,16 @@ void ControlPlane::ensure_scheduler() {
 Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms) {
   auto spec = spec::job_spec_from_json(body);
   if (!spec.is_ok()) return spec.status();
+  if (!spec->queue.empty() && spec->queue != kDefaultQueue && !queues_.count(spec->queue)) {
+    return Status::invalid_argument("queue: no queue named " + spec->queue +
+                                    " (see lepton queue ls)");
+  }
+  for (const auto& [name, q] : queues_) {
+    if (!spec->queue.empty() && q.parent == spec->queue) {
+      return Status::invalid_argument("queue: " + spec->queue +
+                                      " has child queues; submit to one of them");
+    }
+  }
   auto n = store_->next_id("job");
   if (!n.is_ok()) return n.status();
   Job job;
@@ -201,9 +227,11 @@ json ControlPlane::job_json(const Job& job) const {
   }
   return {{"id", job.record.id},
           {"name", job.record.name},
+          {"queue", job.spec.queue.empty() ? std::string(kDefaultQueue) : job.spec.queue},
           {"state", job_state_name(job.record.state)},
           {"restarts", job.record.restarts},
           {"reason", job.record.reason},
+          {"preempting", job.preempting},
           {"created_ms", job.record.created_ms},
           {"updated_ms", job.record.updated_ms},
           {"spec", json::parse(job.record.spec_json)},
@@ -510,7 +538,12 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
                          !is_terminal(t->second.state) && t->second.state != JobState::kPending;
     const json key = {{"job_id", r.job_id}, {"rank", r.rank}, {"attempt", r.attempt}};
     if (!current) {
-      stop.push_back(key);  // stale, cancelled or unknown: the agent stops and forgets it
+      json entry = key;  // stale, cancelled or unknown: the agent stops and forgets it
+      auto st = stopping_.find({r.job_id, r.rank});
+      if (st != stopping_.end() && st->second.attempt == r.attempt) {
+        entry["grace_ms"] = options_.preempt_grace_ms;  // preempted: SIGTERM, then the grace
+      }
+      stop.push_back(entry);
       continue;
     }
     reported.insert({r.job_id, r.rank});
@@ -669,35 +702,12 @@ void ControlPlane::update_job_state(Job& job, store::WriteBatch& batch, int64_t 
   }
 }
 
-bool ControlPlane::place_gang(Job& job, store::WriteBatch& batch, int64_t now_ms,
-                              std::string& reason) {
-  const sched::Request request = request_of(job);
-  std::vector<sched::Placement> placed;
-  for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
-    sched::Decision d = scheduler_->decide(cluster_, request);
-    if (!d.placement) {
-      reason = job.spec.num_nodes == 1
-                   ? d.report.to_string()
-                   : "rank " + std::to_string(rank) + " of " + std::to_string(job.spec.num_nodes) +
-                         ": " + d.report.to_string();
-      break;
-    }
-    cluster_.bind(request, *d.placement);
-    cluster_.set_cordoned(d.placement->node, true);  // one task of a gang per node
-    placed.push_back(*d.placement);
-  }
-  for (const sched::Placement& p : placed) {
-    const std::string& name = node_names_.at(p.node);
-    cluster_.set_cordoned(p.node, !nodes_.at(name).record.ready);
-  }
-  if (static_cast<int>(placed.size()) < job.spec.num_nodes) {
-    for (const sched::Placement& p : placed) cluster_.release(request, p);  // all or nothing
-    return false;
-  }
+void ControlPlane::assign(Job& job, const std::vector<sched::Placement>& placements,
+                          store::WriteBatch& batch, int64_t now_ms) {
   for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
     store::TaskRecord& t = tasks_.at({job.record.id, rank});
-    t.node = node_names_.at(placed[rank].node);
-    t.gpu_mask = placed[rank].gpu_mask;
+    t.node = node_names_.at(placements[rank].node);
+    t.gpu_mask = placements[rank].gpu_mask;
     t.state = JobState::kScheduled;
     t.reason.clear();
     t.updated_ms = now_ms;
@@ -706,13 +716,52 @@ bool ControlPlane::place_gang(Job& job, store::WriteBatch& batch, int64_t now_ms
   job.record.state = JobState::kScheduled;
   job.record.reason.clear();
   job.record.updated_ms = now_ms;
+  job.started_ms = now_ms;
+  job.preempting.clear();
   save_job(job, batch);
   event(batch, now_ms, "job/" + job.record.id, "scheduled");
-  return true;
+}
+
+void ControlPlane::preempt(Job& job, const std::string& for_job, store::WriteBatch& batch,
+                           int64_t now_ms) {
+  for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
+    store::TaskRecord& t = tasks_.at({job.record.id, rank});
+    if (is_terminal(t.state) || t.state == JobState::kPending) continue;
+    // The resources stay bound until the task has had its grace period; a new attempt number
+    // makes the agent's reports of the old one stale, so the next heartbeat stops it.
+    stopping_[{job.record.id, rank}] =
+        Stopping{t.node, t.gpu_mask, t.attempt, now_ms + options_.preempt_grace_ms + 2000};
+    t.attempt++;
+    t.state = JobState::kPending;
+    t.node.clear();
+    t.gpu_mask = 0;
+    t.exit_code = -1;
+    t.reason = "preempted";
+    t.updated_ms = now_ms;
+    save_task(t, batch);
+  }
+  job.record.state = JobState::kPending;
+  job.record.reason = "preempted for " + for_job + "; waits in its queue to resume";
+  job.record.updated_ms = now_ms;
+  save_job(job, batch);
+  event(batch, now_ms, "job/" + job.record.id, job.record.reason);
 }
 
 Status ControlPlane::tick(int64_t now_ms) {
   store::WriteBatch batch;
+  // Preempted tasks whose grace period is over give their resources back.
+  for (auto it = stopping_.begin(); it != stopping_.end();) {
+    if (now_ms < it->second.until_ms) {
+      ++it;
+      continue;
+    }
+    auto node = nodes_.find(it->second.node);
+    auto job = jobs_.find(it->first.first);
+    if (node != nodes_.end() && job != jobs_.end()) {
+      cluster_.release(request_of(job->second), {node->second.id, it->second.gpu_mask});
+    }
+    it = stopping_.erase(it);
+  }
   // Lost nodes: their tasks are rescheduled (an infrastructure failure, not the job's).
   for (auto& [name, node] : nodes_) {
     if (!node.record.ready || now_ms - node.seen_ms < options_.node_timeout_ms) continue;
@@ -736,21 +785,237 @@ Status ControlPlane::tick(int64_t now_ms) {
 }
 
 void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
-  // Pending jobs in submission order; a job that does not fit does not block smaller ones.
   if (pending_jobs_.empty()) return;
   ensure_scheduler();
-  const std::vector<std::pair<int64_t, std::string>> pending(pending_jobs_.begin(),
-                                                             pending_jobs_.end());
-  for (const auto& [seq, id] : pending) {
-    Job& job = jobs_.at(id);
-    if (job.record.state != JobState::kPending) continue;
-    std::string reason;
-    if (!place_gang(job, batch, now_ms, reason) && reason != job.record.reason) {
-      job.record.reason = reason;
+  // Jobs with tasks still stopping wait for them; their old placements count as running.
+  std::set<std::string> stopping_jobs;
+  for (const auto& [key, st] : stopping_) stopping_jobs.insert(key.first);
+  std::vector<sched::Work> pending;
+  std::vector<sched::RunningWork> running;
+  std::vector<uint64_t> stopping;
+  auto work_of = [&](const Job& job) {
+    sched::Work w;
+    w.id = static_cast<uint64_t>(job.seq);
+    w.queue = queue_index(job);
+    w.priority = job.spec.priority;
+    w.preemptible = job.spec.preemptible;
+    w.submit_ms = job.record.created_ms;
+    w.task = request_of(job);
+    w.tasks = job.spec.num_nodes;
+    return w;
+  };
+  for (const auto& [seq, id] : pending_jobs_) {
+    const Job& job = jobs_.at(id);
+    if (job.record.state == JobState::kPending && !stopping_jobs.count(id)) {
+      pending.push_back(work_of(job));
+    }
+  }
+  if (pending.empty()) return;
+  std::map<std::string, sched::RunningWork> by_job;
+  for (const TaskKey& key : active_tasks_) {
+    const store::TaskRecord& t = tasks_.at(key);
+    const Job& job = jobs_.at(key.first);
+    auto node = nodes_.find(t.node);
+    if (node == nodes_.end()) continue;
+    auto [it, fresh] = by_job.try_emplace(key.first);
+    if (fresh) it->second = sched::RunningWork{work_of(job), {}, job.started_ms};
+    it->second.placements.push_back({node->second.id, t.gpu_mask});
+  }
+  std::map<std::string, sched::RunningWork> stopping_work;  // preempted, not yet released
+  for (const auto& [key, st] : stopping_) {
+    auto node = nodes_.find(st.node);
+    if (node == nodes_.end()) continue;
+    const Job& job = jobs_.at(key.first);
+    auto [it, fresh] = stopping_work.try_emplace(key.first);
+    if (fresh) {
+      // The job itself is not pending until all of it has stopped, so its id is free here.
+      it->second = sched::RunningWork{work_of(job), {}, job.started_ms};
+      stopping.push_back(it->second.work.id);
+    }
+    it->second.placements.push_back({node->second.id, st.gpu_mask});
+  }
+  for (auto& [id, r] : stopping_work) running.push_back(std::move(r));
+  for (auto& [id, r] : by_job) running.push_back(std::move(r));
+
+  sched::CycleResult result =
+      queue_scheduler_->cycle(cluster_, *scheduler_, pending, running, stopping, now_ms);
+  auto job_by_seq = [&](uint64_t seq) -> Job& { return jobs_.at(job_order_.at(seq - 1)); };
+  for (const auto& [seq, placements] : result.started) {
+    assign(job_by_seq(seq), placements, batch, now_ms);
+  }
+  for (const auto& [seq, why] : result.waiting) {
+    Job& job = job_by_seq(seq);
+    std::vector<std::string> preempting;
+    for (uint64_t v : why.preempting) preempting.push_back(job_by_seq(v).record.id);
+    job.preempting = preempting;
+    if (why.text != job.record.reason) {
+      job.record.reason = why.text;
       job.record.updated_ms = now_ms;
       save_job(job, batch);
     }
   }
+  for (uint64_t victim : result.preempted) {
+    std::string for_job;
+    for (const auto& [seq, why] : result.waiting) {
+      if (std::find(why.preempting.begin(), why.preempting.end(), victim) != why.preempting.end()) {
+        for_job = job_by_seq(seq).record.id;
+      }
+    }
+    preempt(job_by_seq(victim), for_job.empty() ? "other work" : for_job, batch, now_ms);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queues
+
+namespace {
+
+// The tree of `queues` plus the implicit default queue (unless one is stored).
+Result<sched::QueueTree> tree_of(const std::map<std::string, QueueSpec>& queues) {
+  std::vector<QueueSpec> specs;
+  if (!queues.count(kDefaultQueue)) {
+    QueueSpec d;
+    d.name = kDefaultQueue;
+    specs.push_back(d);
+  }
+  for (const auto& [name, spec] : queues) specs.push_back(spec);
+  return sched::QueueTree::build(std::move(specs));
+}
+
+}  // namespace
+
+sched::QueueTree ControlPlane::queue_tree() const {
+  auto tree = tree_of(queues_);
+  LEPTON_CHECK(tree.is_ok());  // every change is checked before it is stored
+  return std::move(*tree);
+}
+
+int ControlPlane::queue_index(const Job& job) const {
+  const int q =
+      queue_scheduler_->tree().find(job.spec.queue.empty() ? kDefaultQueue : job.spec.queue);
+  return q;  // -1 (a queue removed later) makes the job wait with that reason
+}
+
+std::vector<ControlPlane::QueueLoad> ControlPlane::queue_loads(const sched::QueueTree& tree) const {
+  std::vector<QueueLoad> loads(tree.size());
+  for (const auto& [id, job] : jobs_) {
+    if (is_terminal(job.record.state)) continue;
+    int q = tree.find(job.spec.queue.empty() ? kDefaultQueue : job.spec.queue);
+    const Quota amount = quota_of(job.spec.resources, job.spec.num_nodes);
+    const bool pending = job.record.state == JobState::kPending;
+    for (; q != -1; q = tree.parent(q)) {
+      (pending ? loads[q].pending : loads[q].in_use) += amount;
+      (pending ? loads[q].jobs_pending : loads[q].jobs_running) += 1;
+    }
+  }
+  return loads;
+}
+
+json ControlPlane::queue_json(const QueueSpec& spec) const {
+  const sched::QueueTree tree = queue_tree();
+  const std::vector<QueueLoad> loads = queue_loads(tree);
+  Quota capacity;
+  for (const auto& [name, node] : nodes_) {
+    if (!node.record.ready) continue;
+    capacity += Quota{int64_t{node.record.gpu_count} * kMilliPerGpu, node.record.cpu_milli,
+                      node.record.memory_mib};
+  }
+  std::vector<Quota> demand(tree.size());
+  for (int q = 0; q < tree.size(); ++q) demand[q] = loads[q].in_use + loads[q].pending;
+  const std::vector<Quota> fair = sched::fair_shares(tree, capacity, demand);
+  const int q = tree.find(spec.name);
+  json j = spec::queue_spec_to_json(spec);
+  j["fair_share"] = spec::quota_to_json(fair[q]);
+  j["in_use"] = spec::quota_to_json(loads[q].in_use);
+  j["pending"] = spec::quota_to_json(loads[q].pending);
+  j["jobs_running"] = loads[q].jobs_running;
+  j["jobs_pending"] = loads[q].jobs_pending;
+  return j;
+}
+
+json ControlPlane::list_queues() const {
+  json out = json::array();
+  const sched::QueueTree tree = queue_tree();
+  for (int q = 0; q < tree.size(); ++q) out.push_back(queue_json(tree.spec(q)));
+  return out;
+}
+
+Result<json> ControlPlane::get_queue(const std::string& name) const {
+  const sched::QueueTree tree = queue_tree();
+  const int q = tree.find(name);
+  if (q == -1) return Status::not_found("queue " + name + ": no such queue");
+  return queue_json(tree.spec(q));
+}
+
+Result<json> ControlPlane::create_queue(const std::string& body, int64_t now_ms) {
+  auto spec = spec::queue_spec_from_json(body);
+  if (!spec.is_ok()) return spec.status();
+  if (queues_.count(spec->name)) {
+    return Status(StatusCode::kAlreadyExists, "queue " + spec->name + ": already exists");
+  }
+  std::map<std::string, QueueSpec> next = queues_;
+  next[spec->name] = *spec;
+  auto tree = tree_of(next);
+  if (!tree.is_ok()) return tree.status();
+  store::WriteBatch batch;
+  batch.queues.push_back({spec->name, spec::queue_spec_to_json(*spec).dump()});
+  event(batch, now_ms, "queue/" + spec->name, "created");
+  LEPTON_RETURN_IF_ERROR(commit(batch));
+  queues_ = std::move(next);
+  if (queue_scheduler_) queue_scheduler_->set_tree(std::move(*tree));
+  return queue_json(*spec);
+}
+
+Result<json> ControlPlane::update_queue(const std::string& name, const std::string& body,
+                                        int64_t now_ms) {
+  QueueSpec current;
+  if (auto it = queues_.find(name); it != queues_.end()) {
+    current = it->second;
+  } else if (name == kDefaultQueue) {
+    current.name = kDefaultQueue;  // the implicit default queue becomes a stored one
+  } else {
+    return Status::not_found("queue " + name + ": no such queue");
+  }
+  auto spec = spec::update_queue_spec(current, body);
+  if (!spec.is_ok()) return spec.status();
+  std::map<std::string, QueueSpec> next = queues_;
+  next[name] = *spec;
+  auto tree = tree_of(next);
+  if (!tree.is_ok()) return tree.status();
+  store::WriteBatch batch;
+  batch.queues.push_back({name, spec::queue_spec_to_json(*spec).dump()});
+  event(batch, now_ms, "queue/" + name, "updated");
+  LEPTON_RETURN_IF_ERROR(commit(batch));
+  queues_ = std::move(next);
+  if (queue_scheduler_) queue_scheduler_->set_tree(std::move(*tree));
+  return queue_json(*spec);
+}
+
+Result<json> ControlPlane::delete_queue(const std::string& name, int64_t now_ms) {
+  if (!queues_.count(name)) {
+    return Status::not_found(name == kDefaultQueue
+                                 ? "queue default: the default queue always exists"
+                                 : "queue " + name + ": no such queue");
+  }
+  for (const auto& [n, s] : queues_) {
+    if (s.parent == name) {
+      return Status(StatusCode::kConflict,
+                    "queue " + name + ": has child queue " + n + "; remove it first");
+    }
+  }
+  for (const auto& [id, job] : jobs_) {
+    if (!is_terminal(job.record.state) && job.spec.queue == name) {
+      return Status(StatusCode::kConflict,
+                    "queue " + name + ": job " + id + " is not finished; cancel it or wait");
+    }
+  }
+  store::WriteBatch batch;
+  batch.deleted_queues.push_back(name);
+  event(batch, now_ms, "queue/" + name, "deleted");
+  LEPTON_RETURN_IF_ERROR(commit(batch));
+  queues_.erase(name);
+  if (queue_scheduler_) queue_scheduler_->set_tree(queue_tree());
+  return json{{"deleted", name}};
 }
 
 }  // namespace lepton::server

@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "core/job.h"
+#include "core/queue.h"
 #include "sched/cluster_state.h"
+#include "sched/queues.h"
 #include "sched/scheduler.h"
 #include "store/store.h"
 
@@ -28,6 +30,11 @@ struct ControlPlaneOptions {
   int64_t node_timeout_ms = 10000;  // a node missing heartbeats this long is lost
   int heartbeat_interval_ms = 300;  // what agents are told to use
   std::string policy = "lepton";
+  // How long a preempted task has between SIGTERM and SIGKILL; its resources stay held until
+  // then (plus a margin for the agent to act).
+  int64_t preempt_grace_ms = 30'000;
+  // A job first in its queue that has waited this long gets nodes held for it (gang reservation).
+  int64_t reserve_after_ms = 60'000;
 };
 
 class ControlPlane {
@@ -46,6 +53,13 @@ class ControlPlane {
   // "done"} ("done": the task has ended and every byte has arrived).
   Result<json> job_logs(const std::string& id, int rank, int64_t offset, size_t max_bytes) const;
   json list_nodes(int64_t now_ms) const;
+  // Queues (bodies: spec/queue_json.h). A queue object adds "fair_share", "in_use", "pending",
+  // "jobs_running" and "jobs_pending" to the spec.
+  Result<json> create_queue(const std::string& body, int64_t now_ms);
+  json list_queues() const;
+  Result<json> get_queue(const std::string& name) const;
+  Result<json> update_queue(const std::string& name, const std::string& body, int64_t now_ms);
+  Result<json> delete_queue(const std::string& name, int64_t now_ms);
   std::string metrics() const;  // Prometheus text format
 
   // --- the agent protocol ---
@@ -59,7 +73,16 @@ class ControlPlane {
   struct Job {
     store::JobRecord record;
     JobSpec spec;
-    int64_t seq = 0;  // submission order
+    int64_t seq = 0;         // submission order; the queue scheduler's id for the job
+    int64_t started_ms = 0;  // when it was last placed (progress a preemption would lose)
+    std::vector<std::string> preempting;  // jobs being preempted to make room for this one
+  };
+  // A task of a preempted job that is still stopping: its resources stay held until `until_ms`.
+  struct Stopping {
+    std::string node;
+    uint32_t gpu_mask = 0;
+    int attempt = 0;  // the attempt being stopped
+    int64_t until_ms = 0;
   };
   using TaskKey = std::pair<std::string, int>;  // (job id, rank)
   struct Node {
@@ -72,11 +95,26 @@ class ControlPlane {
   Status load(int64_t now_ms);
   Status commit(store::WriteBatch& batch);
   void ensure_scheduler();
-  // Places pending jobs, in submission order, where they fit now.
+  // One round of the queue scheduler over all pending and running jobs: starts what it places,
+  // preempts what it chooses, and records why the rest waits.
   void schedule_pending(store::WriteBatch& batch, int64_t now_ms);
   sched::Request request_of(const Job& job) const;
-  // Places every task of a pending job, all or nothing. Returns false and the reason if not.
-  bool place_gang(Job& job, store::WriteBatch& batch, int64_t now_ms, std::string& reason);
+  // Binds a pending job's tasks to the placements the scheduler chose.
+  void assign(Job& job, const std::vector<sched::Placement>& placements, store::WriteBatch& batch,
+              int64_t now_ms);
+  // Stops every task of a running job for `for_job` and returns the job to its queue; the
+  // resources are released once the grace period has passed.
+  void preempt(Job& job, const std::string& for_job, store::WriteBatch& batch, int64_t now_ms);
+  // The queue tree: the stored queues plus the implicit "default" queue.
+  sched::QueueTree queue_tree() const;
+  int queue_index(const Job& job) const;
+  json queue_json(const QueueSpec& spec) const;
+  // Per queue (indexed like queue_tree()): running and pending amounts and job counts.
+  struct QueueLoad {
+    Quota in_use, pending;
+    int jobs_running = 0, jobs_pending = 0;
+  };
+  std::vector<QueueLoad> queue_loads(const sched::QueueTree& tree) const;
   void release(const store::TaskRecord& task);
   // A task ended badly (its process failed, or its node was lost): restart the job if it may,
   // else fail it. `counts_as_restart` is false for infrastructure failures.
@@ -105,8 +143,11 @@ class ControlPlane {
   std::map<sched::NodeId, std::string> node_names_;
   sched::ClusterState cluster_;
   std::unique_ptr<sched::Scheduler> scheduler_;
-  size_t scheduler_jobs_ = 0;  // job count when the scheduler's workload was built
-  int64_t submitted_ = 0;      // since this process started, for /metrics
+  std::map<std::string, QueueSpec> queues_;  // stored queues, by name
+  std::unique_ptr<sched::QueueScheduler> queue_scheduler_;
+  std::map<TaskKey, Stopping> stopping_;  // tasks of preempted jobs, until their grace ends
+  size_t scheduler_jobs_ = 0;             // job count when the scheduler's workload was built
+  int64_t submitted_ = 0;                 // since this process started, for /metrics
 };
 
 }  // namespace lepton::server

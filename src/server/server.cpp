@@ -215,6 +215,34 @@ class ServerImpl final : public Server {
       }
       return;
     }
+    if (kind == "queues" && parts.size() == 3) {
+      if (m == "POST") {
+        on_loop(std::move(respond), [this, body = std::move(req.body)] {
+          return to_response(cp_->create_queue(body, now_ms()), 201);
+        });
+      } else if (m == "GET") {
+        on_loop(std::move(respond), [this] { return json_response(cp_->list_queues()); });
+      } else {
+        method_not_allowed();
+      }
+      return;
+    }
+    if (kind == "queues" && parts.size() == 4) {
+      const std::string& name = parts[3];
+      if (m == "GET") {
+        on_loop(std::move(respond), [this, name] { return to_response(cp_->get_queue(name)); });
+      } else if (m == "PATCH") {
+        on_loop(std::move(respond), [this, name, body = std::move(req.body)] {
+          return to_response(cp_->update_queue(name, body, now_ms()));
+        });
+      } else if (m == "DELETE") {
+        on_loop(std::move(respond),
+                [this, name] { return to_response(cp_->delete_queue(name, now_ms())); });
+      } else {
+        method_not_allowed();
+      }
+      return;
+    }
     if (kind == "nodes" && parts.size() == 3) {
       if (m != "GET") return method_not_allowed();
       on_loop(std::move(respond), [this] { return json_response(cp_->list_nodes(now_ms())); });
