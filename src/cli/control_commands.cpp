@@ -53,10 +53,15 @@ std::string hostname() {
 // --- jobs ---
 
 void print_job(const json& j) {
-  std::printf("id:        %s\nname:      %s\nstate:     %s\nrestarts:  %d\n",
-              j.value("id", "").c_str(), j.value("name", "").c_str(), j.value("state", "").c_str(),
-              j.value("restarts", 0));
+  std::printf("id:        %s\nname:      %s\nqueue:     %s\nstate:     %s\nrestarts:  %d\n",
+              j.value("id", "").c_str(), j.value("name", "").c_str(), j.value("queue", "").c_str(),
+              j.value("state", "").c_str(), j.value("restarts", 0));
   if (!j.value("reason", "").empty()) std::printf("reason:    %s\n", j.value("reason", "").c_str());
+  if (j.contains("preempting") && !j["preempting"].empty()) {
+    std::string ids;
+    for (const json& v : j["preempting"]) ids += (ids.empty() ? "" : ", ") + v.get<std::string>();
+    std::printf("preempting: %s (to make room for this job)\n", ids.c_str());
+  }
   std::printf("tasks:\n");
   for (const json& t : j["tasks"]) {
     std::string gpus;

@@ -46,7 +46,25 @@ void divide(const QueueTree& tree, const std::vector<int>& queues, const Quota& 
   std::vector<Quota> got(queues.size());
   Quota sum;
   for (size_t i = 0; i < queues.size(); ++i) {
-    got[i] = min_of(tree.spec(queues[i]).guaranteed, cap[i]);
+    const Quota& g = tree.spec(queues[i]).guaranteed;
+    got[i] = min_of(g, cap[i]);
+    // A dimension the guarantee leaves open (0 while others are set) comes along in proportion:
+    // a queue guaranteed half the GPUs it wants gets half the CPUs it wants with them.
+    if (!g.is_zero()) {
+      double ratio = -1;
+      for (int d = 0; d < kDims; ++d) {
+        if (dim(g, d) > 0 && dim(cap[i], d) > 0) {
+          const double r =
+              static_cast<double>(dim(got[i], d)) / static_cast<double>(dim(cap[i], d));
+          ratio = ratio < 0 ? r : std::min(ratio, r);
+        }
+      }
+      for (int d = 0; d < kDims && ratio > 0; ++d) {
+        if (dim(g, d) == 0) {
+          dim(got[i], d) = static_cast<int64_t>(std::floor(dim(cap[i], d) * ratio));
+        }
+      }
+    }
     sum += got[i];
   }
   for (int d = 0; d < kDims; ++d) {
@@ -548,7 +566,9 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     return tree_.spec(a).limit ? *tree_.spec(a).limit : Quota{kUnlimited, kUnlimited, kUnlimited};
   };
   auto guarantee_of = [&](int a) { return tree_.spec(a).guaranteed; };
-  auto fair_of = [&](int a) { return min_of(fair[a], limit_of(a)); };
+  // Fair shares are rounded down in every dimension; a few units of slack keep that rounding
+  // from turning work that fits its share into work that does not.
+  auto fair_of = [&](int a) { return min_of(fair[a] + Quota{2, 2, 2}, limit_of(a)); };
 
   auto start = [&](const Work& w, std::vector<Placement> placements) {
     add_up(in_use, w.queue, quota_of(w.task.res, w.tasks));

@@ -205,6 +205,20 @@ TEST(FairShare, HierarchyDividesTheParentsShare) {
   EXPECT_EQ(s[2].gpu_milli, 3500);
 }
 
+TEST(FairShare, OpenDimensionsComeAlongWithTheGuaranteedOnes) {
+  // research is guaranteed GPUs only; its child vision wants 8 GPUs and 8 CPUs of a 4-GPU,
+  // 64-CPU cluster. vision's share must include the CPUs that go with its GPUs, or no job of it
+  // could ever be within its share.
+  QueueTree t = tree_of(
+      {queue("research", 4), queue("vision", 2, 1, "research"), queue("nlp", 2, 2, "research")});
+  auto s = fair_shares(t, Quota{4 * kGpu, 64000, 1 << 20},
+                       {Quota{}, Quota{8 * kGpu, 8000, 8192}, Quota{}});
+  EXPECT_EQ(s[0].gpu_milli, 4 * kGpu);
+  EXPECT_EQ(s[1].gpu_milli, 4 * kGpu);  // nlp is idle: vision gets all of research's GPUs
+  EXPECT_EQ(s[1].cpu_milli, 4000);      // and half the CPUs it asks for, as with the GPUs
+  EXPECT_EQ(s[2].gpu_milli, 0);
+}
+
 TEST(FairShare, LimitCapsBorrowing) {
   QueueSpec a = queue("a", 1);
   a.limit = Quota{3 * kGpu, kUnlimited, kUnlimited};
