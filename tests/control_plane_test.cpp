@@ -44,13 +44,18 @@ class Cluster : public testing::Test {
     ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 10s));
   }
 
-  void start_agent(const std::string& name, const std::string& gpus = "A100-80GB:4") {
-    agents_[name] = std::make_unique<Process>(
-        std::vector<std::string>{LEPTON_BINARY, "agent", "--server", url_, "--token-file",
-                                 (dir_ / "server" / "token").string(), "--name", name, "--gpus",
-                                 gpus, "--work-dir", (dir_ / name).string(), "--cpus", "8",
-                                 "--memory", "16"},
-        (dir_ / (name + ".log")).string());
+  void start_agent(const std::string& name, const std::string& gpus = "A100-80GB:4",
+                   const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> argv{LEPTON_BINARY,  "agent",
+                                  "--server",     url_,
+                                  "--token-file", (dir_ / "server" / "token").string(),
+                                  "--name",       name,
+                                  "--gpus",       gpus,
+                                  "--work-dir",   (dir_ / name).string(),
+                                  "--cpus",       "8",
+                                  "--memory",     "16"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    agents_[name] = std::make_unique<Process>(argv, (dir_ / (name + ".log")).string());
   }
 
   void wait_for_nodes(size_t n) {
@@ -355,6 +360,35 @@ run: sleep 1; echo served
     EXPECT_NE(log.out.find("SIGTERM at step"), std::string::npos) << log.out;
   }
   EXPECT_EQ(preempted, 2) << "team-b needed exactly two GPUs back";
+}
+
+TEST_F(Cluster, FractionalTasksGetTheirMemoryShareEnforcedByMps) {
+  // The agent runs an MPS control daemon (here a stand-in that records its calls: CI has no GPU)
+  // and points fractional tasks at it with their memory and SM limits.
+  const fs::path bin = dir_ / "bin";
+  fs::create_directories(bin);
+  std::ofstream(bin / "nvidia-cuda-mps-control")
+      << "#!/bin/sh\necho \"$* $CUDA_MPS_PIPE_DIRECTORY\" >> " << (dir_ / "mps-calls").string()
+      << "\n";
+  fs::permissions(bin / "nvidia-cuda-mps-control", fs::perms::owner_all);
+  const std::string path = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
+  setenv("PATH", (bin.string() + ":" + path).c_str(), 1);
+  start_server();
+  start_agent("n1", "A100-80GB:1", {"--mps"});
+  setenv("PATH", path.c_str(), 1);
+  wait_for_nodes(1);
+  const std::string id = submit(write_spec("half", R"(name: half
+resources: {accelerators: A100-80GB:0.5, cpus: 1, memory: 0.1}
+run: env | grep -E '^(CUDA_MPS|LEPTON_GPU)' | sort
+)"));
+  ASSERT_TRUE(wait_until([&] { return job(id)["state"] == "SUCCEEDED"; }, 20s)) << job(id).dump();
+  const std::string out = cli("job logs " + id).out;
+  const std::string pipe = (dir_ / "n1" / "mps" / "pipe").string();
+  EXPECT_NE(out.find("CUDA_MPS_PINNED_DEVICE_MEM_LIMIT=0=40960M"), std::string::npos) << out;
+  EXPECT_NE(out.find("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=50"), std::string::npos) << out;
+  EXPECT_NE(out.find("CUDA_MPS_PIPE_DIRECTORY=" + pipe), std::string::npos) << out;
+  EXPECT_NE(out.find("LEPTON_GPU_FRACTION=0.5"), std::string::npos) << out;
+  EXPECT_EQ(lines(dir_ / "mps-calls"), std::vector<std::string>{"-d " + pipe});
 }
 
 TEST_F(Cluster, BadInputGetsClearErrors) {

@@ -256,6 +256,7 @@ struct ServeFlags {
   int port = 8080;
   std::string gpus;
   std::string name;
+  bool mps = false;
   std::string policy = "lepton";
   int node_timeout_s = 10;
   double preempt_grace_s = 30;
@@ -305,6 +306,8 @@ void register_process_commands(CLI::App& app) {
   up_cmd->add_option("--gpus", up->gpus,
                      "This machine's GPUs as MODEL:COUNT, or 'none' (default: discover with NVML)");
   up_cmd->add_option("--name", up->name, "Name of the local node (default: the host name)");
+  up_cmd->add_flag("--mps", up->mps,
+                   "Run NVIDIA MPS so fractional-GPU tasks are held to their memory and SM share");
   up_cmd->callback([up] {
     sigset_t signals = block_stop_signals();
     auto server = start_server(*up);
@@ -314,6 +317,7 @@ void register_process_commands(CLI::App& app) {
     a.token = server->token();
     a.name = up->name.empty() ? hostname() : up->name;
     a.gpus = up->gpus;
+    a.mps = up->mps;
     a.work_dir = data_dir + "/agent";
     auto agent = server::AgentDaemon::start(a);
     if (!agent.is_ok()) {
@@ -356,6 +360,9 @@ void register_process_commands(CLI::App& app) {
   agent_cmd->add_option("--name", ag->options.name, "Node name (default: the host name)");
   agent_cmd->add_option("--gpus", ag->options.gpus,
                         "GPUs as MODEL:COUNT, or 'none' (default: discover with NVML)");
+  agent_cmd->add_flag("--mps", ag->options.mps,
+                      "Run NVIDIA MPS so fractional-GPU tasks are held to their memory and SM "
+                      "share");
   agent_cmd->add_option("--work-dir", ag->options.work_dir,
                         "Task directories (default: ~/.lepton/agent-NAME)");
   agent_cmd->add_option("--cpus", ag->cpus, "CPU cores to offer (default: all)")

@@ -5,16 +5,19 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 
 #include "agent/executor.h"
 #include "agent/gpu_discovery.h"
+#include "agent/mps.h"
 #include "net/http.h"
 #include "spec/json_text.h"
 
@@ -47,8 +50,12 @@ struct LocalTask {
 
 class AgentImpl final : public AgentDaemon {
  public:
-  AgentImpl(AgentOptions options, std::vector<agent::GpuDevice> gpus, net::Url url)
-      : options_(std::move(options)), gpus_(std::move(gpus)), url_(std::move(url)) {}
+  AgentImpl(AgentOptions options, std::vector<agent::GpuDevice> gpus, net::Url url,
+            std::optional<agent::MpsDaemon> mps)
+      : options_(std::move(options)),
+        gpus_(std::move(gpus)),
+        url_(std::move(url)),
+        mps_(std::move(mps)) {}
 
   ~AgentImpl() override { stop(); }
 
@@ -68,6 +75,7 @@ class AgentImpl final : public AgentDaemon {
     for (auto& t : stoppers_) {
       if (t.joinable()) t.join();
     }
+    if (mps_) (void)agent::stop_mps(*mps_);
   }
 
  private:
@@ -210,6 +218,17 @@ class AgentImpl final : public AgentDaemon {
         if (it->is_string()) launch.env[it.key()] = it->get<std::string>();
       }
     }
+    if (auto f = launch.env.find("LEPTON_GPU_FRACTION"); f != launch.env.end()) {
+      // A fractional task: its memory share (and, under MPS, the limits that enforce it). The
+      // user's own settings, already in env, win.
+      const double fraction = std::atof(f->second.c_str());
+      const int index = std::atoi(launch.env["CUDA_VISIBLE_DEVICES"].c_str());
+      const int64_t memory =
+          index >= 0 && index < static_cast<int>(gpus_.size()) ? gpus_[index].memory_mib : 0;
+      for (auto& [k, v] : agent::fractional_gpu_env(fraction, memory, mps_ ? &*mps_ : nullptr)) {
+        launch.env.emplace(k, v);
+      }
+    }
     const std::string checkpoints = options_.work_dir + "/checkpoints/" + id.job_id;
     fs::create_directories(checkpoints, ec);
     launch.env["LEPTON_CHECKPOINT_DIR"] = checkpoints;
@@ -290,6 +309,7 @@ class AgentImpl final : public AgentDaemon {
   net::Url url_;
   std::map<TaskId, LocalTask> tasks_;  // loop thread only
   std::vector<std::thread> stoppers_;  // loop thread only, joined in stop()
+  std::optional<agent::MpsDaemon> mps_;
   std::string last_problem_;
   int interval_ms_ = 300;
   std::mutex mu_;
@@ -312,7 +332,15 @@ Result<std::unique_ptr<AgentDaemon>> AgentDaemon::start(AgentOptions options) {
     return Status::invalid_argument("work dir " + options.work_dir +
                                     ": cannot create: " + ec.message());
   }
-  auto daemon = std::make_unique<AgentImpl>(std::move(options), std::move(*gpus), *url);
+  std::optional<agent::MpsDaemon> mps;
+  if (options.mps) {
+    if (gpus->empty()) return Status::invalid_argument("--mps: this node has no GPUs");
+    auto started = agent::start_mps(options.work_dir + "/mps");
+    if (!started.is_ok()) return started.status();
+    mps = std::move(*started);
+  }
+  auto daemon =
+      std::make_unique<AgentImpl>(std::move(options), std::move(*gpus), *url, std::move(mps));
   daemon->run_in_background();
   return std::unique_ptr<AgentDaemon>(std::move(daemon));
 }

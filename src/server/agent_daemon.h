@@ -27,6 +27,8 @@ struct AgentOptions {
   int64_t memory_mib = 0;  // 0: this machine's
   std::string address;     // how other nodes reach this one; empty: as the server sees it
   std::chrono::milliseconds stop_grace{10000};
+  // Run an NVIDIA MPS daemon so fractional-GPU tasks are held to their memory and SM share.
+  bool mps = false;
 };
 
 class AgentDaemon {
