@@ -122,6 +122,7 @@ void ControlPlane::save_task(const store::TaskRecord& task, store::WriteBatch& b
 void ControlPlane::save_job(const Job& job, store::WriteBatch& batch) {
   if (job.record.state == JobState::kPending) {
     pending_jobs_.emplace(job.seq, job.record.id);
+    sched_dirty_ = true;
   } else {
     pending_jobs_.erase(job.seq);
   }
@@ -202,6 +203,7 @@ Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms) {
   job_order_.push_back(id);
   job.seq = static_cast<int64_t>(job_order_.size());
   pending_jobs_.emplace(job.seq, id);
+  sched_dirty_ = true;
   jobs_[id] = std::move(job);
   ++submitted_;
   return job_json(jobs_[id]);
@@ -371,6 +373,7 @@ Result<json> ControlPlane::register_agent(const std::string& body, const std::st
   auto it = nodes_.find(r.name);
   if (it == nodes_.end()) {
     auto id = cluster_.add_node({r.name, r.cpu_milli, r.memory_mib, r.gpu_count, r.gpu_model});
+    sched_dirty_ = true;
     if (!id.is_ok()) return id.status();
     node_names_[*id] = r.name;
     nodes_[r.name] = Node{r, *id, now_ms};
@@ -391,6 +394,7 @@ Result<json> ControlPlane::register_agent(const std::string& body, const std::st
     node.record.last_heartbeat_ms = now_ms;
     node.seen_ms = now_ms;
     cluster_.set_cordoned(node.id, false);
+    sched_dirty_ = true;
   }
   batch.nodes.push_back(nodes_[r.name].record);
   LEPTON_RETURN_IF_ERROR(commit(batch));
@@ -513,6 +517,7 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
   if (!node.record.ready) {
     node.record.ready = true;
     cluster_.set_cordoned(node.id, false);
+    sched_dirty_ = true;
     event(batch, now_ms, "node/" + node_name, "back");
   }
   node.record.last_heartbeat_ms = now_ms;
@@ -619,6 +624,7 @@ void ControlPlane::release(const store::TaskRecord& task) {
   auto job = jobs_.find(task.job_id);
   if (node == nodes_.end() || job == jobs_.end()) return;
   cluster_.release(request_of(job->second), {node->second.id, task.gpu_mask});
+  sched_dirty_ = true;
 }
 
 void ControlPlane::finish_job(Job& job, JobState state, const std::string& why,
@@ -759,6 +765,7 @@ Status ControlPlane::tick(int64_t now_ms) {
     auto job = jobs_.find(it->first.first);
     if (node != nodes_.end() && job != jobs_.end()) {
       cluster_.release(request_of(job->second), {node->second.id, it->second.gpu_mask});
+      sched_dirty_ = true;
     }
     it = stopping_.erase(it);
   }
@@ -767,6 +774,7 @@ Status ControlPlane::tick(int64_t now_ms) {
     if (!node.record.ready || now_ms - node.seen_ms < options_.node_timeout_ms) continue;
     node.record.ready = false;
     cluster_.set_cordoned(node.id, true);
+    sched_dirty_ = true;
     batch.nodes.push_back(node.record);
     event(batch, now_ms, "node/" + name,
           "lost: no heartbeat for " + std::to_string(now_ms - node.seen_ms) + " ms");
@@ -786,6 +794,11 @@ Status ControlPlane::tick(int64_t now_ms) {
 
 void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
   if (pending_jobs_.empty()) return;
+  // A round changes nothing unless work, capacity or queues changed, or time passed (waiting
+  // jobs earn reservations, victims finish stopping): skip it otherwise, but not for long.
+  if (!sched_dirty_ && now_ms - last_round_ms_ < 1000) return;
+  sched_dirty_ = false;
+  last_round_ms_ = now_ms;
   ensure_scheduler();
   // Jobs with tasks still stopping wait for them; their old placements count as running.
   std::set<std::string> stopping_jobs;
@@ -963,6 +976,7 @@ Result<json> ControlPlane::create_queue(const std::string& body, int64_t now_ms)
   LEPTON_RETURN_IF_ERROR(commit(batch));
   queues_ = std::move(next);
   if (queue_scheduler_) queue_scheduler_->set_tree(std::move(*tree));
+  sched_dirty_ = true;
   return queue_json(*spec);
 }
 
@@ -988,6 +1002,7 @@ Result<json> ControlPlane::update_queue(const std::string& name, const std::stri
   LEPTON_RETURN_IF_ERROR(commit(batch));
   queues_ = std::move(next);
   if (queue_scheduler_) queue_scheduler_->set_tree(std::move(*tree));
+  sched_dirty_ = true;
   return queue_json(*spec);
 }
 
@@ -1015,6 +1030,7 @@ Result<json> ControlPlane::delete_queue(const std::string& name, int64_t now_ms)
   LEPTON_RETURN_IF_ERROR(commit(batch));
   queues_.erase(name);
   if (queue_scheduler_) queue_scheduler_->set_tree(queue_tree());
+  sched_dirty_ = true;
   return json{{"deleted", name}};
 }
 

@@ -146,8 +146,10 @@ class ControlPlane {
   std::map<std::string, QueueSpec> queues_;  // stored queues, by name
   std::unique_ptr<sched::QueueScheduler> queue_scheduler_;
   std::map<TaskKey, Stopping> stopping_;  // tasks of preempted jobs, until their grace ends
-  size_t scheduler_jobs_ = 0;             // job count when the scheduler's workload was built
-  int64_t submitted_ = 0;                 // since this process started, for /metrics
+  bool sched_dirty_ = true;  // something a scheduling round depends on changed since the last
+  int64_t last_round_ms_ = 0;
+  size_t scheduler_jobs_ = 0;  // job count when the scheduler's workload was built
+  int64_t submitted_ = 0;      // since this process started, for /metrics
 };
 
 }  // namespace lepton::server
