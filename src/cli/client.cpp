@@ -66,22 +66,21 @@ Api::Reply Api::send(const std::string& method, const std::string& target,
                      const std::string& body) {
   auto r = net::http_request(url_, method, target, body, {.bearer_token = token_});
   if (!r.is_ok()) fail(r.status().message() + " (is `lepton up` running?)");
-  Reply reply;
-  reply.status = r->status;
-  reply.body = json::parse(r->body, nullptr, false);
-  reply.text = std::move(r->body);
-  return reply;
+  return Reply{.status = r->status, .text = std::move(r->body)};
 }
+
+json Api::Reply::parsed() const { return json::parse(text, nullptr, false); }
 
 json Api::call(const std::string& method, const std::string& target, const std::string& body) {
   Reply reply = send(method, target, body);
   if (reply.status >= 400) fail_with(reply);
-  if (reply.body.is_discarded()) fail("the server sent a response that is not JSON");
-  return std::move(reply.body);
+  json j = reply.parsed();
+  if (j.is_discarded()) fail("the server sent a response that is not JSON");
+  return j;
 }
 
 std::string Api::error_message(const Reply& reply) {
-  const json& j = reply.body;
+  const json j = reply.parsed();
   if (j.is_object() && j.contains("error")) {
     const json& e = j["error"];
     if (e.is_object() && e.contains("message") && e["message"].is_string()) {

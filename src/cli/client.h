@@ -35,12 +35,13 @@ class Api {
  public:
   explicit Api(const ClientFlags& f);
 
-  // The server's answer, whatever its HTTP status. `body` is discarded (is_discarded()) when the
-  // response is not JSON. Ends the command when the server cannot be reached.
+  // The server's answer, whatever its HTTP status. Ends the command when the server cannot be
+  // reached.
   struct Reply {
     int status = 0;
-    nlohmann::json body;
-    std::string text;  // the raw body
+    std::string text;  // the body
+    // The body as JSON; discarded (is_discarded()) when it is not JSON.
+    nlohmann::json parsed() const;
   };
   Reply send(const std::string& method, const std::string& target, const std::string& body = "");
 

@@ -33,8 +33,9 @@ json queue_call(Api& api, const std::string& method, const std::string& target,
          target + "); it is older than this lepton: upgrade the server to use queues");
   }
   if (reply.status >= 400) Api::fail_with(reply);
-  if (reply.body.is_discarded()) fail("the server sent a response that is not JSON");
-  return std::move(reply.body);
+  json j = reply.parsed();
+  if (j.is_discarded()) fail("the server sent a response that is not JSON");
+  return j;
 }
 
 std::string queue_path(const std::string& name) {
