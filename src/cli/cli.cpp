@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 namespace lepton::cli {
 
@@ -91,6 +92,11 @@ int run(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
+  } catch (const nlohmann::json::exception& e) {
+    // A reply of an unexpected shape (another server, another version): say so, do not crash.
+    std::fprintf(stderr, "lepton: the server's reply is not what this lepton expects (%s)\n",
+                 e.what());
+    return 1;
   }
   return 0;
 }

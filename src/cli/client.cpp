@@ -1,5 +1,6 @@
 #include "cli/client.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <utility>
 
@@ -76,6 +77,14 @@ json Api::call(const std::string& method, const std::string& target, const std::
   if (reply.status >= 400) fail_with(reply);
   json j = reply.parsed();
   if (j.is_discarded()) fail("the server sent a response that is not JSON");
+  return j;
+}
+
+json Api::list(const std::string& target) {
+  json j = call("GET", target);
+  const bool ok =
+      j.is_array() && std::all_of(j.begin(), j.end(), [](const json& e) { return e.is_object(); });
+  if (!ok) fail("the server answered GET " + target + " with something other than a list");
   return j;
 }
 

@@ -50,6 +50,10 @@ class Api {
   nlohmann::json call(const std::string& method, const std::string& target,
                       const std::string& body = "");
 
+  // call("GET", target) for a listing: ends the command with a clear message unless the body is
+  // an array of objects.
+  nlohmann::json list(const std::string& target);
+
   // The message of an error reply: its error.message, else its text.
   static std::string error_message(const Reply& reply);
   // Ends the command with the message of an error reply.

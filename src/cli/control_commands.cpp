@@ -146,7 +146,7 @@ void register_job_commands(CLI::App& app) {
   add_client_flags(ls_cmd, *ls);
   ls_cmd->add_flag("--json", ls->json, "Print a JSON array");
   ls_cmd->callback([ls] {
-    json jobs = Api(*ls).call("GET", "/api/v1/jobs");
+    json jobs = Api(*ls).list("/api/v1/jobs");
     if (ls->json) {
       std::cout << spec::to_json_text(jobs) << "\n";
       return;
@@ -224,7 +224,7 @@ void register_node_commands(CLI::App& app) {
   add_client_flags(ls_cmd, *ls);
   ls_cmd->add_flag("--json", ls->json, "Print a JSON array");
   ls_cmd->callback([ls] {
-    json nodes = Api(*ls).call("GET", "/api/v1/nodes");
+    json nodes = Api(*ls).list("/api/v1/nodes");
     if (ls->json) {
       std::cout << spec::to_json_text(nodes) << "\n";
       return;
