@@ -360,6 +360,15 @@ run: sleep 1; echo served
     EXPECT_NE(log.out.find("SIGTERM at step"), std::string::npos) << log.out;
   }
   EXPECT_EQ(preempted, 2) << "team-b needed exactly two GPUs back";
+
+  // The queue commands: get, and rm once no job of the queue is unfinished.
+  auto got = cli("queue get team-b --json");
+  ASSERT_EQ(got.exit_code, 0) << got.out;
+  EXPECT_EQ(json::parse(got.out, nullptr, false).value("name", ""), "team-b") << got.out;
+  EXPECT_EQ(cli("queue rm team-a").exit_code, 0);
+  auto gone = cli("queue rm team-a");
+  EXPECT_EQ(gone.exit_code, 2) << gone.out;
+  EXPECT_NE(gone.out.find("no such queue"), std::string::npos) << gone.out;
 }
 
 TEST_F(Cluster, FractionalTasksGetTheirMemoryShareEnforcedByMps) {
