@@ -91,6 +91,82 @@ TEST(SimAlloc, BadInputGetsAClearErrorAndExitCode2) {
   EXPECT_NE(flag.err.find("no-such-flag"), std::string::npos) << flag.err;
 }
 
+TEST(SimQueues, PrintsOneJsonObject) {
+  CliRun r = lepton("sim queues --nodes " + kNodes + " --pods " + kPods + " --policy fifo --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["policy"], "fifo");
+  for (const char* key : {"avg_jct_s", "p99_jct_s", "gpu_alloc_pct", "jain_fairness"}) {
+    EXPECT_GT(j[key].get<double>(), 0) << key;
+  }
+  EXPECT_LE(j["gpu_alloc_pct"].get<double>(), 100);
+  EXPECT_LE(j["jain_fairness"].get<double>(), 1);
+  EXPECT_EQ(j["preemptions"], 0);  // static quotas never preempt
+  EXPECT_EQ(j["jobs_completed"].get<int64_t>() + j["jobs_not_completed"].get<int64_t>(),
+            j["jobs"].get<int64_t>());
+  EXPECT_EQ(j["queues"].size(), 3u);
+  EXPECT_NEAR(j["replay"]["offered_load"].get<double>(), 1.3, 1e-3);
+}
+
+TEST(SimQueues, AllPoliciesWriteCsvJsonAndSvg) {
+  const fs::path out = fs::temp_directory_path() / ("lepton-e2e-q-" + std::to_string(getpid()));
+  // The trace's first 800 pods on a small cluster keep this quick.
+  fs::create_directories(out);
+  const fs::path pods = out / "openb_pod_list_small.csv";
+  {
+    std::ifstream in(kPods);
+    std::ofstream small(pods);
+    std::string line;
+    for (int i = 0; i <= 800 && std::getline(in, line); ++i) small << line << "\n";
+  }
+  CliRun r = lepton("sim queues --cluster-gpus 16 --load 1 --pods " + pods.string() + " --out " +
+                    out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* policy : {"fifo", "priority", "drf", "lepton"}) {
+    EXPECT_NE(r.out.find(policy), std::string::npos) << policy;  // the table
+    EXPECT_TRUE(
+        fs::exists(out / ("queues-openb_pod_list_small-" + std::string(policy) + "-shares.svg")));
+  }
+  for (const char* name : {".json", ".csv", "-series.csv", "-alloc.svg"}) {
+    fs::path f = out / ("queues-openb_pod_list_small" + std::string(name));
+    ASSERT_TRUE(fs::exists(f)) << f;
+    EXPECT_GT(fs::file_size(f), 100u) << f;
+  }
+  std::ifstream json_file(out / "queues-openb_pod_list_small.json");
+  auto j = nlohmann::json::parse(json_file);
+  ASSERT_EQ(j["policies"].size(), 4u);
+  EXPECT_EQ(j["policies"][3]["policy"], "lepton");
+  EXPECT_FALSE(j["policies"][3]["series"]["gpu_alloc_pct"].empty());
+  fs::remove_all(out);
+}
+
+TEST(SimQueues, BadInputGetsAClearErrorAndExitCode2) {
+  CliRun policy = lepton("sim queues --policy tetris");
+  EXPECT_EQ(policy.exit_code, 2);
+  EXPECT_NE(policy.err.find("--policy"), std::string::npos) << policy.err;
+  CliRun load = lepton("sim queues --load -1");
+  EXPECT_NE(load.exit_code, 0);
+  EXPECT_NE(load.err.find("--load"), std::string::npos) << load.err;
+  CliRun reach = lepton("sim queues --cluster-gpus 0 --policy fifo");
+  EXPECT_EQ(reach.exit_code, 2);
+  EXPECT_NE(reach.err.find("out of reach"), std::string::npos) << reach.err;
+  CliRun placement = lepton("sim queues --placement tetris");
+  EXPECT_EQ(placement.exit_code, 2);
+  EXPECT_NE(placement.err.find("--placement"), std::string::npos) << placement.err;
+  // The multigpu variants carry resources only: no times to replay.
+  CliRun no_times = lepton("sim queues --pods " + kTrace + "openb_pod_list_multigpu50.csv");
+  EXPECT_EQ(no_times.exit_code, 2);
+  EXPECT_NE(no_times.err.find("deletion_time"), std::string::npos) << no_times.err;
+  const fs::path bad = fs::temp_directory_path() / ("lepton-e2e-qb-" + std::to_string(getpid()));
+  std::ofstream(bad) << R"({"queues": [{"name": "a", "guaranteed_pct": "lots"}], "qos": {}})";
+  CliRun queues = lepton("sim queues --queues " + bad.string());
+  EXPECT_EQ(queues.exit_code, 2);
+  EXPECT_NE(queues.err.find("--queues: " + bad.string() + ": queues[0].guaranteed_pct"),
+            std::string::npos)
+      << queues.err;
+  fs::remove(bad);
+}
+
 TEST(BenchSched, PrintsThroughputAndLatency) {
   CliRun r = lepton("bench sched --nodes 1000 --policy lepton --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
