@@ -328,17 +328,22 @@ json replay_json(const QueuesFlags& f, const sim::QueueWorkload& w,
 json queue_result_json(const sim::QueueSimResult& r, const std::string& trace, const json& replay) {
   json queues = json::array();
   for (const auto& q : r.queues) {
-    queues.push_back({{"name", q.name},
-                      {"guaranteed_gpus", round_to(q.guaranteed_gpus, 3)},
-                      {"jobs", q.jobs},
-                      {"jobs_completed", q.completed},
-                      {"avg_wait_s", round_to(q.avg_wait_s, 1)},
-                      {"p99_wait_s", round_to(q.p99_wait_s, 1)},
-                      {"avg_jct_s", round_to(q.avg_jct_s, 1)},
-                      {"avg_in_use_gpus", round_to(q.avg_in_use_gpus, 2)},
-                      {"avg_fair_share_gpus", round_to(q.avg_fair_share_gpus, 2)},
-                      {"preempted", q.preempted},
-                      {"max_reclaim_wait_s", round_to(q.max_reclaim_wait_s, 1)}});
+    queues.push_back(
+        {{"name", q.name},
+         {"guaranteed_gpus", round_to(q.guaranteed_gpus, 3)},
+         {"jobs", q.jobs},
+         {"jobs_completed", q.completed},
+         {"avg_wait_s", round_to(q.avg_wait_s, 1)},
+         {"p99_wait_s", round_to(q.p99_wait_s, 1)},
+         {"avg_jct_s", round_to(q.avg_jct_s, 1)},
+         {"avg_in_use_gpus", round_to(q.avg_in_use_gpus, 2)},
+         {"avg_fair_share_gpus", round_to(q.avg_fair_share_gpus, 2)},
+         {"preempted", q.preempted},
+         {"max_reclaim_wait_s", round_to(q.max_reclaim_wait_s, 1)},
+         {"max_reclaim_wait_from_s", round_to(q.max_reclaim_wait_from_s, 1)},
+         {"max_reclaim_wait_job", q.max_reclaim_wait_job},
+         {"max_reclaim_wait_job_resources",
+          q.max_reclaim_wait_job.empty() ? "" : q.max_reclaim_wait_job_res.to_string()}});
   }
   return {{"policy", r.policy},
           {"trace", trace},
@@ -557,14 +562,25 @@ void run_queues(const QueuesFlags& f) {
     results.push_back(std::move(r));
   }
   if (!f.json) {
-    std::printf("\n%-9s %-10s %9s %6s %9s %9s %9s %9s %11s\n", "policy", "queue", "guar.GPU",
-                "jobs", "avg wait", "p99 wait", "avg GPUs", "avg fair", "max reclaim");
+    std::printf("\n%-9s %-10s %9s %6s %9s %9s %9s %9s %11s  %s\n", "policy", "queue", "guar.GPU",
+                "jobs", "avg wait", "p99 wait", "avg GPUs", "avg fair", "max reclaim",
+                "(its job, from)");
     for (const auto& r : results) {
       for (const auto& q : r.queues) {
-        std::printf("%-9s %-10s %9.1f %6lld %9s %9s %9.1f %9.1f %11s\n", r.policy.c_str(),
+        std::string job;
+        if (!q.max_reclaim_wait_job.empty()) {
+          const Resources& res = q.max_reclaim_wait_job_res;
+          char buf[128];
+          std::snprintf(
+              buf, sizeof buf, "%s: %g GPU %g CPU, from %s", q.max_reclaim_wait_job.c_str(),
+              static_cast<double>(res.total_gpu_milli()) / kMilliPerGpu,
+              static_cast<double>(res.cpu_milli) / 1000, hms(q.max_reclaim_wait_from_s).c_str());
+          job = buf;
+        }
+        std::printf("%-9s %-10s %9.1f %6lld %9s %9s %9.1f %9.1f %11s  %s\n", r.policy.c_str(),
                     q.name.c_str(), q.guaranteed_gpus, static_cast<long long>(q.jobs),
                     hms(q.avg_wait_s).c_str(), hms(q.p99_wait_s).c_str(), q.avg_in_use_gpus,
-                    q.avg_fair_share_gpus, hms(q.max_reclaim_wait_s).c_str());
+                    q.avg_fair_share_gpus, hms(q.max_reclaim_wait_s).c_str(), job.c_str());
       }
     }
   }

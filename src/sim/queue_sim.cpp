@@ -386,6 +386,8 @@ class Replay {
   void add_pending(uint32_t j);
   void integrate(int64_t to);
   void snapshot(int64_t t);
+  void open_owed(int q, int64_t t);
+  void close_owed(int q, int64_t t);
   void finish(int64_t end, QueueSimResult& result);
 
   const std::vector<QueueJob>& jobs_;
@@ -411,7 +413,9 @@ class Replay {
   std::vector<int64_t> guaranteed_gpu_;
   std::vector<bool> started_gpu_;  // started GPU work in this round
   std::vector<int64_t> owed_since_;
+  std::vector<int64_t> owed_job_;  // the smallest waiting GPU job when the wait began
   std::vector<double> max_owed_ms_;
+  std::vector<int64_t> max_owed_at_, max_owed_job_;
   std::vector<int64_t> preempted_;
   std::vector<int> leaves_;
 
@@ -494,7 +498,10 @@ Status Replay::setup(const std::vector<sched::NodeSpec>& nodes) {
   guaranteed_gpu_.assign(n, 0);
   started_gpu_.assign(n, false);
   owed_since_.assign(n, -1);
+  owed_job_.assign(n, -1);
   max_owed_ms_.assign(n, 0);
+  max_owed_at_.assign(n, 0);
+  max_owed_job_.assign(n, -1);
   preempted_.assign(n, 0);
   fair_gpu_now_.assign(n, 0);
   in_use_ms_.assign(n, 0);
@@ -655,6 +662,29 @@ void Replay::integrate(int64_t to) {
   }
 }
 
+void Replay::open_owed(int q, int64_t t) {
+  owed_since_[q] = t;
+  owed_job_[q] = -1;
+  const int64_t smallest = pending_gpu_sizes_[q].begin()->first;
+  for (const sched::Work& w : pending_) {
+    if (w.queue == q && state_[w.id].quota.gpu_milli == smallest) {
+      owed_job_[q] = static_cast<int64_t>(w.id);
+      break;
+    }
+  }
+}
+
+void Replay::close_owed(int q, int64_t t) {
+  if (owed_since_[q] < 0) return;
+  const double wait = static_cast<double>(t - owed_since_[q]);
+  if (wait > max_owed_ms_[q]) {
+    max_owed_ms_[q] = wait;
+    max_owed_at_[q] = owed_since_[q];
+    max_owed_job_[q] = owed_job_[q];
+  }
+  owed_since_[q] = -1;
+}
+
 void Replay::snapshot(int64_t t) {
   std::vector<Quota> demand(in_use_.size());
   for (size_t q = 0; q < demand.size(); ++q) demand[q] = in_use_[q] + pending_quota_[q];
@@ -675,12 +705,10 @@ void Replay::snapshot(int64_t t) {
     const bool owed =
         !sizes.empty() && in_use_[q].gpu_milli + sizes.begin()->first <= guaranteed_gpu_[q];
     if (started_gpu_[q] || !owed) {
-      if (owed_since_[q] >= 0) {
-        max_owed_ms_[q] = std::max(max_owed_ms_[q], static_cast<double>(t - owed_since_[q]));
-      }
-      owed_since_[q] = (owed && started_gpu_[q]) ? t : -1;
+      close_owed(q, t);
+      if (owed && started_gpu_[q]) open_owed(q, t);
     } else if (owed_since_[q] < 0) {
-      owed_since_[q] = t;
+      open_owed(q, t);
     }
     started_gpu_[q] = false;
   }
@@ -718,11 +746,7 @@ std::vector<double> bin_series(const std::vector<int64_t>& t, const std::vector<
 
 void Replay::finish(int64_t end, QueueSimResult& result) {
   integrate(end);
-  for (int q : leaves_) {
-    if (owed_since_[q] >= 0 && end > owed_since_[q]) {
-      max_owed_ms_[q] = std::max(max_owed_ms_[q], static_cast<double>(end - owed_since_[q]));
-    }
-  }
+  for (int q : leaves_) close_owed(q, end);
   // A trace whose jobs all arrive at one instant has no arrival window: measure to the end.
   if (window_end_ <= start_t_) {
     window_end_ = end;
@@ -787,6 +811,11 @@ void Replay::finish(int64_t end, QueueSimResult& result) {
     s.avg_fair_share_gpus = window > 0 ? fair_ms_[q] / window / kMilliPerGpu : 0;
     s.preempted = preempted_[q];
     s.max_reclaim_wait_s = max_owed_ms_[q] / 1000;
+    if (max_owed_job_[q] >= 0) {
+      s.max_reclaim_wait_from_s = seconds(max_owed_at_[q] - start_t_);
+      s.max_reclaim_wait_job = jobs_[max_owed_job_[q]].name;
+      s.max_reclaim_wait_job_res = jobs_[max_owed_job_[q]].res;
+    }
     result.max_reclaim_wait_s = std::max(result.max_reclaim_wait_s, s.max_reclaim_wait_s);
     s.in_use_gpus = bin_series(seg_t_, seg_in_use_[i], start_t_, end, bins);
     s.fair_share_gpus = bin_series(seg_t_, seg_fair_[i], start_t_, end, bins);

@@ -150,6 +150,10 @@ struct QueueSimQueue {
   // Longest time the queue had waiting GPU work that fit within its guarantee (in use + the job
   // <= guaranteed GPUs) without starting any GPU work.
   double max_reclaim_wait_s = 0;
+  // When that wait began (seconds from the first arrival), and the smallest waiting GPU job then.
+  double max_reclaim_wait_from_s = 0;
+  std::string max_reclaim_wait_job;
+  Resources max_reclaim_wait_job_res;
   std::vector<double> in_use_gpus;  // time series, per bin
   std::vector<double> fair_share_gpus;
 };

@@ -366,7 +366,9 @@ TEST(QueueSim, Deterministic) {
     EXPECT_EQ(a.preemptions, b.preemptions);
     EXPECT_EQ(a.series_alloc_pct, b.series_alloc_pct);
     EXPECT_EQ(a.cycles, b.cycles);
-    if (p == QueuePolicy::kLepton) EXPECT_GT(a.preemptions, 0);  // reclaim happens here
+    if (p == QueuePolicy::kLepton) {
+      EXPECT_GT(a.preemptions, 0);  // reclaim happens here
+    }
   }
 }
 
