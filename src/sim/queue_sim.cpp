@@ -527,7 +527,7 @@ void Replay::add_pending(uint32_t j) {
   w.submit_ms = job.arrival_ms;
   w.task = s.request;
   w.tasks = 1;
-  pending_.push_back(std::move(w));
+  pending_.push_back(w);
   pending_quota_[job.queue] += s.quota;
   if (s.quota.gpu_milli > 0) ++pending_gpu_sizes_[job.queue][s.quota.gpu_milli];
   changed_ = true;
