@@ -666,7 +666,7 @@ void register_sim_commands(CLI::App& app) {
       ->add_option("--max-duration", qf->max_duration_s,
                    "Cut job durations to this many seconds (0: no cap)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}));
   queues
       ->add_option("--start-pct", qf->start_pct,
                    "Pods created before this percentile of creation times arrive at it")
@@ -677,23 +677,23 @@ void register_sim_commands(CLI::App& app) {
                    "Use a deterministic subset of the nodes with at least this many GPUs (0: all; "
                    "the whole bundled cluster is too large for the trace to contend for)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(int64_t{0}, int64_t{10'000'000}));
   queues->add_option("--seed", qf->seed, "Seed of the node subset")->capture_default_str();
   queues
       ->add_option("--horizon", qf->horizon_s,
                    "Stop this many seconds after the first arrival (0: when all work is done)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}));
   queues
       ->add_option("--grace", qf->grace_s,
                    "Seconds a preempted job keeps its resources before it stops")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}));
   queues
       ->add_option("--reserve-after", qf->reserve_after_s,
                    "Seconds a job first in line waits before it reserves nodes (lepton)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(int64_t{0}, int64_t{1'000'000'000}));
   queues->add_option("--placement", qf->placement, "Node-scoring policy for placements")
       ->capture_default_str();
   queues
