@@ -543,7 +543,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // An answer from the gateway itself (metrics, errors). `body` is JSON unless said otherwise.
-  void respond_local(int status, std::string body,
+  void respond_local(int status, const std::string& body,
                      std::string_view content_type = "application/json") {
     out_.clear();
     auto reason = http::obsolete_reason(static_cast<http::status>(status));
