@@ -1,0 +1,731 @@
+#include "gateway/gateway.h"
+
+#include <array>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "gateway/openai.h"
+
+namespace lepton::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using error_code = boost::system::error_code;
+
+// JSON responses up to this size are parsed for `usage`; larger ones pass uncounted.
+constexpr size_t kMaxUsageCapture = 1 << 20;
+
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string error_body(std::string_view code, const std::string& message) {
+  return nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump() + "\n";
+}
+
+// Hop-by-hop headers, and those the gateway writes itself.
+bool hop_by_hop(http::field f) {
+  switch (f) {
+    case http::field::connection:
+    case http::field::keep_alive:
+    case http::field::proxy_connection:
+    case http::field::te:
+    case http::field::trailer:
+    case http::field::transfer_encoding:
+    case http::field::upgrade:
+    case http::field::content_length:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_http_error(const error_code& ec) {
+  return ec.category() == http::make_error_code(http::error::bad_target).category();
+}
+
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+struct Worker {
+  Worker(const GatewayOptions& o, Router& r, GatewayStats& s, uint32_t seed)
+      : options(o), router(r), stats(s), rng(seed) {}
+
+  // Declared first so it is destroyed last: everything below holds sockets on it.
+  asio::io_context ioc{1};
+  tcp::acceptor acceptor{ioc};
+  const GatewayOptions& options;
+  Router& router;
+  GatewayStats& stats;
+  std::minstd_rand rng;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle;
+  std::shared_ptr<const RouteTable> table;
+  uint64_t table_version = 0;
+  std::thread thread;
+
+  // The current table; refreshed only when the router's version moved.
+  const std::shared_ptr<const RouteTable>& routes() {
+    uint64_t v = router.version();
+    if (v != table_version || !table) {
+      table = router.snapshot();
+      table_version = v;
+    }
+    return table;
+  }
+
+  std::unique_ptr<beast::tcp_stream> take(const std::string& address) {
+    auto it = idle.find(address);
+    if (it == idle.end()) return nullptr;
+    while (!it->second.empty()) {
+      std::unique_ptr<beast::tcp_stream> s = std::move(it->second.back());
+      it->second.pop_back();
+      if (s->socket().is_open()) return s;
+    }
+    return nullptr;
+  }
+
+  void give_back(const std::string& address, std::unique_ptr<beast::tcp_stream> s) {
+    std::vector<std::unique_ptr<beast::tcp_stream>>& pool = idle[address];
+    if (pool.size() >= options.max_idle_per_upstream) return;
+    s->expires_never();
+    pool.push_back(std::move(s));
+  }
+
+  void accept();
+};
+
+// One client connection, on one worker, from accept to close. Requests on it are handled one at a
+// time: read the request, relay one exchange with an upstream, then read the next.
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Worker& worker, tcp::socket socket) : w_(worker), client_(std::move(socket)) {}
+  ~Session() { release(); }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  void start() {
+    error_code ec;
+    client_.socket().set_option(tcp::no_delay(true), ec);
+    tcp::endpoint peer = client_.socket().remote_endpoint(ec);
+    if (!ec) client_ip_ = peer.address().to_string();
+    read_request();
+  }
+
+ private:
+  // ---- client side
+
+  void read_request() {
+    req_parser_.emplace();
+    req_parser_->body_limit(w_.options.max_request_body_bytes);
+    req_parser_->header_limit(32 * 1024);
+    client_.expires_after(w_.options.idle_timeout);
+    http::async_read_header(
+        client_, client_buf_, *req_parser_,
+        [self = shared_from_this()](error_code ec, size_t) { self->on_request_head(ec); });
+  }
+
+  void on_request_head(error_code ec) {
+    if (ec) return on_request(ec);
+    if (req_parser_->is_done()) return on_request({});
+    auto read_body = [self = shared_from_this()] {
+      http::async_read(self->client_, self->client_buf_, *self->req_parser_,
+                       [self](error_code e, size_t) { self->on_request(e); });
+    };
+    if (beast::iequals(req_parser_->get()[http::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      asio::async_write(client_, asio::buffer(kContinue.data(), kContinue.size()),
+                        [self = shared_from_this(), read_body](error_code e, size_t) {
+                          if (e) return self->close_client();
+                          read_body();
+                        });
+      return;
+    }
+    read_body();
+  }
+
+  void on_request(error_code ec) {
+    if (ec) {
+      if (!is_http_error(ec) || ec == http::error::end_of_stream ||
+          ec == http::error::partial_message) {
+        return close_client();
+      }
+      w_.stats.bad_requests.fetch_add(1, std::memory_order_relaxed);
+      client_keep_alive_ = false;
+      if (ec == http::error::body_limit) {
+        return respond_local(
+            413, error_body("invalid_argument",
+                            "request body over " +
+                                std::to_string(w_.options.max_request_body_bytes) + " bytes"));
+      }
+      if (ec == http::error::header_limit) {
+        return respond_local(431, error_body("invalid_argument", "request headers too large"));
+      }
+      return respond_local(
+          400, error_body("invalid_argument", "malformed HTTP request: " + ec.message()));
+    }
+    req_ = req_parser_->release();
+    req_parser_.reset();
+    client_.expires_never();
+    client_http11_ = req_.version() >= 11;
+    client_keep_alive_ = client_http11_ && req_.keep_alive();
+    head_request_ = req_.method() == http::verb::head;
+    std::string_view target(req_.target().data(), req_.target().size());
+    table_ = w_.routes();
+    if (target == "/-/metrics") {
+      return respond_local(200, prometheus_text(*table_, w_.stats), "text/plain; version=0.0.4");
+    }
+    if (target == "/-/healthz") return respond_local(200, "ok\n", "text/plain");
+
+    std::string_view name;
+    std::string_view rest;
+    if (target.substr(0, 3) == "/d/") {
+      std::string_view t = target.substr(3);
+      size_t end = t.find_first_of("/?");
+      name = t.substr(0, end);
+      rest = end == std::string_view::npos ? std::string_view{} : t.substr(end);
+    } else {
+      auto host_field = req_[http::field::host];
+      std::string_view host(host_field.data(), host_field.size());
+      size_t dot = host.find('.');
+      if (dot != std::string_view::npos && dot > 0) {
+        name = host.substr(0, dot);
+        rest = target;
+        if (!table_->find(name)) name = {};
+      }
+    }
+    dep_ = name.empty() ? nullptr : table_->find(name);
+    if (!dep_) {
+      w_.stats.unrouted.fetch_add(1, std::memory_order_relaxed);
+      return respond_local(
+          404, error_body("not_found", name.empty()
+                                           ? "no deployment named in the path (/d/NAME/...) or the "
+                                             "Host header (NAME.example.com)"
+                                           : "no deployment named '" + std::string(name) + "'"));
+    }
+    std::string upstream_target;
+    if (rest.empty() || rest.front() == '?') upstream_target = "/";
+    upstream_target.append(rest);
+    prepare_upstream_request(upstream_target);
+
+    dep_->stats->requests.fetch_add(1, std::memory_order_relaxed);
+    dep_->stats->in_flight.fetch_add(1, std::memory_order_relaxed);
+    counted_in_flight_ = true;
+    tried_.clear();
+    stale_retry_used_ = false;
+    last_error_.clear();
+    try_replica();
+  }
+
+  void prepare_upstream_request(const std::string& target) {
+    count_usage_ = is_openai_path(target);
+    std::optional<std::string> rewritten;
+    if (count_usage_ && req_.method() == http::verb::post) {
+      rewritten = add_include_usage(target, req_.body());
+    }
+    strip_usage_ = rewritten.has_value();
+    const std::string& body = rewritten ? *rewritten : req_.body();
+
+    std::string& r = upstream_request_;
+    r.clear();
+    auto method = req_.method_string();
+    r.append(method.data(), method.size()).append(" ").append(target).append(" HTTP/1.1\r\n");
+    bool forwarded = false;
+    for (const auto& f : req_) {
+      if (hop_by_hop(f.name()) || f.name() == http::field::expect) continue;
+      auto n = f.name_string();
+      auto v = f.value();
+      r.append(n.data(), n.size()).append(": ").append(v.data(), v.size());
+      if (beast::iequals(n, "x-forwarded-for")) {
+        r.append(", ").append(client_ip_);
+        forwarded = true;
+      }
+      r.append("\r\n");
+    }
+    if (!forwarded) r.append("X-Forwarded-For: ").append(client_ip_).append("\r\n");
+    if (!body.empty() || req_.method() == http::verb::post || req_.method() == http::verb::put ||
+        req_.method() == http::verb::patch) {
+      r.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+    }
+    r.append("\r\n").append(body);
+  }
+
+  // ---- upstream side
+
+  void try_replica() {
+    res_parser_.reset();
+    replica_ = choose_replica(dep_->replicas, tried_, now_ns(), w_.rng);
+    if (!replica_) {
+      if (tried_.empty()) {
+        return fail_before_start(503, "unavailable",
+                                 "deployment '" + dep_->name + "' has no ready replica");
+      }
+      return fail_before_start(
+          502, "unavailable", "every replica of '" + dep_->name + "' failed; last: " + last_error_);
+    }
+    if (!tried_.empty()) dep_->stats->retries.fetch_add(1, std::memory_order_relaxed);
+    tried_.push_back(replica_);
+    replica_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    upstream_ = w_.take(replica_->address);
+    reused_ = upstream_ != nullptr;
+    if (reused_) return send_upstream();
+    connect();
+  }
+
+  void connect() {
+    error_code ec;
+    asio::ip::address ip = asio::ip::make_address(replica_->ip, ec);
+    if (ec) return on_attempt_failed(ec);
+    res_parser_.reset();
+    upstream_ = std::make_unique<beast::tcp_stream>(w_.ioc);
+    upstream_->expires_after(w_.options.connect_timeout);
+    upstream_->async_connect(tcp::endpoint(ip, replica_->port),
+                             [self = shared_from_this()](error_code e) {
+                               if (e) return self->on_attempt_failed(e);
+                               error_code ignored;
+                               self->upstream_->socket().set_option(tcp::no_delay(true), ignored);
+                               self->send_upstream();
+                             });
+  }
+
+  void send_upstream() {
+    arm_client_watch();
+    upstream_buf_.clear();
+    upstream_->expires_after(w_.options.first_byte_timeout);
+    asio::async_write(*upstream_, asio::buffer(upstream_request_),
+                      [self = shared_from_this()](error_code ec, size_t) {
+                        if (ec) return self->on_attempt_failed(ec);
+                        self->read_upstream_head();
+                      });
+  }
+
+  void read_upstream_head() {
+    res_parser_.emplace();
+    res_parser_->body_limit(std::numeric_limits<uint64_t>::max());
+    if (head_request_) res_parser_->skip(true);
+    http::async_read_header(
+        *upstream_, upstream_buf_, *res_parser_,
+        [self = shared_from_this()](error_code ec, size_t) { self->on_upstream_head(ec); });
+  }
+
+  // Before any byte reached the client: a stale pooled connection is retried once on a fresh
+  // one; otherwise the replica is marked down and the request moves to another replica.
+  void on_attempt_failed(error_code ec) {
+    upstream_.reset();
+    if (client_gone_) return abort_exchange();
+    replica_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    Replica* failed = replica_;
+    replica_ = nullptr;
+    if (reused_ && !stale_retry_used_ && ec != beast::error::timeout) {
+      stale_retry_used_ = true;
+      replica_ = failed;
+      replica_->in_flight.fetch_add(1, std::memory_order_relaxed);
+      reused_ = false;
+      return connect();
+    }
+    if (ec == beast::error::timeout && res_parser_) {
+      // Connected and sent, but no response head in time: the replica is slow, not gone.
+      return fail_before_start(504, "unavailable",
+                               "replica " + failed->address + " of '" + dep_->name +
+                                   "' sent no response within " +
+                                   std::to_string(w_.options.first_byte_timeout.count()) + " ms");
+    }
+    failed->down_until_ns.store(
+        now_ns() +
+            std::chrono::duration_cast<std::chrono::nanoseconds>(w_.options.down_for).count(),
+        std::memory_order_relaxed);
+    last_error_ = failed->address + ": " + ec.message();
+    if (static_cast<int>(tried_.size()) >= w_.options.max_attempts) {
+      return fail_before_start(502, "unavailable",
+                               "replicas of '" + dep_->name + "' failed; last: " + last_error_);
+    }
+    try_replica();
+  }
+
+  void on_upstream_head(error_code ec) {
+    if (client_gone_) return abort_exchange();
+    if (ec) return on_attempt_failed(ec);
+    auto& res = res_parser_->get();
+    unsigned status = res.result_int();
+    bool no_body = head_request_ || status / 100 == 1 || status == 204 || status == 304;
+    auto ct = res[http::field::content_type];
+    std::string_view content_type(ct.data(), ct.size());
+    sse_.reset();
+    capture_json_ = false;
+    capture_.clear();
+    std::optional<uint64_t> length;
+    if (auto l = res_parser_->content_length()) length = *l;
+    if (count_usage_ && !no_body) {
+      if (content_type.substr(0, 17) == "text/event-stream") {
+        sse_.emplace(strip_usage_);
+      } else if (content_type.find("json") != std::string_view::npos) {
+        capture_json_ = !length || *length <= kMaxUsageCapture;
+      }
+    }
+    bool modify = sse_.has_value() && strip_usage_;
+
+    out_.clear();
+    auto reason = res.reason();
+    if (reason.empty()) reason = http::obsolete_reason(res.result());
+    out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
+    out_.append(reason.data(), reason.size()).append("\r\n");
+    for (const auto& f : res) {
+      if (hop_by_hop(f.name())) continue;
+      auto n = f.name_string();
+      auto v = f.value();
+      out_.append(n.data(), n.size()).append(": ").append(v.data(), v.size()).append("\r\n");
+    }
+    chunked_out_ = false;
+    if (no_body) {
+      if (head_request_ && length) {
+        out_.append("Content-Length: ").append(std::to_string(*length)).append("\r\n");
+      }
+    } else if (length && !modify) {
+      out_.append("Content-Length: ").append(std::to_string(*length)).append("\r\n");
+    } else if (client_http11_) {
+      out_.append("Transfer-Encoding: chunked\r\n");
+      chunked_out_ = true;
+    } else {
+      client_keep_alive_ = false;  // HTTP/1.0: the body ends with the connection
+    }
+    if (!client_keep_alive_) out_.append("Connection: close\r\n");
+    out_.append("\r\n");
+
+    if (res_parser_->is_done()) return write_client(/*done=*/true);
+    // Body bytes already here: send them with the head in one write. Otherwise the head goes now,
+    // so a client of a slow stream sees the response start.
+    if (upstream_buf_.size() > 0) return read_body();
+    write_client(/*done=*/false);
+  }
+
+  void read_body() {
+    auto& body = res_parser_->get().body();
+    body.data = body_buf_.data();
+    body.size = body_buf_.size();
+    upstream_->expires_after(w_.options.idle_timeout);
+    http::async_read_some(
+        *upstream_, upstream_buf_, *res_parser_,
+        [self = shared_from_this()](error_code ec, size_t) { self->on_body(ec); });
+  }
+
+  void append_body(std::string_view piece) {
+    if (piece.empty()) return;
+    if (chunked_out_) {
+      std::array<char, 20> hex{};
+      auto [end, ec] = std::to_chars(hex.data(), hex.data() + hex.size(), piece.size(), 16);
+      out_.append(hex.data(), end).append("\r\n").append(piece).append("\r\n");
+    } else {
+      out_.append(piece);
+    }
+  }
+
+  void on_body(error_code ec) {
+    if (ec == http::error::need_buffer) ec = {};
+    if (client_gone_) return abort_exchange();
+    if (ec) {
+      if (!head_written_) {
+        upstream_.reset();
+        return fail_before_start(
+            502, "unavailable",
+            "replica " + replica_->address + " broke off its response: " + ec.message());
+      }
+      return abort_exchange();
+    }
+    size_t n = body_buf_.size() - res_parser_->get().body().size;
+    std::string_view piece(body_buf_.data(), n);
+    if (capture_json_) {
+      if (capture_.size() + n <= kMaxUsageCapture) {
+        capture_.append(piece);
+      } else {
+        capture_json_ = false;
+        capture_.clear();
+      }
+    }
+    bool done = res_parser_->is_done();
+    if (sse_) {
+      scratch_.clear();
+      sse_->feed(piece, scratch_);
+      if (done) sse_->finish(scratch_);
+      append_body(scratch_);
+    } else {
+      append_body(piece);
+    }
+    if (done && chunked_out_) out_.append("0\r\n\r\n");
+    if (out_.empty()) return done ? finish_exchange() : read_body();
+    write_client(done);
+  }
+
+  void write_client(bool done) {
+    head_written_ = true;
+    client_.expires_after(w_.options.idle_timeout);
+    asio::async_write(client_, asio::buffer(out_),
+                      [self = shared_from_this(), done](error_code ec, size_t) {
+                        if (ec) {
+                          self->client_gone_ = true;
+                          return self->abort_exchange();
+                        }
+                        self->out_.clear();
+                        if (done) return self->finish_exchange();
+                        if (self->client_gone_) return self->abort_exchange();
+                        self->read_body();
+                      });
+  }
+
+  // ---- the end of one exchange
+
+  void finish_exchange() {
+    DeploymentStats& stats = *dep_->stats;
+    std::optional<Usage> usage;
+    if (sse_) usage = sse_->usage();
+    if (capture_json_ && !capture_.empty()) usage = usage_from_json(capture_);
+    if (usage) {
+      stats.prompt_tokens.fetch_add(usage->prompt_tokens, std::memory_order_relaxed);
+      stats.completion_tokens.fetch_add(usage->completion_tokens, std::memory_order_relaxed);
+    }
+    bool reusable = res_parser_->keep_alive() && res_parser_->is_done() &&
+                    upstream_buf_.size() == 0 && upstream_->socket().is_open();
+    if (reusable) {
+      w_.give_back(replica_->address, std::move(upstream_));
+    } else {
+      upstream_.reset();
+    }
+    release();
+    reset_exchange();
+    next_request();
+  }
+
+  // The response is cut short (upstream failure after the first byte, or the client left).
+  void abort_exchange() {
+    if (dep_ && !client_gone_) dep_->stats->errors.fetch_add(1, std::memory_order_relaxed);
+    upstream_.reset();  // closing it cancels the upstream's work
+    release();
+    reset_exchange();
+    close_client();
+  }
+
+  void fail_before_start(int status, std::string_view code, const std::string& message) {
+    upstream_.reset();
+    if (dep_) dep_->stats->errors.fetch_add(1, std::memory_order_relaxed);
+    release();
+    reset_exchange();
+    respond_local(status, error_body(code, message));
+  }
+
+  void release() {
+    if (replica_) {
+      replica_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+      replica_ = nullptr;
+    }
+    if (counted_in_flight_ && dep_) {
+      dep_->stats->in_flight.fetch_sub(1, std::memory_order_relaxed);
+      counted_in_flight_ = false;
+    }
+  }
+
+  void reset_exchange() {
+    dep_ = nullptr;
+    res_parser_.reset();
+    sse_.reset();
+    capture_.clear();
+    capture_json_ = false;
+    head_written_ = false;
+  }
+
+  // An answer from the gateway itself (metrics, errors). `body` is JSON unless said otherwise.
+  void respond_local(int status, const std::string& body,
+                     std::string_view content_type = "application/json") {
+    out_.clear();
+    auto reason = http::obsolete_reason(static_cast<http::status>(status));
+    out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
+    out_.append(reason.data(), reason.size()).append("\r\nContent-Type: ");
+    out_.append(content_type).append("\r\nContent-Length: ").append(std::to_string(body.size()));
+    out_.append(client_keep_alive_ ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
+    if (!head_request_) out_.append(body);
+    client_.expires_after(w_.options.idle_timeout);
+    asio::async_write(client_, asio::buffer(out_),
+                      [self = shared_from_this()](error_code ec, size_t) {
+                        if (ec) return self->close_client();
+                        self->out_.clear();
+                        self->next_request();
+                      });
+  }
+
+  void next_request() {
+    table_.reset();
+    if (!client_keep_alive_) return close_client();
+    if (watch_armed_) {
+      // The watch's handler reads the next request once it has run.
+      resume_after_watch_ = true;
+      error_code ec;
+      client_.socket().cancel(ec);
+      return;
+    }
+    read_request();
+  }
+
+  void close_client() {
+    closing_ = true;
+    error_code ec;
+    client_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    client_.socket().close(ec);
+  }
+
+  // While an exchange runs, waits for the client's socket to turn readable: with no bytes to read,
+  // the client has gone (EOF or reset), so the upstream connection is closed at once, cancelling
+  // its work (a long stream stops generating). Bytes mean a pipelined request; they stay queued.
+  void arm_client_watch() {
+    if (watch_armed_ || client_buf_.size() > 0) return;
+    watch_armed_ = true;
+    client_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
+      self->on_client_watch(ec);
+    });
+  }
+
+  void on_client_watch(error_code ec) {
+    watch_armed_ = false;
+    if (resume_after_watch_) {
+      resume_after_watch_ = false;
+      if (!closing_) read_request();
+      return;
+    }
+    if (ec || closing_ || !dep_) return;
+    error_code aec;
+    size_t available = client_.socket().available(aec);
+    if (aec || available == 0) {
+      client_gone_ = true;
+      if (upstream_) upstream_->close();
+    }
+  }
+
+  Worker& w_;
+  beast::tcp_stream client_;
+  beast::flat_buffer client_buf_;
+  std::string client_ip_;
+  std::optional<http::request_parser<http::string_body>> req_parser_;
+  http::request<http::string_body> req_;
+  bool client_http11_ = true;
+  bool client_keep_alive_ = true;
+  bool head_request_ = false;
+  bool closing_ = false;
+
+  // The exchange in progress.
+  std::shared_ptr<const RouteTable> table_;
+  const Deployment* dep_ = nullptr;
+  bool counted_in_flight_ = false;
+  std::vector<Replica*> tried_;
+  Replica* replica_ = nullptr;
+  std::string last_error_;
+  bool count_usage_ = false;
+  bool strip_usage_ = false;
+  std::string upstream_request_;
+  std::unique_ptr<beast::tcp_stream> upstream_;
+  bool reused_ = false;
+  bool stale_retry_used_ = false;
+  beast::flat_buffer upstream_buf_;
+  std::optional<http::response_parser<http::buffer_body>> res_parser_;
+  std::array<char, 16 * 1024> body_buf_{};
+  std::string out_;
+  std::string scratch_;
+  bool chunked_out_ = false;
+  bool head_written_ = false;
+  std::optional<SseUsageScanner> sse_;
+  bool capture_json_ = false;
+  std::string capture_;
+  bool watch_armed_ = false;
+  bool resume_after_watch_ = false;
+  bool client_gone_ = false;
+};
+
+void Worker::accept() {
+  acceptor.async_accept(ioc, [this](error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+    if (!ec) {
+      stats.connections.fetch_add(1, std::memory_order_relaxed);
+      std::make_shared<Session>(*this, std::move(socket))->start();
+    }
+    accept();
+  });
+}
+
+class GatewayImpl : public Gateway {
+ public:
+  GatewayImpl(const GatewayOptions& options, std::shared_ptr<Router> router)
+      : options_(options), router_(std::move(router)) {}
+  ~GatewayImpl() override { stop(); }
+
+  Status listen() {
+    int threads = options_.io_threads > 0 ? options_.io_threads
+                                          : static_cast<int>(std::thread::hardware_concurrency());
+    if (threads <= 0) threads = 1;
+    error_code ec;
+    asio::ip::address address = asio::ip::make_address(options_.address, ec);
+    if (ec) return Status::invalid_argument("--address '" + options_.address + "': not an IP");
+    uint16_t port = options_.port;
+    std::random_device seed;
+    for (int i = 0; i < threads; ++i) {
+      auto w = std::make_unique<Worker>(options_, *router_, stats_, seed());
+      tcp::endpoint endpoint(address, port);
+      w->acceptor.open(endpoint.protocol(), ec);
+      if (!ec) w->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+      if (!ec) w->acceptor.set_option(ReusePort(true), ec);
+      if (!ec) w->acceptor.bind(endpoint, ec);
+      if (!ec) w->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+      if (ec) {
+        return {StatusCode::kUnavailable, "cannot listen on " + options_.address + ":" +
+                                              std::to_string(port) + ": " + ec.message()};
+      }
+      port = w->acceptor.local_endpoint().port();
+      workers_.push_back(std::move(w));
+    }
+    port_ = port;
+    for (auto& w : workers_) {
+      w->accept();
+      Worker* raw = w.get();
+      w->thread = std::thread([raw] { raw->ioc.run(); });
+    }
+    return Status::ok();
+  }
+
+  uint16_t port() const override { return port_; }
+
+  std::string metrics_text() const override {
+    return prometheus_text(*router_->snapshot(), stats_);
+  }
+
+  void stop() override {
+    for (auto& w : workers_) w->ioc.stop();
+    for (auto& w : workers_) {
+      if (w->thread.joinable()) w->thread.join();
+    }
+    workers_.clear();
+  }
+
+ private:
+  GatewayOptions options_;
+  std::shared_ptr<Router> router_;
+  GatewayStats stats_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  uint16_t port_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Gateway>> Gateway::start(const GatewayOptions& options,
+                                                std::shared_ptr<Router> router) {
+  auto gateway = std::make_unique<GatewayImpl>(options, std::move(router));
+  LEPTON_RETURN_IF_ERROR(gateway->listen());
+  return std::unique_ptr<Gateway>(std::move(gateway));
+}
+
+}  // namespace lepton::gateway

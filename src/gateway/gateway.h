@@ -1,0 +1,58 @@
+// The gateway: an HTTP/1.1 reverse proxy in front of deployment replicas.
+//
+// Threads: `io_threads` workers, each with its own io_context, its own SO_REUSEPORT acceptor on the
+// same port (the kernel spreads connections) and its own keep-alive pool of upstream connections.
+// A client connection lives on one worker from accept to close, so nothing inside a connection is
+// shared between threads; what is shared (the route table, replica and deployment counters) is
+// behind the Router's snapshot and atomics.
+//
+// One request: route by `/d/NAME/REST` (REST forwarded) or by a Host header `NAME.<anything>`;
+// pick a replica by power of two choices on in-flight requests; send the request (from the pool or
+// a fresh connection); relay the response head and then the body as it arrives. Until the first
+// byte of the response reaches the client, a failed connect or a connection reset moves the
+// request to another replica (and marks the failed one down for `down_for`); after that, a failure
+// cuts the response short. A client that goes away closes the upstream connection, which cancels
+// the upstream's work. Gateway errors are JSON: 404 (no such deployment), 502 (upstream failed),
+// 503 (no replica), 504 (upstream timed out before its first byte).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "gateway/routing.h"
+
+namespace lepton::gateway {
+
+struct GatewayOptions {
+  std::string address = "127.0.0.1";
+  uint16_t port = 0;   // 0: any free port
+  int io_threads = 0;  // 0: one per core
+  size_t max_request_body_bytes = 16 << 20;
+  std::chrono::milliseconds connect_timeout{3000};
+  // From sending the request to the upstream's response head.
+  std::chrono::milliseconds first_byte_timeout{60000};
+  // Between two reads of a response body, and a client's keep-alive idle time.
+  std::chrono::milliseconds idle_timeout{300000};
+  // How long a replica that failed is skipped.
+  std::chrono::milliseconds down_for{5000};
+  int max_attempts = 3;                // replicas tried for one request
+  size_t max_idle_per_upstream = 256;  // pooled connections per replica and worker
+};
+
+class Gateway {
+ public:
+  // Binds and starts serving; kUnavailable when the address cannot be bound.
+  static Result<std::unique_ptr<Gateway>> start(const GatewayOptions& options,
+                                                std::shared_ptr<Router> router);
+  virtual ~Gateway() = default;
+  virtual uint16_t port() const = 0;
+  // The /-/metrics text. Any thread.
+  virtual std::string metrics_text() const = 0;
+  // Stops accepting, closes connections, joins the I/O threads. Idempotent.
+  virtual void stop() = 0;
+};
+
+}  // namespace lepton::gateway
