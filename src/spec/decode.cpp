@@ -35,15 +35,6 @@ constexpr std::string_view kGpuCount =
     "a GPU count of 1 to 1024 whole GPUs, or a fraction of one GPU with at most 3 decimals such "
     "as 0.5";
 
-std::string join(std::span<const std::string_view> names) {
-  std::string s;
-  for (std::string_view n : names) {
-    if (!s.empty()) s += ", ";
-    s += n;
-  }
-  return s;
-}
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -549,6 +540,15 @@ bool is_utf8(std::string_view text) {
     i += n + 1;
   }
   return true;
+}
+
+std::string join(std::span<const std::string_view> names) {
+  std::string s;
+  for (std::string_view n : names) {
+    if (!s.empty()) s += ", ";
+    s += n;
+  }
+  return s;
 }
 
 }  // namespace lepton::spec::internal

@@ -4,6 +4,7 @@
 // errors the same way: "[FILE:LINE:COLUMN: ]FIELD: expected ..., got '...'".
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -12,6 +13,9 @@
 #include "core/status.h"
 
 namespace lepton::spec::internal {
+
+// "a, b, c": field names for error messages.
+std::string join(std::span<const std::string_view> names);
 
 // Documents larger than this are refused before parsing.
 inline constexpr size_t kMaxDocumentBytes = size_t{1} << 20;

@@ -13,6 +13,7 @@
 #include "spec/json_document.h"
 
 namespace lepton::spec {
+
 namespace {
 
 using nlohmann::json;
@@ -43,15 +44,6 @@ Status fail(std::string_view field, std::string_view expected, const json& v) {
                                   ", got " + got(v));
 }
 
-std::string join(std::span<const std::string_view> names) {
-  std::string s;
-  for (std::string_view n : names) {
-    if (!s.empty()) s += ", ";
-    s += n;
-  }
-  return s;
-}
-
 std::string child(std::string_view path, std::string_view key) {
   std::string k = internal::quote(key);
   return path.empty() ? k : std::string(path) + "." + k;
@@ -63,7 +55,7 @@ Status check_fields(const json& object, std::string_view path,
   for (const auto& [key, value] : object.items()) {
     if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
       return Status::invalid_argument(child(path, key) + ": unknown field, expected one of " +
-                                      join(allowed));
+                                      internal::join(allowed));
     }
   }
   return Status::ok();
@@ -119,7 +111,7 @@ Status merge_quota(const json& v, std::string_view field, int64_t absent, Quota&
     quota = Quota{absent, absent, absent};
     return Status::ok();
   }
-  if (!v.is_object()) return fail(field, "an object of " + join(kQuotaFields), v);
+  if (!v.is_object()) return fail(field, "an object of " + internal::join(kQuotaFields), v);
   LEPTON_RETURN_IF_ERROR(check_fields(v, field, kQuotaFields));
   if (auto it = v.find("gpus"); it != v.end()) {
     if (it->is_null()) {
