@@ -267,6 +267,7 @@ void register_sim_commands(CLI::App& app) {
   alloc->add_flag("--random-ties", flags->random_ties,
                   "Break score ties uniformly at random instead of by node rank");
   alloc->callback([flags] { run_alloc(*flags); });
+  register_sim_cost_command(*sim);
 }
 
 }  // namespace lepton::cli

@@ -72,7 +72,7 @@ struct JobRun {
 // The pools a job may use under a policy, in the order it walks them, and each pool's rank.
 struct Candidates {
   std::vector<int> order;
-  std::vector<int> rank;  // per pool; -1 when not a candidate
+  std::vector<int> rank;      // per pool; -1 when not a candidate
   bool any_capacity = false;  // some candidate pool holds at least one instance
 };
 
@@ -237,6 +237,7 @@ class CostSim {
     double hours = (in.end - in.launch) / 3600.0;
     result_.cost_usd += pool.price_per_hour * hours;
     (pool.spot ? result_.spot_instance_hours : result_.on_demand_instance_hours) += hours;
+    result_.gpu_hours_billed += hours * pool.gpu_count;
   }
 
   void release(int j) {
@@ -269,8 +270,8 @@ class CostSim {
     for (int j : victims) {
       JobRun& r = runs_[j];
       double ran = std::max(0.0, now_ - r.seg_start);
-      double saved = opt_.checkpoint_s > 0 ? std::floor(ran / opt_.checkpoint_s) * opt_.checkpoint_s
-                                           : 0.0;
+      double saved =
+          opt_.checkpoint_s > 0 ? std::floor(ran / opt_.checkpoint_s) * opt_.checkpoint_s : 0.0;
       // lepton turns the interruption notice into a checkpoint signal.
       if (policy_ == Policy::kLepton) saved = std::max(saved, ran - opt_.notice_s);
       saved = std::clamp(saved, 0.0, r.remaining);
@@ -316,13 +317,24 @@ class CostSim {
   bool try_place_lepton(int j, std::unordered_map<std::string, double>& demand) {
     const Candidates& c = candidates(j);
     const CostJob& job = jobs_[j];
-    // 1. Room on a running or booting instance: best fit, then the cheaper GPU.
+    // The lowest price per GPU a launch could get now (not counting remembered failures).
+    double launch_per_gpu = std::numeric_limits<double>::infinity();
+    for (int p : c.order) {
+      if (failed_until_[p] > now_ || in_use_[p] >= pools_[p].capacity) continue;
+      launch_per_gpu = std::min(launch_per_gpu, pools_[p].price_per_gpu_hour());
+    }
+    // 1. Room on a running or booting instance: best fit, then the cheaper GPU. Jobs may run for
+    // months, so an instance is used only when it is no dearer than a launch: an idle one at no
+    // more per GPU, a busy one when the job's share of its GPU costs no more than a whole GPU
+    // launched now.
     int best = -1;
     int best_free = 0;
     std::vector<int> best_gpus;
     for (int i : alive_) {
       const Instance& in = instances_[i];
       if (c.rank[in.pool] < 0) continue;
+      double share = in.jobs.empty() ? 1.0 : job.gpu_milli / 1000.0;
+      if (pools_[in.pool].price_per_gpu_hour() * share > launch_per_gpu * (1 + 1e-9)) continue;
       std::vector<int> gpus = fit(in, job);
       if (gpus.empty()) continue;
       int free = 0;
@@ -385,8 +397,8 @@ class CostSim {
     }
     std::vector<int> waiting;
     for (int j : pending_) {
-      bool placed = policy_ == Policy::kLepton ? try_place_lepton(j, demand)
-                                                : try_place_baseline(j);
+      bool placed =
+          policy_ == Policy::kLepton ? try_place_lepton(j, demand) : try_place_baseline(j);
       if (!placed) {
         waiting.push_back(j);
       } else if (policy_ == Policy::kLepton) {
@@ -481,8 +493,8 @@ void assign_capacity(std::vector<CostPool>& pools, const CostOptions& options) {
         p.cloud + "/" + p.region + "/" + p.instance_type + (p.spot ? "/spot" : "/on-demand");
     uint64_t state = hash_text(key, options.seed);
     double u = unit(state);
-    p.capacity = static_cast<int>(std::floor(u * 2.0 * options.base_capacity *
-                                             options.capacity_scale));
+    p.capacity =
+        static_cast<int>(std::floor(u * 2.0 * options.base_capacity * options.capacity_scale));
   }
 }
 

@@ -36,9 +36,9 @@ namespace lepton::sim {
 struct CostJob {
   std::string name;
   double arrival_s = 0;
-  double duration_s = 0;  // run time needed, without interruptions
-  int num_gpu = 1;        // distinct GPUs
-  int gpu_milli = 1000;   // share of each GPU, 1..1000
+  double duration_s = 0;            // run time needed, without interruptions
+  int num_gpu = 1;                  // distinct GPUs
+  int gpu_milli = 1000;             // share of each GPU, 1..1000
   std::vector<std::string> models;  // canonical GPU models it may run on; never empty
   bool spot_ok = true;
 
@@ -81,23 +81,24 @@ struct CostCurvePoint {
 struct CostPolicyResult {
   std::string policy;
   double cost_usd = 0;
-  double lower_bound_usd = 0;       // the lower bound over the jobs this policy completed
-  double gap_pct = 0;               // cost / lower bound - 1, in percent
-  double gpu_hours_completed = 0;   // work of completed jobs (count x share x duration)
-  double cost_per_gpu_hour = 0;     // cost_usd / gpu_hours_completed
-  double avg_jct_s = 0;             // completion - arrival, over completed jobs
+  double lower_bound_usd = 0;      // the lower bound over the jobs this policy completed
+  double gap_pct = 0;              // cost / lower bound - 1, in percent
+  double gpu_hours_completed = 0;  // work of completed jobs (count x share x duration)
+  double cost_per_gpu_hour = 0;    // cost_usd / gpu_hours_completed
+  double avg_jct_s = 0;            // completion - arrival, over completed jobs
   double p99_jct_s = 0;
-  double avg_wait_s = 0;            // first start - arrival
-  double gpu_hours_lost = 0;        // work redone after interruptions
-  int64_t interruptions = 0;        // spot instances interrupted
+  double avg_wait_s = 0;      // first start - arrival
+  double gpu_hours_lost = 0;  // work redone after interruptions
+  int64_t interruptions = 0;  // spot instances interrupted
   int64_t capacity_errors = 0;
   int64_t jobs = 0;
   int64_t jobs_completed = 0;
   int64_t jobs_unplaceable = 0;  // no pool of this policy fits them, or all have capacity 0
   int64_t instances_launched = 0;
+  double gpu_hours_billed = 0;  // GPUs x billed hours of every instance
   double spot_instance_hours = 0;
   double on_demand_instance_hours = 0;
-  double seconds = 0;  // wall-clock time of the run
+  double seconds = 0;                 // wall-clock time of the run
   std::vector<CostCurvePoint> curve;  // cumulative cost over simulated time
 };
 
@@ -105,8 +106,8 @@ inline constexpr const char* kCostPolicies[] = {"single-cloud", "cheapest-first"
 
 struct TraceJobs {
   std::vector<CostJob> jobs;
-  int64_t cpu_only = 0;      // pods without GPUs: skipped
-  int64_t bad_duration = 0;  // no deletion time or a duration <= 0: skipped
+  int64_t cpu_only = 0;            // pods without GPUs: skipped
+  int64_t bad_duration = 0;        // no deletion time or a duration <= 0: skipped
   int64_t unknown_model_pods = 0;  // gpu_spec named only models outside the catalog: ran as "any"
 };
 

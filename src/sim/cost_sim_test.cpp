@@ -244,8 +244,8 @@ RandomCase random_case(uint64_t seed) {
     int milli = gpus == 1 && next(s) % 2 == 0 ? 100 * (1 + static_cast<int>(next(s) % 9)) : 1000;
     std::vector<std::string> ms = {models[next(s) % 3]};
     if (next(s) % 2 == 0) ms = models;
-    CostJob j = job(static_cast<double>(next(s) % 20000), 60.0 + static_cast<double>(next(s) % 30000),
-                    gpus, milli, ms);
+    CostJob j = job(static_cast<double>(next(s) % 20000),
+                    60.0 + static_cast<double>(next(s) % 30000), gpus, milli, ms);
     j.spot_ok = next(s) % 4 != 0;
     c.jobs.push_back(j);
   }
