@@ -14,6 +14,7 @@ namespace lepton::cli {
 int run(int argc, char** argv);
 
 void register_sim_commands(CLI::App& app);
+void register_sim_cost_command(CLI::App& sim);  // `sim cost`, from register_sim_commands
 void register_bench_commands(CLI::App& app);
 void register_control_commands(CLI::App& app);
 void register_offers_command(CLI::App& app);

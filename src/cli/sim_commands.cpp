@@ -707,6 +707,7 @@ void register_sim_commands(CLI::App& app) {
   queues->add_flag("--json", qf->json,
                    "Print one JSON object (with --policy all: {\"policies\": [...]})");
   queues->callback([qf] { run_queues(*qf); });
+  register_sim_cost_command(*sim);
 }
 
 }  // namespace lepton::cli

@@ -1,0 +1,574 @@
+#include "sim/cost_sim.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <functional>
+#include <limits>
+#include <map>
+#include <queue>
+#include <set>
+#include <string_view>
+#include <unordered_map>
+
+#include "core/gpu_model.h"
+
+namespace lepton::sim {
+namespace {
+
+uint64_t splitmix(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// Uniform in [0, 1).
+double unit(uint64_t& state) { return static_cast<double>(splitmix(state) >> 11) * 0x1.0p-53; }
+
+uint64_t hash_text(std::string_view text, uint64_t seed) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+  for (char c : text) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 0x100000001b3ULL;
+  }
+  return splitmix(h);
+}
+
+enum class Policy { kSingleCloud, kCheapestFirst, kLepton };
+
+enum EventKind { kArrive, kJobEnd, kInterrupt, kIdle, kRetry };
+
+struct Event {
+  double t = 0;
+  uint64_t seq = 0;
+  EventKind kind = kArrive;
+  int id = 0;
+  uint64_t epoch = 0;
+  bool operator>(const Event& o) const { return t != o.t ? t > o.t : seq > o.seq; }
+};
+
+struct Instance {
+  int pool = 0;
+  double launch = 0;
+  double ready = 0;
+  double end = -1;
+  std::vector<int> free_milli;  // per GPU
+  std::vector<int> jobs;
+  uint64_t idle_epoch = 0;
+  bool alive = true;
+};
+
+struct JobRun {
+  double remaining = 0;
+  int inst = -1;
+  std::vector<int> gpus;
+  double seg_start = 0;
+  uint64_t epoch = 0;
+  double first_start = -1;
+  double done = -1;
+};
+
+// The pools a job may use under a policy, in the order it walks them, and each pool's rank.
+struct Candidates {
+  std::vector<int> order;
+  std::vector<int> rank;      // per pool; -1 when not a candidate
+  bool any_capacity = false;  // some candidate pool holds at least one instance
+};
+
+class CostSim {
+ public:
+  CostSim(Policy policy, const std::vector<CostJob>& jobs, const std::vector<CostPool>& pools,
+          const CostOptions& options)
+      : policy_(policy),
+        jobs_(jobs),
+        pools_(pools),
+        opt_(options),
+        runs_(jobs.size()),
+        in_use_(pools.size(), 0),
+        failed_until_(pools.size(), -std::numeric_limits<double>::infinity()) {}
+
+  CostPolicyResult run() {
+    for (size_t j = 0; j < jobs_.size(); ++j) {
+      runs_[j].remaining = jobs_[j].duration_s;
+      push(jobs_[j].arrival_s, kArrive, static_cast<int>(j), 0);
+    }
+    while (!events_.empty()) {
+      Event e = events_.top();
+      events_.pop();
+      now_ = e.t;
+      switch (e.kind) {
+        case kArrive:
+          if (!candidates(e.id).any_capacity) {
+            ++result_.jobs_unplaceable;
+          } else {
+            pending_.push_back(e.id);
+            dirty_ = true;
+          }
+          break;
+        case kJobEnd:
+          finish_job(e.id, e.epoch);
+          break;
+        case kInterrupt:
+          interrupt(e.id);
+          break;
+        case kIdle: {
+          Instance& in = instances_[e.id];
+          if (in.alive && in.jobs.empty() && in.idle_epoch == e.epoch) {
+            terminate(e.id);
+            dirty_ = true;
+          }
+          break;
+        }
+        case kRetry:
+          retry_scheduled_ = false;
+          dirty_ = true;
+          break;
+      }
+      // Waiting jobs are placed once every event of this instant is in, so jobs that arrive
+      // together are placed together.
+      if (dirty_ && (events_.empty() || events_.top().t > now_)) {
+        dirty_ = false;
+        place_pending();
+      }
+    }
+    return summarize();
+  }
+
+ private:
+  void push(double t, EventKind kind, int id, uint64_t epoch) {
+    events_.push(Event{t, seq_++, kind, id, epoch});
+  }
+
+  bool shares_gpus() const { return policy_ == Policy::kLepton; }
+
+  const Candidates& candidates(int j) {
+    const CostJob& job = jobs_[j];
+    std::string key = std::to_string(job.num_gpu) + (job.spot_ok ? "s" : "o");
+    for (const auto& m : job.models) key += "|" + m;
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return it->second;
+    Candidates c;
+    c.rank.assign(pools_.size(), -1);
+    for (size_t p = 0; p < pools_.size(); ++p) {
+      const CostPool& pool = pools_[p];
+      if (!pool_fits(pool, job)) continue;
+      if (policy_ == Policy::kSingleCloud && (pool.spot || pool.cloud != opt_.single_cloud)) {
+        continue;
+      }
+      c.order.push_back(static_cast<int>(p));
+      if (pool.capacity > 0) c.any_capacity = true;
+    }
+    // Baselines walk by instance price; lepton's list is re-ranked per launch (by expected fill).
+    std::stable_sort(c.order.begin(), c.order.end(), [&](int a, int b) {
+      const CostPool& x = pools_[a];
+      const CostPool& y = pools_[b];
+      if (policy_ == Policy::kLepton && x.price_per_gpu_hour() != y.price_per_gpu_hour()) {
+        return x.price_per_gpu_hour() < y.price_per_gpu_hour();
+      }
+      return x.price_per_hour < y.price_per_hour;
+    });
+    for (size_t r = 0; r < c.order.size(); ++r) c.rank[c.order[r]] = static_cast<int>(r);
+    return cache_.emplace(key, std::move(c)).first->second;
+  }
+
+  // GPUs of `in` that can take `job` (best fit for a share), or empty when it does not fit.
+  std::vector<int> fit(const Instance& in, const CostJob& job) const {
+    if (!shares_gpus()) {
+      if (!in.jobs.empty()) return {};
+      std::vector<int> all(in.free_milli.size());
+      for (size_t g = 0; g < all.size(); ++g) all[g] = static_cast<int>(g);
+      return all;
+    }
+    std::vector<int> gpus;
+    for (size_t g = 0; g < in.free_milli.size(); ++g) {
+      if (in.free_milli[g] >= job.gpu_milli) gpus.push_back(static_cast<int>(g));
+    }
+    if (static_cast<int>(gpus.size()) < job.num_gpu) return {};
+    std::stable_sort(gpus.begin(), gpus.end(),
+                     [&](int a, int b) { return in.free_milli[a] < in.free_milli[b]; });
+    gpus.resize(job.num_gpu);
+    return gpus;
+  }
+
+  int launch(int p, double t) {
+    const CostPool& pool = pools_[p];
+    Instance in;
+    in.pool = p;
+    in.launch = t;
+    in.ready = t + opt_.boot_s;
+    in.free_milli.assign(pool.gpu_count, 1000);
+    int id = static_cast<int>(instances_.size());
+    instances_.push_back(std::move(in));
+    alive_.push_back(id);
+    ++in_use_[p];
+    ++result_.instances_launched;
+    if (pool.spot && opt_.mtbi_hours > 0) {
+      uint64_t state = opt_.seed * 0x9e3779b97f4a7c15ULL + static_cast<uint64_t>(id) + 1;
+      double u = unit(state);
+      double after = -std::log(1.0 - u) * opt_.mtbi_hours * 3600.0;
+      push(t + after, kInterrupt, id, 0);
+    }
+    return id;
+  }
+
+  void assign(int j, int i, const std::vector<int>& gpus, double t) {
+    Instance& in = instances_[i];
+    JobRun& r = runs_[j];
+    const CostJob& job = jobs_[j];
+    for (int g : gpus) in.free_milli[g] -= shares_gpus() ? job.gpu_milli : 1000;
+    in.jobs.push_back(j);
+    ++in.idle_epoch;
+    r.inst = i;
+    r.gpus = gpus;
+    r.seg_start = std::max(t, in.ready);
+    if (r.first_start < 0) r.first_start = r.seg_start;
+    ++r.epoch;
+    push(r.seg_start + r.remaining, kJobEnd, j, r.epoch);
+  }
+
+  void terminate(int i) {
+    Instance& in = instances_[i];
+    in.alive = false;
+    in.end = std::max(now_, in.launch);
+    --in_use_[in.pool];
+    alive_.erase(std::find(alive_.begin(), alive_.end(), i));
+    const CostPool& pool = pools_[in.pool];
+    double hours = (in.end - in.launch) / 3600.0;
+    result_.cost_usd += pool.price_per_hour * hours;
+    (pool.spot ? result_.spot_instance_hours : result_.on_demand_instance_hours) += hours;
+    result_.gpu_hours_billed += hours * pool.gpu_count;
+  }
+
+  void release(int j) {
+    JobRun& r = runs_[j];
+    Instance& in = instances_[r.inst];
+    for (int g : r.gpus) in.free_milli[g] += shares_gpus() ? jobs_[j].gpu_milli : 1000;
+    in.jobs.erase(std::find(in.jobs.begin(), in.jobs.end(), j));
+    if (in.jobs.empty() && in.alive) {
+      ++in.idle_epoch;
+      push(now_ + opt_.idle_timeout_s, kIdle, r.inst, in.idle_epoch);
+    }
+    r.inst = -1;
+    r.gpus.clear();
+  }
+
+  void finish_job(int j, uint64_t epoch) {
+    JobRun& r = runs_[j];
+    if (r.epoch != epoch || r.inst < 0) return;
+    r.done = now_;
+    r.remaining = 0;
+    release(j);
+    dirty_ = true;
+  }
+
+  void interrupt(int i) {
+    Instance& in = instances_[i];
+    if (!in.alive) return;
+    ++result_.interruptions;
+    std::vector<int> victims = in.jobs;
+    for (int j : victims) {
+      JobRun& r = runs_[j];
+      double ran = std::max(0.0, now_ - r.seg_start);
+      double saved =
+          opt_.checkpoint_s > 0 ? std::floor(ran / opt_.checkpoint_s) * opt_.checkpoint_s : 0.0;
+      // lepton turns the interruption notice into a checkpoint signal.
+      if (policy_ == Policy::kLepton) saved = std::max(saved, ran - opt_.notice_s);
+      saved = std::clamp(saved, 0.0, r.remaining);
+      result_.gpu_hours_lost += (ran - saved) * jobs_[j].gpu_share() / 3600.0;
+      r.remaining -= saved;
+      ++r.epoch;
+      in.jobs.erase(std::find(in.jobs.begin(), in.jobs.end(), j));
+      r.inst = -1;
+      r.gpus.clear();
+      pending_.push_back(j);
+    }
+    terminate(i);
+    dirty_ = true;
+  }
+
+  bool try_place_baseline(int j) {
+    const Candidates& c = candidates(j);
+    const CostJob& job = jobs_[j];
+    int best = -1;
+    for (int i : alive_) {
+      const Instance& in = instances_[i];
+      if (!in.jobs.empty() || c.rank[in.pool] < 0) continue;
+      if (best < 0 || c.rank[in.pool] < c.rank[instances_[best].pool]) best = i;
+    }
+    if (best >= 0) {
+      assign(j, best, fit(instances_[best], job), now_);
+      return true;
+    }
+    double delay = 0;
+    for (int p : c.order) {
+      if (in_use_[p] >= pools_[p].capacity) {
+        ++result_.capacity_errors;
+        delay += opt_.fail_delay_s;
+        continue;
+      }
+      int i = launch(p, now_ + delay);
+      assign(j, i, fit(instances_[i], job), now_ + delay);
+      return true;
+    }
+    return false;
+  }
+
+  bool try_place_lepton(int j, std::unordered_map<std::string, double>& demand) {
+    const Candidates& c = candidates(j);
+    const CostJob& job = jobs_[j];
+    // The lowest price per GPU a launch could get now (not counting remembered failures).
+    double launch_per_gpu = std::numeric_limits<double>::infinity();
+    for (int p : c.order) {
+      if (failed_until_[p] > now_ || in_use_[p] >= pools_[p].capacity) continue;
+      launch_per_gpu = std::min(launch_per_gpu, pools_[p].price_per_gpu_hour());
+    }
+    // 1. Room on a running or booting instance: best fit, then the cheaper GPU. Jobs may run for
+    // months, so an instance is used only when it is no dearer than a launch: an idle one at no
+    // more per GPU, a busy one when the job's share of its GPU costs no more than a whole GPU
+    // launched now.
+    int best = -1;
+    int best_free = 0;
+    std::vector<int> best_gpus;
+    for (int i : alive_) {
+      const Instance& in = instances_[i];
+      if (c.rank[in.pool] < 0) continue;
+      double share = in.jobs.empty() ? 1.0 : job.gpu_milli / 1000.0;
+      if (pools_[in.pool].price_per_gpu_hour() * share > launch_per_gpu * (1 + 1e-9)) continue;
+      std::vector<int> gpus = fit(in, job);
+      if (gpus.empty()) continue;
+      int free = 0;
+      for (int f : in.free_milli) free += f;
+      if (best < 0 || free < best_free ||
+          (free == best_free && pools_[in.pool].price_per_gpu_hour() <
+                                    pools_[instances_[best].pool].price_per_gpu_hour())) {
+        best = i;
+        best_free = free;
+        best_gpus = std::move(gpus);
+      }
+    }
+    if (best >= 0) {
+      assign(j, best, best_gpus, now_);
+      return true;
+    }
+    // 2. Launch the pool with the lowest price per GPU it is expected to fill with the jobs
+    // waiting now, skipping pools that recently failed.
+    struct Choice {
+      double per_used_gpu;
+      double price;
+      int rank;
+      int pool;
+    };
+    std::vector<Choice> choices;
+    for (int p : c.order) {
+      if (failed_until_[p] > now_) continue;
+      const CostPool& pool = pools_[p];
+      double want = std::max(static_cast<double>(job.num_gpu), demand[pool.gpu_model]);
+      double fill = std::min(static_cast<double>(pool.gpu_count), want);
+      choices.push_back({pool.price_per_hour / fill, pool.price_per_hour, c.rank[p], p});
+    }
+    std::sort(choices.begin(), choices.end(), [](const Choice& a, const Choice& b) {
+      if (a.per_used_gpu != b.per_used_gpu) return a.per_used_gpu < b.per_used_gpu;
+      if (a.price != b.price) return a.price < b.price;
+      return a.rank < b.rank;
+    });
+    double delay = 0;
+    for (const Choice& ch : choices) {
+      if (in_use_[ch.pool] >= pools_[ch.pool].capacity) {
+        ++result_.capacity_errors;
+        failed_until_[ch.pool] = now_ + opt_.failover_ttl_s;
+        delay += opt_.fail_delay_s;
+        continue;
+      }
+      int i = launch(ch.pool, now_ + delay);
+      assign(j, i, fit(instances_[i], job), now_ + delay);
+      return true;
+    }
+    return false;
+  }
+
+  void place_pending() {
+    if (pending_.empty()) return;
+    std::unordered_map<std::string, double> demand;
+    if (policy_ == Policy::kLepton) {
+      for (int j : pending_) {
+        for (const auto& m : jobs_[j].models) demand[m] += jobs_[j].gpu_share();
+      }
+    }
+    std::vector<int> waiting;
+    for (int j : pending_) {
+      bool placed =
+          policy_ == Policy::kLepton ? try_place_lepton(j, demand) : try_place_baseline(j);
+      if (!placed) {
+        waiting.push_back(j);
+      } else if (policy_ == Policy::kLepton) {
+        for (const auto& m : jobs_[j].models) demand[m] -= jobs_[j].gpu_share();
+      }
+    }
+    pending_ = std::move(waiting);
+    if (!pending_.empty() && !retry_scheduled_) {
+      retry_scheduled_ = true;
+      push(now_ + opt_.retry_s, kRetry, 0, 0);
+    }
+  }
+
+  CostPolicyResult summarize() {
+    CostPolicyResult& r = result_;
+    r.jobs = static_cast<int64_t>(jobs_.size());
+    std::vector<double> jct;
+    double wait = 0;
+    double end = 0;
+    for (size_t j = 0; j < jobs_.size(); ++j) {
+      const JobRun& run = runs_[j];
+      if (run.done < 0) continue;
+      ++r.jobs_completed;
+      jct.push_back(run.done - jobs_[j].arrival_s);
+      wait += run.first_start - jobs_[j].arrival_s;
+      r.gpu_hours_completed += jobs_[j].gpu_share() * jobs_[j].duration_s / 3600.0;
+      r.lower_bound_usd += job_lower_bound(jobs_[j], pools_);
+    }
+    if (!jct.empty()) {
+      double sum = 0;
+      for (double v : jct) sum += v;
+      r.avg_jct_s = sum / static_cast<double>(jct.size());
+      r.avg_wait_s = wait / static_cast<double>(jct.size());
+      std::sort(jct.begin(), jct.end());
+      size_t k = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(jct.size()))) - 1;
+      r.p99_jct_s = jct[std::min(k, jct.size() - 1)];
+    }
+    if (r.gpu_hours_completed > 0) r.cost_per_gpu_hour = r.cost_usd / r.gpu_hours_completed;
+    for (const Instance& in : instances_) end = std::max(end, in.end);
+    const int kPoints = 200;
+    r.curve.clear();
+    for (int k = 0; k <= kPoints; ++k) {
+      double t = end * k / kPoints;
+      double cost = 0;
+      for (const Instance& in : instances_) {
+        double upto = std::min(in.end, t);
+        if (upto > in.launch) cost += pools_[in.pool].price_per_hour * (upto - in.launch) / 3600.0;
+      }
+      r.curve.push_back({t, cost});
+    }
+    return r;
+  }
+
+  Policy policy_;
+  const std::vector<CostJob>& jobs_;
+  const std::vector<CostPool>& pools_;
+  const CostOptions& opt_;
+  std::vector<JobRun> runs_;
+  std::vector<Instance> instances_;
+  std::vector<int> alive_;
+  std::vector<int> in_use_;
+  std::vector<double> failed_until_;
+  std::vector<int> pending_;
+  std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
+  std::map<std::string, Candidates> cache_;
+  uint64_t seq_ = 0;
+  double now_ = 0;
+  bool retry_scheduled_ = false;
+  bool dirty_ = false;  // something changed since the waiting jobs were last placed
+  CostPolicyResult result_;
+};
+
+}  // namespace
+
+double job_lower_bound(const CostJob& job, const std::vector<CostPool>& pools) {
+  double best = std::numeric_limits<double>::infinity();
+  for (const CostPool& p : pools) {
+    if (pool_fits(p, job)) best = std::min(best, p.price_per_gpu_hour());
+  }
+  return std::isfinite(best) ? job.gpu_share() * job.duration_s / 3600.0 * best : 0.0;
+}
+
+bool pool_fits(const CostPool& pool, const CostJob& job) {
+  if (pool.spot && !job.spot_ok) return false;
+  if (pool.gpu_count < job.num_gpu) return false;
+  return std::find(job.models.begin(), job.models.end(), pool.gpu_model) != job.models.end();
+}
+
+void assign_capacity(std::vector<CostPool>& pools, const CostOptions& options) {
+  for (CostPool& p : pools) {
+    std::string key =
+        p.cloud + "/" + p.region + "/" + p.instance_type + (p.spot ? "/spot" : "/on-demand");
+    uint64_t state = hash_text(key, options.seed);
+    double u = unit(state);
+    p.capacity =
+        static_cast<int>(std::floor(u * 2.0 * options.base_capacity * options.capacity_scale));
+  }
+}
+
+TraceJobs jobs_from_trace(const std::vector<TracePod>& pods, const std::vector<CostPool>& pools,
+                          const std::vector<std::string>& any_models, bool spot_ok,
+                          int64_t max_pods) {
+  std::set<std::string> sold;
+  for (const CostPool& p : pools) sold.insert(p.gpu_model);
+  TraceJobs out;
+  for (const TracePod& pod : pods) {
+    if (pod.res.gpu_count <= 0) {
+      ++out.cpu_only;
+      continue;
+    }
+    int64_t start = pod.scheduled_time.value_or(pod.creation_time);
+    if (!pod.deletion_time || *pod.deletion_time - start <= 0) {
+      ++out.bad_duration;
+      continue;
+    }
+    CostJob job;
+    job.name = pod.name;
+    job.arrival_s = static_cast<double>(pod.creation_time);
+    job.duration_s = static_cast<double>(*pod.deletion_time - start);
+    job.num_gpu = pod.res.gpu_count;
+    job.gpu_milli = pod.res.gpu_milli > 0 ? pod.res.gpu_milli : 1000;
+    job.spot_ok = spot_ok;
+    for (const std::string& m : pod.gpu_spec) {
+      std::string c = canonical_gpu_model(m);
+      if (sold.count(c) && std::find(job.models.begin(), job.models.end(), c) == job.models.end()) {
+        job.models.push_back(c);
+      }
+    }
+    if (job.models.empty()) {
+      if (!pod.gpu_spec.empty()) ++out.unknown_model_pods;
+      job.models = any_models;
+    }
+    out.jobs.push_back(std::move(job));
+  }
+  std::stable_sort(out.jobs.begin(), out.jobs.end(),
+                   [](const CostJob& a, const CostJob& b) { return a.arrival_s < b.arrival_s; });
+  if (max_pods > 0 && static_cast<int64_t>(out.jobs.size()) > max_pods) {
+    out.jobs.resize(static_cast<size_t>(max_pods));
+  }
+  return out;
+}
+
+double cost_lower_bound(const std::vector<CostJob>& jobs, const std::vector<CostPool>& pools) {
+  double total = 0;
+  for (const CostJob& job : jobs) total += job_lower_bound(job, pools);
+  return total;
+}
+
+Result<CostPolicyResult> run_cost_policy(const std::string& policy,
+                                         const std::vector<CostJob>& jobs,
+                                         const std::vector<CostPool>& pools,
+                                         const CostOptions& options) {
+  Policy p;
+  if (policy == "single-cloud") {
+    p = Policy::kSingleCloud;
+  } else if (policy == "cheapest-first") {
+    p = Policy::kCheapestFirst;
+  } else if (policy == "lepton") {
+    p = Policy::kLepton;
+  } else {
+    return Status::invalid_argument("unknown cost policy '" + policy +
+                                    "' (known: single-cloud, cheapest-first, lepton)");
+  }
+  auto start = std::chrono::steady_clock::now();
+  CostSim sim(p, jobs, pools, options);
+  CostPolicyResult r = sim.run();
+  r.policy = policy;
+  r.gap_pct = r.lower_bound_usd > 0 ? (r.cost_usd / r.lower_bound_usd - 1.0) * 100.0 : 0.0;
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return r;
+}
+
+}  // namespace lepton::sim
