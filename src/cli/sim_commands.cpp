@@ -266,9 +266,10 @@ std::vector<sched::QueuePolicy> parse_queue_policies(const std::string& text) {
     const size_t comma = t.find(',');
     auto p = sched::parse_queue_policy(t.substr(0, comma));
     if (!p.is_ok()) {
-      fail(Status::invalid_argument("--policy: " + p.status().message() +
-                                    " (expected fifo, priority, drf, lepton, a comma-separated "
-                                    "list of them, or all)"));
+      fail(Status::invalid_argument(
+          "--policy: expected fifo, priority, drf, lepton, a comma-separated list of them, or "
+          "all, got '" +
+          std::string(t.substr(0, comma)) + "'"));
     }
     out.push_back(*p);
     if (comma == std::string_view::npos) break;

@@ -830,6 +830,14 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     cy.hold(nodes);
   }
 
+  std::vector<bool> has_running(nq, false);
+  int queues_running = 0;
+  for (const RunningWork& r : running) {
+    if (r.work.queue >= 0 && r.work.queue < nq && !has_running[r.work.queue]) {
+      has_running[r.work.queue] = true;
+      ++queues_running;
+    }
+  }
   // Round 2: work over its fair share borrows what is idle (as preemptible work), in the same
   // order. Reservations for work that has waited too long keep room for it meanwhile.
   interleave([&](const Work& w) {
@@ -837,10 +845,7 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     if (!w.preemptible) return;  // handled in round 1
     if (try_place(w)) return;
     // Say why it cannot take room back, when others hold the room.
-    const bool others_use = std::any_of(running.begin(), running.end(), [&](const RunningWork& r) {
-      return r.work.queue != w.queue;
-    });
-    if (others_use) {
+    if (queues_running > (has_running[w.queue] ? 1 : 0)) {  // other queues hold room
       result.waiting[w.id].text += "; queue " + tree_.spec(w.queue).name +
                                    " is at its fair share (" + gpus_text(fair[w.queue].gpu_milli) +
                                    " GPUs), so it only borrows idle room";
