@@ -924,7 +924,8 @@ std::vector<ControlPlane::QueueLoad> ControlPlane::queue_loads(const sched::Queu
   return loads;
 }
 
-json ControlPlane::queue_json(const QueueSpec& spec) const {
+json ControlPlane::list_queues() const {
+  // One pass over jobs and nodes for all queues: fair shares depend on every queue's demand.
   const sched::QueueTree tree = queue_tree();
   const std::vector<QueueLoad> loads = queue_loads(tree);
   Quota capacity;
@@ -936,28 +937,29 @@ json ControlPlane::queue_json(const QueueSpec& spec) const {
   std::vector<Quota> demand(tree.size());
   for (int q = 0; q < tree.size(); ++q) demand[q] = loads[q].in_use + loads[q].pending;
   const std::vector<Quota> fair = sched::fair_shares(tree, capacity, demand);
-  const int q = tree.find(spec.name);
-  json j = spec::queue_spec_to_json(spec);
-  j["fair_share"] = spec::quota_to_json(fair[q]);
-  j["in_use"] = spec::quota_to_json(loads[q].in_use);
-  j["pending"] = spec::quota_to_json(loads[q].pending);
-  j["jobs_running"] = loads[q].jobs_running;
-  j["jobs_pending"] = loads[q].jobs_pending;
-  return j;
-}
-
-json ControlPlane::list_queues() const {
   json out = json::array();
-  const sched::QueueTree tree = queue_tree();
-  for (int q = 0; q < tree.size(); ++q) out.push_back(queue_json(tree.spec(q)));
+  for (int q = 0; q < tree.size(); ++q) {
+    json j = spec::queue_spec_to_json(tree.spec(q));
+    j["fair_share"] = spec::quota_to_json(fair[q]);
+    j["in_use"] = spec::quota_to_json(loads[q].in_use);
+    j["pending"] = spec::quota_to_json(loads[q].pending);
+    j["jobs_running"] = loads[q].jobs_running;
+    j["jobs_pending"] = loads[q].jobs_pending;
+    out.push_back(std::move(j));
+  }
   return out;
 }
 
+json ControlPlane::queue_json(const std::string& name) const {
+  for (json& j : list_queues()) {
+    if (j["name"] == name) return std::move(j);
+  }
+  return json::object();  // callers pass a queue of the current tree
+}
+
 Result<json> ControlPlane::get_queue(const std::string& name) const {
-  const sched::QueueTree tree = queue_tree();
-  const int q = tree.find(name);
-  if (q == -1) return Status::not_found("queue " + name + ": no such queue");
-  return queue_json(tree.spec(q));
+  if (queue_tree().find(name) == -1) return Status::not_found("queue " + name + ": no such queue");
+  return queue_json(name);
 }
 
 Result<json> ControlPlane::create_queue(const std::string& body, int64_t now_ms) {
@@ -977,7 +979,7 @@ Result<json> ControlPlane::create_queue(const std::string& body, int64_t now_ms)
   queues_ = std::move(next);
   if (queue_scheduler_) queue_scheduler_->set_tree(std::move(*tree));
   sched_dirty_ = true;
-  return queue_json(*spec);
+  return queue_json(spec->name);
 }
 
 Result<json> ControlPlane::update_queue(const std::string& name, const std::string& body,
@@ -1003,7 +1005,7 @@ Result<json> ControlPlane::update_queue(const std::string& name, const std::stri
   queues_ = std::move(next);
   if (queue_scheduler_) queue_scheduler_->set_tree(std::move(*tree));
   sched_dirty_ = true;
-  return queue_json(*spec);
+  return queue_json(spec->name);
 }
 
 Result<json> ControlPlane::delete_queue(const std::string& name, int64_t now_ms) {

@@ -108,7 +108,7 @@ class ControlPlane {
   // The queue tree: the stored queues plus the implicit "default" queue.
   sched::QueueTree queue_tree() const;
   int queue_index(const Job& job) const;
-  json queue_json(const QueueSpec& spec) const;
+  json queue_json(const std::string& name) const;  // one element of list_queues()
   // Per queue (indexed like queue_tree()): running and pending amounts and job counts.
   struct QueueLoad {
     Quota in_use, pending;

@@ -12,19 +12,13 @@
 #include <unordered_map>
 
 #include "core/gpu_model.h"
+#include "sim/random.h"
 
 namespace lepton::sim {
 namespace {
 
-uint64_t splitmix(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 // Uniform in [0, 1).
-double unit(uint64_t& state) { return static_cast<double>(splitmix(state) >> 11) * 0x1.0p-53; }
+double unit(uint64_t& state) { return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53; }
 
 uint64_t hash_text(std::string_view text, uint64_t seed) {
   uint64_t h = 0xcbf29ce484222325ULL ^ seed;
@@ -32,7 +26,7 @@ uint64_t hash_text(std::string_view text, uint64_t seed) {
     h ^= static_cast<unsigned char>(c);
     h *= 0x100000001b3ULL;
   }
-  return splitmix(h);
+  return splitmix64(h);
 }
 
 enum class Policy { kSingleCloud, kCheapestFirst, kLepton };
