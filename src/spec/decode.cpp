@@ -22,9 +22,18 @@ using Type = Node::Type;
 
 constexpr size_t kMaxQuoted = 60;
 
-constexpr std::array<std::string_view, 10> kJobFields = {
-    "name", "resources",    "num_nodes", "envs",     "setup",
-    "run",  "max_restarts", "queue",     "priority", "preemptible"};
+constexpr std::array<std::string_view, 11> kJobFields = {
+    "name",         "resources", "num_nodes", "envs",        "setup", "run",
+    "max_restarts", "queue",     "priority",  "preemptible", "kind"};
+// A deployment's replica fields (decoded as a job) and its own.
+constexpr std::array<std::string_view, 8> kReplicaFields = {
+    "name", "resources", "envs", "setup", "run", "queue", "priority", "preemptible"};
+constexpr std::array<std::string_view, 7> kDeploymentOwnFields = {
+    "kind", "port", "replicas", "autoscale", "readiness", "auth", "use_spot"};
+constexpr std::array<std::string_view, 2> kReplicaCountFields = {"min", "max"};
+constexpr std::array<std::string_view, 4> kAutoscaleFields = {
+    "target_in_flight", "window", "panic_window", "scale_to_zero_after"};
+constexpr std::array<std::string_view, 1> kReadinessFields = {"path"};
 constexpr std::array<std::string_view, 3> kResourceFields = {"accelerators", "cpus", "memory"};
 constexpr std::array<std::string_view, 5> kStructuredResourceFields = {
     "cpu_milli", "memory_mib", "gpu_count", "gpu_milli", "gpu_models"};
@@ -91,6 +100,7 @@ class Decoder {
   explicit Decoder(const DecodeOptions& options) : options_(options) {}
 
   Result<JobSpec> decode(const Node& root);
+  Result<DeploymentSpec> decode_deployment(const Node& root);
 
  private:
   // "FILE:LINE:COLUMN: " for `at` (or less, as far as known).
@@ -430,6 +440,13 @@ Result<JobSpec> Decoder::decode(const Node& root) {
   }
   if (root.kind != Kind::kMap) return fail(root, "", "a job spec (a map with name, run and more)");
   LEPTON_RETURN_IF_ERROR(check_fields(root, "", kJobFields));
+  if (const Node* v = find(root, "kind"); v && v->kind != Kind::kNull) {
+    if (v->kind == Kind::kScalar && v->text == "deployment") {
+      return fail_got(*v, "kind", "job (a deployment is created with lepton deploy create -f)",
+                      "'deployment'");
+    }
+    if (v->kind != Kind::kScalar || v->text != "job") return fail(*v, "kind", "job");
+  }
 
   JobSpec spec;
   spec.resources.cpu_milli = 1000;
@@ -477,8 +494,103 @@ Result<JobSpec> Decoder::decode(const Node& root) {
 
 }  // namespace
 
+Result<DeploymentSpec> Decoder::decode_deployment(const Node& root) {
+  constexpr std::string_view kWhat = "a deployment spec (a map with name, run and more)";
+  if (root.kind == Kind::kNull) return fail_got(root, "", kWhat, "an empty document");
+  if (root.kind != Kind::kMap) return fail(root, "", kWhat);
+  LEPTON_RETURN_IF_ERROR(check_fields(root, "", kReplicaFields, kDeploymentOwnFields));
+  if (const Node* v = find(root, "kind"); v && v->kind != Kind::kNull) {
+    if (v->kind != Kind::kScalar || v->text != "deployment") return fail(*v, "kind", "deployment");
+  }
+  // The replica's fields are a job's; the rest are the deployment's own.
+  Node replica;
+  replica.kind = Kind::kMap;
+  replica.line = root.line;
+  replica.column = root.column;
+  for (const MapEntry& e : root.entries) {
+    if (std::find(kReplicaFields.begin(), kReplicaFields.end(), e.key.text) !=
+        kReplicaFields.end()) {
+      replica.entries.push_back(e);
+    }
+  }
+  DeploymentSpec spec;
+  auto job = decode(replica);
+  if (!job.is_ok()) return job.status();
+  spec.replica = std::move(*job);
+
+  if (const Node* v = find(root, "port"); v && v->kind != Kind::kNull) {
+    LEPTON_RETURN_IF_ERROR(integer(*v, "port", 1, 65535, spec.port));
+  }
+  if (const Node* v = find(root, "replicas"); v && v->kind != Kind::kNull) {
+    if (v->kind == Kind::kScalar) {
+      LEPTON_RETURN_IF_ERROR(integer(*v, "replicas", 1, kMaxReplicas, spec.min_replicas));
+      spec.max_replicas = spec.min_replicas;
+    } else if (v->kind == Kind::kMap) {
+      LEPTON_RETURN_IF_ERROR(check_fields(*v, "replicas", kReplicaCountFields));
+      if (const Node* m = find(*v, "min")) {
+        LEPTON_RETURN_IF_ERROR(integer(*m, "replicas.min", 0, kMaxReplicas, spec.min_replicas));
+      }
+      spec.max_replicas = std::max(spec.min_replicas, 1);
+      if (const Node* m = find(*v, "max")) {
+        LEPTON_RETURN_IF_ERROR(integer(*m, "replicas.max", 1, kMaxReplicas, spec.max_replicas));
+      }
+    } else {
+      return fail(*v, "replicas", "a number of replicas, or {min: N, max: M}");
+    }
+  }
+  if (const Node* v = find(root, "autoscale"); v && v->kind != Kind::kNull) {
+    if (v->kind != Kind::kMap) return fail(*v, "autoscale", "a map of " + join(kAutoscaleFields));
+    LEPTON_RETURN_IF_ERROR(check_fields(*v, "autoscale", kAutoscaleFields));
+    if (const Node* m = find(*v, "target_in_flight")) {
+      LEPTON_RETURN_IF_ERROR(
+          integer(*m, "autoscale.target_in_flight", 1, kMaxTargetInFlight, spec.target_in_flight));
+    }
+    if (const Node* m = find(*v, "window")) {
+      LEPTON_RETURN_IF_ERROR(integer(*m, "autoscale.window", 1, kMaxWindowSeconds, spec.window_s));
+    }
+    if (const Node* m = find(*v, "panic_window")) {
+      LEPTON_RETURN_IF_ERROR(
+          integer(*m, "autoscale.panic_window", 1, kMaxWindowSeconds, spec.panic_window_s));
+    }
+    if (const Node* m = find(*v, "scale_to_zero_after")) {
+      LEPTON_RETURN_IF_ERROR(integer(*m, "autoscale.scale_to_zero_after", 1, kMaxScaleToZeroSeconds,
+                                     spec.scale_to_zero_after_s));
+    }
+  }
+  if (const Node* v = find(root, "readiness"); v && v->kind != Kind::kNull) {
+    if (v->kind != Kind::kMap) return fail(*v, "readiness", "a map with path");
+    LEPTON_RETURN_IF_ERROR(check_fields(*v, "readiness", kReadinessFields));
+    if (const Node* m = find(*v, "path")) {
+      auto path = text(*m, "readiness.path");
+      if (!path.is_ok()) return path.status();
+      spec.readiness_path = std::move(*path);
+    }
+  }
+  if (const Node* v = find(root, "auth"); v && v->kind != Kind::kNull) {
+    if (v->kind != Kind::kScalar || (v->text != "public" && v->text != "token")) {
+      return fail(*v, "auth", "public or token");
+    }
+    spec.token_auth = v->text == "token";
+  }
+  if (const Node* v = find(root, "use_spot"); v && v->kind != Kind::kNull) {
+    bool spot = false;
+    LEPTON_RETURN_IF_ERROR(boolean(*v, "use_spot", spot));
+    if (spot) {
+      return fail_got(*v, "use_spot",
+                      "false (spot replicas need cloud providers, which lepton does not have yet)",
+                      "true");
+    }
+  }
+  if (Status s = validate_deployment_spec(spec); !s.is_ok()) return place(s);
+  return spec;
+}
+
 Result<JobSpec> decode_job_spec(const Node& root, const DecodeOptions& options) {
   return Decoder(options).decode(root);
+}
+
+Result<DeploymentSpec> decode_deployment_spec(const Node& root, const DecodeOptions& options) {
+  return Decoder(options).decode_deployment(root);
 }
 
 std::string quote(std::string_view text) {

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/deployment.h"
 #include "core/job.h"
 #include "core/status.h"
 
@@ -58,6 +59,15 @@ struct DecodeOptions {
 
 // Decodes and validates (validate_job_spec) a job spec.
 Result<JobSpec> decode_job_spec(const Node& root, const DecodeOptions& options);
+
+// Decodes and validates (validate_deployment_spec) a deployment spec: the replica's job fields
+// (name, resources, envs, setup, run, queue, priority, preemptible) and the deployment's own.
+Result<DeploymentSpec> decode_deployment_spec(const Node& root, const DecodeOptions& options);
+
+// The document readers: a YAML document (positions kept; `file` names it in errors) or a JSON
+// object (`what` names it: "a job spec"), converted to a tree at most kMaxTreeDepth deep.
+Result<Node> read_yaml(std::string_view text, std::string_view file);
+Result<Node> read_json(std::string_view text, std::string_view what);
 
 // `text` quoted for an error message: control characters escaped, long text shortened.
 std::string quote(std::string_view text);

@@ -25,6 +25,24 @@ ordered_json quantity(int64_t value, int64_t unit) {
   return static_cast<double>(value) / static_cast<double>(unit);
 }
 
+void convert(const json& in, int depth, Node& out);
+
+}  // namespace
+
+namespace internal {
+
+Result<Node> read_json(std::string_view text, std::string_view what) {
+  auto j = parse_json_object(text, what);
+  if (!j.is_ok()) return j.status();
+  Node root;
+  convert(*j, 0, root);
+  return root;
+}
+
+}  // namespace internal
+
+namespace {
+
 void convert(const json& in, int depth, Node& out) {
   switch (in.type()) {
     case json::value_t::null:
@@ -120,11 +138,9 @@ std::string job_spec_to_json(const JobSpec& spec) {
 }
 
 Result<JobSpec> job_spec_from_json(std::string_view text) {
-  auto j = internal::parse_json_object(text, "a job spec");
-  if (!j.is_ok()) return j.status();
-  Node root;
-  convert(*j, 0, root);
-  return internal::decode_job_spec(root, {.file = {}, .structured_resources = true});
+  auto root = internal::read_json(text, "a job spec");
+  if (!root.is_ok()) return root.status();
+  return internal::decode_job_spec(*root, {.file = {}, .structured_resources = true});
 }
 
 }  // namespace lepton::spec

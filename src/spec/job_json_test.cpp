@@ -176,7 +176,7 @@ TEST(SpecJobJson, AcceptsStructuredResources) {
 TEST(SpecJobJson, Errors) {
   EXPECT_EQ(error(R"({"name":"j","run":"x","nodes":2})"),
             "nodes: unknown field, expected one of name, resources, num_nodes, envs, setup, run, "
-            "max_restarts, queue, priority, preemptible");
+            "max_restarts, queue, priority, preemptible, kind");
   EXPECT_EQ(error(R"({"name":"j","run":"x","num_nodes":"2"})"),
             "num_nodes: expected an integer from 1 to 1024, got '2'");
   EXPECT_EQ(error(R"({"name":"j","run":"x","num_nodes":2.0})"),

@@ -127,10 +127,12 @@ Result<size_t> count_documents(const std::string& text, std::string_view file) {
 
 }  // namespace
 
-Result<JobSpec> parse_job_yaml(std::string_view text, std::string_view file) {
-  if (text.size() > internal::kMaxDocumentBytes) {
+namespace internal {
+
+Result<Node> read_yaml(std::string_view text, std::string_view file) {
+  if (text.size() > kMaxDocumentBytes) {
     return Status::invalid_argument(std::string(file) + ":1:1: expected a document of at most " +
-                                    std::to_string(internal::kMaxDocumentBytes) + " bytes, got " +
+                                    std::to_string(kMaxDocumentBytes) + " bytes, got " +
                                     std::to_string(text.size()));
   }
   Node root;
@@ -158,7 +160,15 @@ Result<JobSpec> parse_job_yaml(std::string_view text, std::string_view file) {
     return Status::invalid_argument(std::string(file) + ": invalid YAML: " + e.what());
   }
   if (root.kind == Node::Kind::kNull && root.line == 0) root.line = root.column = 1;
-  return internal::decode_job_spec(root, {.file = file, .structured_resources = false});
+  return root;
+}
+
+}  // namespace internal
+
+Result<JobSpec> parse_job_yaml(std::string_view text, std::string_view file) {
+  auto root = internal::read_yaml(text, file);
+  if (!root.is_ok()) return root.status();
+  return internal::decode_job_spec(*root, {.file = file, .structured_resources = false});
 }
 
 }  // namespace lepton::spec

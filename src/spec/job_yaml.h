@@ -15,6 +15,7 @@
 //   queue: team-a                # a queue name like a job name; default: the "default" queue
 //   priority: 10                 # -1000..1000, higher first within the queue; default 0
 //   preemptible: false           # true or false; default true
+//   kind: job                    # optional; a deployment spec (kind: deployment) is refused
 //
 // GPU model names are canonicalised (canonical_gpu_model). Unknown fields, wrong types, several
 // documents and documents over 1 MiB are errors. Every error is one invalid_argument Status whose

@@ -190,7 +190,7 @@ TEST(SpecJobYaml, ErrorMessagesNamePositionFieldAndValue) {
 TEST(SpecJobYaml, UnknownFieldsListTheAllowedOnes) {
   EXPECT_EQ(error("name: j\nrun: x\nworkdir: .\n"),
             "job.yaml:3:1: workdir: unknown field, expected one of name, resources, num_nodes, "
-            "envs, setup, run, max_restarts, queue, priority, preemptible");
+            "envs, setup, run, max_restarts, queue, priority, preemptible, kind");
   EXPECT_EQ(error("name: j\nrun: x\nresources:\n  gpus: 1\n"),
             "job.yaml:4:3: resources.gpus: unknown field, expected one of accelerators, cpus, "
             "memory");
