@@ -5,7 +5,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <charconv>
+#include <condition_variable>
 #include <limits>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <thread>
@@ -214,6 +216,17 @@ class Session : public std::enable_shared_from_this<Session> {
                                              "Host header (NAME.example.com)"
                                            : "no deployment named '" + std::string(name) + "'"));
     }
+    if (!dep_->token.empty()) {
+      auto auth = req_[http::field::authorization];
+      if (std::string_view(auth.data(), auth.size()) != "Bearer " + dep_->token) {
+        return respond_local(401,
+                             error_body("unauthenticated", "deployment '" + dep_->name +
+                                                               "' needs 'Authorization: Bearer "
+                                                               "TOKEN' (lepton deploy get " +
+                                                               dep_->name + " shows it)"),
+                             "application/json", "WWW-Authenticate: Bearer\r\n");
+      }
+    }
     std::string upstream_target;
     if (rest.empty() || rest.front() == '?') upstream_target = "/";
     upstream_target.append(rest);
@@ -222,6 +235,8 @@ class Session : public std::enable_shared_from_this<Session> {
     dep_->stats->requests.fetch_add(1, std::memory_order_relaxed);
     dep_->stats->in_flight.fetch_add(1, std::memory_order_relaxed);
     counted_in_flight_ = true;
+    started_ns_ = now_ns();
+    hold_until_ns_ = 0;
     tried_.clear();
     stale_retry_used_ = false;
     last_error_.clear();
@@ -267,6 +282,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res_parser_.reset();
     replica_ = choose_replica(dep_->replicas, tried_, now_ns(), w_.rng);
     if (!replica_) {
+      if (tried_.empty() && dep_->hold_when_empty) return hold();
       if (tried_.empty()) {
         return fail_before_start(503, "unavailable",
                                  "deployment '" + dep_->name + "' has no ready replica");
@@ -274,6 +290,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return fail_before_start(
           502, "unavailable", "every replica of '" + dep_->name + "' failed; last: " + last_error_);
     }
+    unhold();
     if (!tried_.empty()) dep_->stats->retries.fetch_add(1, std::memory_order_relaxed);
     tried_.push_back(replica_);
     replica_->in_flight.fetch_add(1, std::memory_order_relaxed);
@@ -281,6 +298,68 @@ class Session : public std::enable_shared_from_this<Session> {
     reused_ = upstream_ != nullptr;
     if (reused_) return send_upstream();
     connect();
+  }
+
+  // No replica is ready: wait for one (the control plane starts one when it sees this request in
+  // flight), looking again every 20 ms, up to hold_for.
+  void hold() {
+    const int64_t now = now_ns();
+    if (hold_until_ns_ == 0) {
+      if (dep_->stats->held.fetch_add(1, std::memory_order_relaxed) >= w_.options.max_held) {
+        dep_->stats->held.fetch_sub(1, std::memory_order_relaxed);
+        return fail_held("deployment '" + dep_->name + "' has no ready replica and " +
+                         std::to_string(w_.options.max_held) + " requests already waiting");
+      }
+      held_ = true;
+      hold_until_ns_ = now + std::chrono::nanoseconds(w_.options.hold_for).count();
+    } else if (now >= hold_until_ns_) {
+      return fail_held("deployment '" + dep_->name + "' has no ready replica after " +
+                       std::to_string(w_.options.hold_for.count() / 1000) + " s");
+    }
+    if (!hold_timer_) hold_timer_.emplace(w_.ioc);
+    hold_timer_->expires_after(std::chrono::milliseconds(20));
+    hold_timer_->async_wait([self = shared_from_this()](error_code ec) {
+      if (ec || self->closing_ || self->client_gone_) return self->abort_exchange();
+      // The table may have moved on: find the deployment again in the newest one.
+      const std::string name = self->dep_->name;
+      std::shared_ptr<const RouteTable> keep = self->table_;  // dep_ lives in it until here
+      self->table_ = self->w_.routes();
+      const Deployment* now_dep = self->table_->find(name);
+      if (!now_dep) {
+        // Gone while waiting: give back what was counted on the old entry.
+        self->unhold();
+        self->release();
+        self->reset_exchange();
+        return self->respond_local(404,
+                                   error_body("not_found", "no deployment named '" + name + "'"));
+      }
+      if (now_dep != self->dep_) {
+        self->dep_->stats->in_flight.fetch_sub(1, std::memory_order_relaxed);
+        now_dep->stats->in_flight.fetch_add(1, std::memory_order_relaxed);
+        if (self->held_) {
+          self->dep_->stats->held.fetch_sub(1, std::memory_order_relaxed);
+          now_dep->stats->held.fetch_add(1, std::memory_order_relaxed);
+        }
+        self->dep_ = now_dep;
+      }
+      self->try_replica();
+    });
+    arm_client_watch();
+  }
+
+  void unhold() {
+    if (held_ && dep_) dep_->stats->held.fetch_sub(1, std::memory_order_relaxed);
+    held_ = false;
+  }
+
+  void fail_held(const std::string& message) {
+    unhold();
+    upstream_.reset();
+    if (dep_) dep_->stats->errors.fetch_add(1, std::memory_order_relaxed);
+    release();
+    reset_exchange();
+    respond_local(503, error_body("unavailable", message), "application/json",
+                  "Retry-After: 5\r\n");
   }
 
   void connect() {
@@ -486,6 +565,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void finish_exchange() {
     DeploymentStats& stats = *dep_->stats;
+    stats.record_latency((now_ns() - started_ns_) / 1000);
     std::optional<Usage> usage;
     if (sse_) usage = sse_->usage();
     if (capture_json_ && !capture_.empty()) usage = usage_from_json(capture_);
@@ -507,6 +587,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // The response is cut short (upstream failure after the first byte, or the client left).
   void abort_exchange() {
+    unhold();
     if (dep_ && !client_gone_) dep_->stats->errors.fetch_add(1, std::memory_order_relaxed);
     upstream_.reset();  // closing it cancels the upstream's work
     release();
@@ -544,12 +625,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // An answer from the gateway itself (metrics, errors). `body` is JSON unless said otherwise.
   void respond_local(int status, const std::string& body,
-                     std::string_view content_type = "application/json") {
+                     std::string_view content_type = "application/json",
+                     std::string_view extra_headers = {}) {
     out_.clear();
     auto reason = http::obsolete_reason(static_cast<http::status>(status));
     out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
     out_.append(reason.data(), reason.size()).append("\r\nContent-Type: ");
-    out_.append(content_type).append("\r\nContent-Length: ").append(std::to_string(body.size()));
+    out_.append(content_type).append("\r\n").append(extra_headers);
+    out_.append("Content-Length: ").append(std::to_string(body.size()));
     out_.append(client_keep_alive_ ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
     if (!head_request_) out_.append(body);
     client_.expires_after(w_.options.idle_timeout);
@@ -623,6 +706,10 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<const RouteTable> table_;
   const Deployment* dep_ = nullptr;
   bool counted_in_flight_ = false;
+  int64_t started_ns_ = 0;
+  int64_t hold_until_ns_ = 0;  // 0: not holding
+  bool held_ = false;          // counted in the deployment's `held`
+  std::optional<asio::steady_timer> hold_timer_;
   std::vector<Replica*> tried_;
   Replica* replica_ = nullptr;
   std::string last_error_;
@@ -694,6 +781,7 @@ class GatewayImpl : public Gateway {
       Worker* raw = w.get();
       w->thread = std::thread([raw] { raw->ioc.run(); });
     }
+    prober_ = std::thread([this] { probe_loop(); });
     return Status::ok();
   }
 
@@ -704,6 +792,12 @@ class GatewayImpl : public Gateway {
   }
 
   void stop() override {
+    {
+      std::lock_guard lock(probe_mu_);
+      stopping_ = true;
+    }
+    probe_cv_.notify_all();
+    if (prober_.joinable()) prober_.join();
     for (auto& w : workers_) w->ioc.stop();
     for (auto& w : workers_) {
       if (w->thread.joinable()) w->thread.join();
@@ -712,11 +806,69 @@ class GatewayImpl : public Gateway {
   }
 
  private:
+  // Every probe_interval, probes every replica of every deployment with a probe path, one after
+  // the other (each bounded by probe_timeout).
+  void probe_loop() {
+    asio::io_context ioc;
+    std::unique_lock lock(probe_mu_);
+    while (!stopping_) {
+      lock.unlock();
+      std::shared_ptr<const RouteTable> table = router_->snapshot();
+      for (const auto& [name, d] : table->deployments) {
+        if (d.probe_path.empty()) continue;
+        for (const auto& r : d.replicas) {
+          if (probe(ioc, *r, d.probe_path)) {
+            r->probe_failures = 0;
+            r->ready = true;
+          } else if (r->probe_failures.fetch_add(1) + 1 >= options_.probe_failures ||
+                     !r->ready.load()) {
+            r->ready = false;
+          }
+        }
+      }
+      lock.lock();
+      probe_cv_.wait_for(lock, options_.probe_interval, [this] { return stopping_; });
+    }
+  }
+
+  // GET `path` on the replica: true on a 2xx within probe_timeout.
+  bool probe(asio::io_context& ioc, const Replica& r, const std::string& path) const {
+    error_code ec;
+    asio::ip::address ip = asio::ip::make_address(r.ip, ec);
+    if (ec) return false;
+    beast::tcp_stream stream(ioc);
+    http::request<http::empty_body> req{http::verb::get, path, 11};
+    req.set(http::field::host, r.address);
+    req.set(http::field::user_agent, "lepton-gateway-probe");
+    req.keep_alive(false);
+    http::response<http::string_body> res;
+    beast::flat_buffer buf;
+    bool ok = false;
+    stream.expires_after(options_.probe_timeout);
+    stream.async_connect(tcp::endpoint(ip, r.port), [&](error_code e) {
+      if (e) return;
+      http::async_write(stream, req, [&](error_code e2, size_t) {
+        if (e2) return;
+        http::async_read(stream, buf, res, [&](error_code e3, size_t) {
+          ok = !e3 && res.result_int() >= 200 && res.result_int() < 300;
+        });
+      });
+    });
+    ioc.restart();
+    ioc.run();
+    stream.socket().close(ec);
+    return ok;
+  }
+
   GatewayOptions options_;
   std::shared_ptr<Router> router_;
   GatewayStats stats_;
   std::vector<std::unique_ptr<Worker>> workers_;
   uint16_t port_ = 0;
+  std::thread prober_;
+  std::mutex probe_mu_;
+  std::condition_variable probe_cv_;
+  bool stopping_ = false;
 };
 
 }  // namespace

@@ -12,8 +12,15 @@
 // byte of the response reaches the client, a failed connect or a connection reset moves the
 // request to another replica (and marks the failed one down for `down_for`); after that, a failure
 // cuts the response short. A client that goes away closes the upstream connection, which cancels
-// the upstream's work. Gateway errors are JSON: 404 (no such deployment), 502 (upstream failed),
-// 503 (no replica), 504 (upstream timed out before its first byte).
+// the upstream's work. Gateway errors are JSON: 401 (a token-protected deployment without its
+// token), 404 (no such deployment), 502 (upstream failed), 503 (no replica; with Retry-After when
+// the deployment holds requests and none became ready in time), 504 (upstream timed out before its
+// first byte).
+//
+// Readiness: a prober thread sends each replica of a deployment with a probe path a GET every
+// probe_interval; only ready replicas get requests. Scale from zero: when no replica of a holding
+// deployment is ready, requests wait (counted in flight, which is what the autoscaler sees) until
+// one is, or until hold_for passes.
 #pragma once
 
 #include <chrono>
@@ -40,6 +47,15 @@ struct GatewayOptions {
   std::chrono::milliseconds down_for{5000};
   int max_attempts = 3;                // replicas tried for one request
   size_t max_idle_per_upstream = 256;  // pooled connections per replica and worker
+  // Readiness probes of deployments that have a probe path: every replica is sent GET PATH this
+  // often; a 2xx makes it ready, `probe_failures` failures in a row make it not ready.
+  std::chrono::milliseconds probe_interval{1000};
+  std::chrono::milliseconds probe_timeout{1000};
+  int probe_failures = 2;
+  // Deployments that hold requests while no replica is ready (scale from zero): how long a
+  // request may wait, and how many may wait per deployment before more get 503 at once.
+  std::chrono::milliseconds hold_for{60000};
+  int64_t max_held = 1000;
 };
 
 class Gateway {

@@ -72,7 +72,7 @@ Result<RouteSpec> parse_routes_json(std::string_view text) {
     if (!replicas.is_array()) {
       return Status::invalid_argument(field + ": expected an array of \"host:port\" strings");
     }
-    std::vector<std::string>& out = spec[name];
+    std::vector<std::string>& out = spec[name].replicas;
     for (size_t i = 0; i < replicas.size(); ++i) {
       std::string item_field = field + "[" + std::to_string(i) + "]";
       if (!replicas[i].is_string()) {
@@ -103,12 +103,15 @@ Result<RouteSpec> load_routes_file(const std::string& path) {
 Status Router::update(const RouteSpec& spec) {
   std::shared_ptr<const RouteTable> old = snapshot();
   auto table = std::make_shared<RouteTable>();
-  for (const auto& [name, addresses] : spec) {
+  for (const auto& [name, route] : spec) {
     Deployment d;
     d.name = name;
+    d.probe_path = route.probe_path;
+    d.token = route.token;
+    d.hold_when_empty = route.hold_when_empty;
     const Deployment* previous = old->find(name);
     d.stats = previous ? previous->stats : std::make_shared<DeploymentStats>();
-    for (const std::string& address : addresses) {
+    for (const std::string& address : route.replicas) {
       std::shared_ptr<Replica> replica;
       if (previous) {
         for (const auto& r : previous->replicas) {
@@ -118,6 +121,7 @@ Status Router::update(const RouteSpec& spec) {
       if (!replica) {
         replica = std::make_shared<Replica>();
         replica->address = address;
+        replica->ready = route.probe_path.empty();
         LEPTON_RETURN_IF_ERROR(split_address(address, replica->host, replica->port));
         LEPTON_RETURN_IF_ERROR(resolve(replica->host, replica->ip));
       }
@@ -149,7 +153,8 @@ Replica* choose_replica(const std::vector<std::shared_ptr<Replica>>& replicas,
   // Two passes, no allocation: count the candidates, then address them by index.
   for (bool want_up : {true, false}) {
     auto candidate = [&](const Replica* r) {
-      return !excluded(r) && (!want_up || r->is_up(now_ns));
+      return r->ready.load(std::memory_order_relaxed) && !excluded(r) &&
+             (!want_up || r->is_up(now_ns));
     };
     size_t count = 0;
     for (const auto& r : replicas) count += candidate(r.get()) ? 1 : 0;
@@ -172,6 +177,18 @@ Replica* choose_replica(const std::vector<std::shared_ptr<Replica>>& replicas,
                : ra;
   }
   return nullptr;
+}
+
+int64_t latency_bucket_us(int i) {
+  // 100 * 2^(i/3): whole doublings by shifting, the thirds from 2^(1/3) and 2^(2/3).
+  static constexpr std::array<double, 3> kThirds = {1.0, 1.2599210498948732, 1.5874010519681994};
+  return static_cast<int64_t>(100.0 * static_cast<double>(int64_t{1} << (i / 3)) * kThirds[i % 3]);
+}
+
+void DeploymentStats::record_latency(int64_t us) {
+  int i = 0;
+  while (i < kLatencyBuckets - 1 && us > latency_bucket_us(i)) ++i;
+  latency[static_cast<size_t>(i)].fetch_add(1, std::memory_order_relaxed);
 }
 
 std::string prometheus_text(const RouteTable& table, const GatewayStats& stats) {
@@ -206,6 +223,31 @@ std::string prometheus_text(const RouteTable& table, const GatewayStats& stats) 
       out += "lepton_gateway_replica_in_flight{deployment=\"" + dep_name + "\",replica=\"" +
              r->address + "\"} " + std::to_string(r->in_flight.load()) + "\n";
     }
+  }
+  out +=
+      "# HELP lepton_gateway_replica_ready Whether the replica passed its readiness probe.\n"
+      "# TYPE lepton_gateway_replica_ready gauge\n";
+  for (const auto& [dep_name, d] : table.deployments) {
+    for (const auto& r : d.replicas) {
+      out += "lepton_gateway_replica_ready{deployment=\"" + dep_name + "\",replica=\"" +
+             r->address + "\"} " + (r->ready.load() ? "1" : "0") + "\n";
+    }
+  }
+  out +=
+      "# HELP lepton_gateway_request_seconds Request latency, to the response's last byte.\n"
+      "# TYPE lepton_gateway_request_seconds histogram\n";
+  for (const auto& [dep_name, d] : table.deployments) {
+    uint64_t cumulative = 0;
+    for (int i = 0; i < DeploymentStats::kLatencyBuckets; ++i) {
+      cumulative += d.stats->latency[static_cast<size_t>(i)].load();
+      std::string le = i + 1 == DeploymentStats::kLatencyBuckets
+                           ? "+Inf"
+                           : std::to_string(static_cast<double>(latency_bucket_us(i)) / 1e6);
+      out += "lepton_gateway_request_seconds_bucket{deployment=\"" + dep_name + "\",le=\"" + le +
+             "\"} " + std::to_string(cumulative) + "\n";
+    }
+    out += "lepton_gateway_request_seconds_count{deployment=\"" + dep_name + "\"} " +
+           std::to_string(cumulative) + "\n";
   }
   out +=
       "# HELP lepton_gateway_unrouted_total Requests for no known deployment.\n"

@@ -8,6 +8,7 @@
 // thread updates them without locks.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -32,6 +33,9 @@ struct Replica {
   std::atomic<int> in_flight{0};
   // steady_clock nanoseconds until which the replica is skipped after a failure; 0: up.
   std::atomic<int64_t> down_until_ns{0};
+  // Whether the replica passed its readiness probe; always true for a deployment with no probe.
+  std::atomic<bool> ready{true};
+  std::atomic<int> probe_failures{0};  // consecutive, since it was last ready
 
   bool is_up(int64_t now_ns) const {
     return down_until_ns.load(std::memory_order_relaxed) <= now_ns;
@@ -46,12 +50,26 @@ struct DeploymentStats {
   std::atomic<int64_t> in_flight{0};
   std::atomic<uint64_t> prompt_tokens{0};
   std::atomic<uint64_t> completion_tokens{0};
+  std::atomic<int64_t> held{0};  // requests waiting for a first ready replica
+  // Request latency, from the request read to the response's last byte: bucket i counts requests
+  // of at most latency_bucket_us(i) microseconds; the last bucket has no bound.
+  static constexpr int kLatencyBuckets = 48;
+  std::array<std::atomic<uint64_t>, kLatencyBuckets> latency{};
+  void record_latency(int64_t us);
 };
+
+// The upper bound of latency bucket i in microseconds: 100 us * 2^(i/3), so three buckets per
+// doubling (about 26% apart), from 100 us to about 16 minutes.
+int64_t latency_bucket_us(int i);
 
 struct Deployment {
   std::string name;
   std::vector<std::shared_ptr<Replica>> replicas;
   std::shared_ptr<DeploymentStats> stats;
+  std::string probe_path;  // GET this on each replica; empty: replicas are ready as they come
+  std::string token;       // non-empty: requests need "Authorization: Bearer TOKEN"
+  // With no ready replica, requests wait (up to GatewayOptions::hold_for) for one to start.
+  bool hold_when_empty = false;
 };
 
 class RouteTable {
@@ -63,10 +81,18 @@ class RouteTable {
   std::map<std::string, Deployment, std::less<>> deployments;
 };
 
-// What the control plane says: deployment name -> ready replica addresses ("host:port").
-using RouteSpec = std::map<std::string, std::vector<std::string>>;
+// What the control plane (or a routes file) says of one deployment.
+struct DeploymentRoute {
+  std::vector<std::string> replicas;  // "host:port" of the replicas that run
+  std::string probe_path;             // see Deployment
+  std::string token;
+  bool hold_when_empty = false;
+  bool operator==(const DeploymentRoute&) const = default;
+};
+using RouteSpec = std::map<std::string, DeploymentRoute>;
 
-// {"NAME": ["127.0.0.1:9001", ...], ...}. Errors name the field: `routes.NAME[1]: ...`.
+// {"NAME": ["127.0.0.1:9001", ...], ...}: replicas with no probe, no token, no holding. Errors
+// name the field: `routes.NAME[1]: ...`.
 Result<RouteSpec> parse_routes_json(std::string_view text);
 // The same from a file; errors start with the file's path.
 Result<RouteSpec> load_routes_file(const std::string& path);
@@ -76,8 +102,9 @@ Status split_address(std::string_view address, std::string& host, uint16_t& port
 class Router {
  public:
   // Replaces the table with `spec`. Replicas and stats that keep their name and address keep their
-  // counters. Fails (and keeps the old table) on an invalid address or a
-  // host name that does not resolve. Any thread; resolving a new name blocks the caller.
+  // counters and readiness; a new replica of a deployment with a probe starts not ready. Fails (and
+  // keeps the old table) on an invalid address or a host name that does not resolve. Any thread;
+  // resolving a new name blocks the caller.
   Status update(const RouteSpec& spec);
   // The current table; cheap (a mutex held for one shared_ptr copy). Any thread.
   std::shared_ptr<const RouteTable> snapshot() const;
@@ -91,9 +118,9 @@ class Router {
 };
 
 // Power of two choices over `replicas`: two distinct replicas drawn at random among those that are
-// up and not in `exclude` (already tried for this request); the one with fewer in-flight requests
-// wins. When every untried replica is marked down, draws among those anyway: a down mark may be
-// stale, and trying beats refusing. nullptr when nothing untried is left.
+// ready, up and not in `exclude` (already tried for this request); the one with fewer in-flight
+// requests wins. When every untried ready replica is marked down, draws among those anyway: a down
+// mark may be stale, and trying beats refusing. nullptr when nothing untried is left.
 Replica* choose_replica(const std::vector<std::shared_ptr<Replica>>& replicas,
                         std::span<Replica* const> exclude, int64_t now_ns, std::minstd_rand& rng);
 

@@ -8,11 +8,19 @@
 namespace lepton::gateway {
 namespace {
 
+// Replicas with no probe, token or holding, as a routes file gives them.
+RouteSpec plain(const std::string& name, std::vector<std::string> replicas) {
+  RouteSpec spec;
+  spec[name].replicas = std::move(replicas);
+  return spec;
+}
+
 TEST(RoutesJson, ParsesNamesAndAddresses) {
   auto spec = parse_routes_json(R"({"chat": ["127.0.0.1:9001", "127.0.0.1:9002"], "empty": []})");
   ASSERT_TRUE(spec.is_ok()) << spec.status().message();
-  EXPECT_EQ(spec->at("chat").size(), 2u);
-  EXPECT_TRUE(spec->at("empty").empty());
+  EXPECT_EQ(spec->at("chat").replicas.size(), 2u);
+  EXPECT_TRUE(spec->at("empty").replicas.empty());
+  EXPECT_TRUE(spec->at("chat").probe_path.empty());
 }
 
 TEST(RoutesJson, ErrorsNameTheField) {
@@ -44,7 +52,7 @@ TEST(SplitAddress, AcceptsIpv6InBrackets) {
 
 TEST(Router, UpdateKeepsCountersOfReplicasThatStay) {
   Router router;
-  ASSERT_TRUE(router.update({{"chat", {"127.0.0.1:9001", "127.0.0.1:9002"}}}).is_ok());
+  ASSERT_TRUE(router.update(plain("chat", {"127.0.0.1:9001", "127.0.0.1:9002"})).is_ok());
   auto first = router.snapshot();
   const Deployment* d = first->find("chat");
   ASSERT_NE(d, nullptr);
@@ -52,7 +60,7 @@ TEST(Router, UpdateKeepsCountersOfReplicasThatStay) {
   d->stats->completion_tokens = 42;
   uint64_t version = router.version();
 
-  ASSERT_TRUE(router.update({{"chat", {"127.0.0.1:9001", "127.0.0.1:9003"}}}).is_ok());
+  ASSERT_TRUE(router.update(plain("chat", {"127.0.0.1:9001", "127.0.0.1:9003"})).is_ok());
   EXPECT_GT(router.version(), version);
   auto second = router.snapshot();
   const Deployment* d2 = second->find("chat");
@@ -65,23 +73,64 @@ TEST(Router, UpdateKeepsCountersOfReplicasThatStay) {
   EXPECT_EQ(first->find("chat")->replicas[1]->address, "127.0.0.1:9002");
 }
 
+TEST(Router, NewReplicasOfAProbedDeploymentWaitForTheirProbe) {
+  Router router;
+  RouteSpec spec = plain("chat", {"127.0.0.1:9001"});
+  spec["chat"].probe_path = "/healthz";
+  ASSERT_TRUE(router.update(spec).is_ok());
+  auto table = router.snapshot();
+  const Deployment* d = table->find("chat");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->probe_path, "/healthz");
+  std::minstd_rand rng(1);
+  EXPECT_EQ(choose_replica(d->replicas, {}, 0, rng), nullptr) << "not probed yet";
+  d->replicas[0]->ready = true;  // what the prober does on a 2xx
+  EXPECT_EQ(choose_replica(d->replicas, {}, 0, rng), d->replicas[0].get());
+
+  // A second replica joins: it starts not ready, the first stays ready.
+  spec["chat"].replicas.push_back("127.0.0.1:9002");
+  ASSERT_TRUE(router.update(spec).is_ok());
+  auto table2 = router.snapshot();
+  const Deployment* d2 = table2->find("chat");
+  EXPECT_TRUE(d2->replicas[0]->ready);
+  EXPECT_FALSE(d2->replicas[1]->ready);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(choose_replica(d2->replicas, {}, 0, rng), d2->replicas[0].get());
+  }
+}
+
+TEST(DeploymentStats, LatencyBucketsGrowByACubeRootOfTwo) {
+  EXPECT_EQ(latency_bucket_us(0), 100);
+  EXPECT_EQ(latency_bucket_us(3), 200);
+  EXPECT_EQ(latency_bucket_us(30), 102400);
+  EXPECT_EQ(latency_bucket_us(1), 125);  // 100 * 2^(1/3), truncated
+  DeploymentStats stats;
+  stats.record_latency(0);
+  stats.record_latency(100);
+  stats.record_latency(101);
+  stats.record_latency(int64_t{1} << 50);
+  EXPECT_EQ(stats.latency[0], 2u);
+  EXPECT_EQ(stats.latency[1], 1u);
+  EXPECT_EQ(stats.latency[DeploymentStats::kLatencyBuckets - 1], 1u);
+}
+
 TEST(Router, DuplicateAddressesCollapse) {
   Router router;
-  ASSERT_TRUE(router.update({{"chat", {"127.0.0.1:9001", "127.0.0.1:9001"}}}).is_ok());
+  ASSERT_TRUE(router.update(plain("chat", {"127.0.0.1:9001", "127.0.0.1:9001"})).is_ok());
   EXPECT_EQ(router.snapshot()->find("chat")->replicas.size(), 1u);
 }
 
 TEST(Router, BadUpdateKeepsTheOldTable) {
   Router router;
-  ASSERT_TRUE(router.update({{"chat", {"127.0.0.1:9001"}}}).is_ok());
-  EXPECT_FALSE(router.update({{"chat", {"no-port"}}}).is_ok());
+  ASSERT_TRUE(router.update(plain("chat", {"127.0.0.1:9001"})).is_ok());
+  EXPECT_FALSE(router.update(plain("chat", {"no-port"})).is_ok());
   EXPECT_NE(router.snapshot()->find("chat"), nullptr);
-  EXPECT_FALSE(router.update({{"chat", {"no-such-host.invalid:80"}}}).is_ok());
+  EXPECT_FALSE(router.update(plain("chat", {"no-such-host.invalid:80"})).is_ok());
 }
 
 TEST(Router, SwapsWhileReadersRead) {
   Router router;
-  ASSERT_TRUE(router.update({{"a", {"127.0.0.1:1"}}}).is_ok());
+  ASSERT_TRUE(router.update(plain("a", {"127.0.0.1:1"})).is_ok());
   std::atomic<bool> stop{false};
   std::thread reader([&] {
     while (!stop) {
@@ -92,7 +141,7 @@ TEST(Router, SwapsWhileReadersRead) {
     }
   });
   for (int i = 0; i < 200; ++i) {
-    ASSERT_TRUE(router.update({{"a", {"127.0.0.1:" + std::to_string(1 + i % 7)}}}).is_ok());
+    ASSERT_TRUE(router.update(plain("a", {"127.0.0.1:" + std::to_string(1 + i % 7)})).is_ok());
   }
   stop = true;
   reader.join();
@@ -157,7 +206,7 @@ TEST(ChooseReplica, FallsBackToDownReplicasAndEndsWhenAllTried) {
 
 TEST(Metrics, PrometheusTextNamesDeployments) {
   Router router;
-  ASSERT_TRUE(router.update({{"chat", {"127.0.0.1:9001"}}}).is_ok());
+  ASSERT_TRUE(router.update(plain("chat", {"127.0.0.1:9001"})).is_ok());
   auto table = router.snapshot();
   table->find("chat")->stats->prompt_tokens = 12;
   GatewayStats stats;

@@ -86,6 +86,14 @@ CREATE TABLE queues (
   spec_json TEXT NOT NULL
 ) WITHOUT ROWID, STRICT;
 )sql",
+    // 3: deployments.
+    R"sql(
+CREATE TABLE deployments (
+  name TEXT PRIMARY KEY CHECK (name <> ''),
+  spec_json TEXT NOT NULL,
+  state_json TEXT NOT NULL
+) WITHOUT ROWID, STRICT;
+)sql",
 };
 
 // The cached statements: prepared once at open, reset after each use.
@@ -100,6 +108,8 @@ enum Stmt {
   kDeleteNode,
   kUpsertQueue,
   kDeleteQueue,
+  kUpsertDeployment,
+  kDeleteDeployment,
   kInsertEvent,
   kNextId,
   kListJobs,
@@ -108,6 +118,7 @@ enum Stmt {
   kListAllTasks,
   kListNodes,
   kListQueues,
+  kListDeployments,
   kEventsSince,
   kStmtCount,
 };
@@ -135,6 +146,9 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "INSERT INTO queues (name, spec_json) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
     "spec_json = excluded.spec_json",
     "DELETE FROM queues WHERE name = ?",
+    "INSERT INTO deployments (name, spec_json, state_json) VALUES (?, ?, ?) ON CONFLICT (name) DO "
+    "UPDATE SET spec_json = excluded.spec_json, state_json = excluded.state_json",
+    "DELETE FROM deployments WHERE name = ?",
     "INSERT INTO events (revision, time_ms, object, message) VALUES (?, ?, ?, ?)",
     "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = "
     "value + 1 RETURNING value",
@@ -149,6 +163,7 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "SELECT name, address, cpu_milli, memory_mib, gpu_count, gpu_model, ready, "
     "last_heartbeat_ms FROM nodes ORDER BY name",
     "SELECT name, spec_json FROM queues ORDER BY name",
+    "SELECT name, spec_json, state_json FROM deployments ORDER BY name",
     "SELECT revision, time_ms, object, message FROM events WHERE revision > ? "
     "ORDER BY revision, seq LIMIT ?",
 };
@@ -319,6 +334,11 @@ class SqliteStore final : public Store {
     return read_all<QueueRecord>(use, "list_queues", &read_queue);
   }
 
+  Result<std::vector<DeploymentRecord>> list_deployments() override {
+    Use use(stmts_[kListDeployments]);
+    return read_all<DeploymentRecord>(use, "list_deployments", &read_deployment);
+  }
+
   Result<std::vector<EventRecord>> events_since(int64_t after, size_t limit) override {
     if (limit == 0) return std::vector<EventRecord>();
     constexpr auto kMax = static_cast<size_t>(std::numeric_limits<int64_t>::max());
@@ -371,6 +391,16 @@ class SqliteStore final : public Store {
       Use use(stmts_[kDeleteQueue]);
       use.bind(name);
       LEPTON_RETURN_IF_ERROR(done(use, "commit: delete queue '" + name + "'"));
+    }
+    for (const DeploymentRecord& d : batch.deployments) {
+      Use use(stmts_[kUpsertDeployment]);
+      use.bind(d.name).bind(d.spec_json).bind(d.state_json);
+      LEPTON_RETURN_IF_ERROR(done(use, "commit: deployment '" + d.name + "'"));
+    }
+    for (const std::string& name : batch.deleted_deployments) {
+      Use use(stmts_[kDeleteDeployment]);
+      use.bind(name);
+      LEPTON_RETURN_IF_ERROR(done(use, "commit: delete deployment '" + name + "'"));
     }
     for (const EventRecord& e : batch.events) {
       Use use(stmts_[kInsertEvent]);
@@ -454,6 +484,13 @@ class SqliteStore final : public Store {
   static Status read_queue(Use& use, QueueRecord& q) {
     q.name = use.text();
     q.spec_json = use.text();
+    return Status::ok();
+  }
+
+  static Status read_deployment(Use& use, DeploymentRecord& d) {
+    d.name = use.text();
+    d.spec_json = use.text();
+    d.state_json = use.text();
     return Status::ok();
   }
 

@@ -65,6 +65,14 @@ struct QueueRecord {
   bool operator==(const QueueRecord&) const = default;
 };
 
+// A deployment (core/deployment.h) by name, with the controller's state of its replicas.
+struct DeploymentRecord {
+  std::string name;        // unique
+  std::string spec_json;   // the DeploymentSpec, encoded by spec/ (opaque to the store)
+  std::string state_json;  // the controller's state (opaque to the store)
+  bool operator==(const DeploymentRecord&) const = default;
+};
+
 struct EventRecord {
   int64_t revision = 0;  // assigned by commit(); ignored on input
   int64_t time_ms = 0;
@@ -74,8 +82,9 @@ struct EventRecord {
 };
 
 // Upserts (by key) and appends, applied atomically by Store::commit. Within one batch, the last
-// record with a key wins, and a node or queue both upserted and deleted ends up deleted. Keys (job
-// id, task job_id, node name, queue name) must be non-empty and ranks non-negative.
+// record with a key wins, and a node, queue or deployment both upserted and deleted ends up
+// deleted. Keys (job id, task job_id, node name, queue name) must be non-empty and ranks
+// non-negative.
 struct WriteBatch {
   std::vector<JobRecord> jobs;    // key: id
   std::vector<TaskRecord> tasks;  // key: (job_id, rank)
@@ -83,10 +92,13 @@ struct WriteBatch {
   std::vector<std::string> deleted_nodes;
   std::vector<QueueRecord> queues;  // key: name
   std::vector<std::string> deleted_queues;
+  std::vector<DeploymentRecord> deployments;  // key: name
+  std::vector<std::string> deleted_deployments;
   std::vector<EventRecord> events;  // appended, in order
   bool empty() const {
     return jobs.empty() && tasks.empty() && nodes.empty() && deleted_nodes.empty() &&
-           queues.empty() && deleted_queues.empty() && events.empty();
+           queues.empty() && deleted_queues.empty() && deployments.empty() &&
+           deleted_deployments.empty() && events.empty();
   }
 };
 
@@ -113,6 +125,8 @@ class Store {
   virtual Result<std::vector<NodeRecord>> list_nodes() = 0;
   // Queues ordered by name.
   virtual Result<std::vector<QueueRecord>> list_queues() = 0;
+  // Deployments ordered by name.
+  virtual Result<std::vector<DeploymentRecord>> list_deployments() = 0;
   // Events with revision > `after`, oldest first, at most `limit`. A page can end inside a
   // revision; to resume without a gap, continue after the last revision that is complete.
   virtual Result<std::vector<EventRecord>> events_since(int64_t after, size_t limit) = 0;

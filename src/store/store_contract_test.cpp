@@ -80,6 +80,7 @@ class StoreContract : public ::testing::Test {
   }
   std::vector<NodeRecord> nodes() { return ok(store_->list_nodes()); }
   std::vector<QueueRecord> queues() { return ok(store_->list_queues()); }
+  std::vector<DeploymentRecord> deployments() { return ok(store_->list_deployments()); }
   std::vector<EventRecord> events(int64_t after = 0, size_t limit = 1000) {
     return ok(store_->events_since(after, limit));
   }
@@ -239,6 +240,31 @@ TYPED_TEST(StoreContract, QueuesUpsertByNameAndDelete) {
   this->commit(b);
   EXPECT_EQ(this->queues(),
             (std::vector<QueueRecord>{queue("a", "3"), queue("b", "2"), queue("d", "2")}));
+}
+
+TYPED_TEST(StoreContract, DeploymentsUpsertByNameAndDelete) {
+  EXPECT_TRUE(this->deployments().empty());
+  auto d = [](std::string name, std::string spec, std::string state) {
+    return DeploymentRecord{
+        .name = std::move(name), .spec_json = std::move(spec), .state_json = std::move(state)};
+  };
+  WriteBatch b;
+  b.deployments = {d("chat", R"({"name":"chat"})", R"({"generation":1})"), d("asr", "1", "")};
+  this->commit(b);
+  EXPECT_EQ(this->deployments(),
+            (std::vector<DeploymentRecord>{
+                d("asr", "1", ""), d("chat", R"({"name":"chat"})", R"({"generation":1})")}));
+  b = WriteBatch{};
+  b.deployments = {d("chat", "2", "3")};
+  b.deleted_deployments = {"asr", "absent"};
+  this->commit(b);
+  EXPECT_EQ(this->deployments(), (std::vector<DeploymentRecord>{d("chat", "2", "3")}));
+  // Upserted and deleted in one batch: deleted.
+  b = WriteBatch{};
+  b.deployments = {d("tts", "1", "1")};
+  b.deleted_deployments = {"tts"};
+  this->commit(b);
+  EXPECT_EQ(this->deployments(), (std::vector<DeploymentRecord>{d("chat", "2", "3")}));
 }
 
 TYPED_TEST(StoreContract, QueuesAreOrderedByName) {
