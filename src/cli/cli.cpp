@@ -85,6 +85,7 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", "lepton 0.1.0");
   register_control_commands(app);
   register_queue_commands(app);
+  register_deploy_commands(app);
   register_gateway_command(app);
   register_offers_command(app);
   register_sim_commands(app);

@@ -19,6 +19,7 @@ void register_bench_commands(CLI::App& app);
 void register_control_commands(CLI::App& app);
 void register_offers_command(CLI::App& app);
 void register_queue_commands(CLI::App& app);
+void register_deploy_commands(CLI::App& app);
 void register_gateway_command(CLI::App& app);
 
 // Where the bundled data (traces, price catalogs) lives: $LEPTON_DATA_DIR, else `data/` next to

@@ -66,6 +66,11 @@ class Api {
   std::string token_;
 };
 
+// A job task's output (latest attempt), for `job logs` and `deploy logs`. `id` is URL-encoded.
+void print_job_logs(Api& api, const std::string& id, int rank);
+// Streams it until the job ends; returns the job's final state.
+std::string follow_job_logs(Api& api, const std::string& id, int rank);
+
 // `s` padded with spaces to `width` (for tables).
 std::string pad(std::string s, size_t width);
 

@@ -79,8 +79,9 @@ bool terminal(const std::string& state) {
   return state == "SUCCEEDED" || state == "FAILED" || state == "CANCELLED";
 }
 
-// Streams a task's log until the job ends; returns the job's final state.
-std::string follow_logs(Api& api, const std::string& id, int rank) {
+}  // namespace
+
+std::string follow_job_logs(Api& api, const std::string& id, int rank) {
   int64_t offset = 0;
   int attempt = -1;
   while (true) {
@@ -100,6 +101,20 @@ std::string follow_logs(Api& api, const std::string& id, int rank) {
   }
   return api.call("GET", "/api/v1/jobs/" + id).value("state", "");
 }
+
+void print_job_logs(Api& api, const std::string& id, int rank) {
+  int64_t offset = 0;
+  while (true) {
+    json r = api.call("GET", "/api/v1/jobs/" + id + "/logs?rank=" + std::to_string(rank) +
+                                 "&offset=" + std::to_string(offset));
+    const std::string data = r.value("data", "");
+    if (data.empty()) break;
+    std::fwrite(data.data(), 1, data.size(), stdout);
+    offset = r.value("next_offset", offset);
+  }
+}
+
+namespace {
 
 int exit_code_for(const std::string& state) { return state == "SUCCEEDED" ? 0 : 1; }
 
@@ -128,7 +143,7 @@ void register_job_commands(CLI::App& app) {
     const std::string id = j.value("id", "");
     std::printf("%s\n", id.c_str());
     std::fflush(stdout);
-    if (run->follow) throw CLI::RuntimeError(exit_code_for(follow_logs(api, id, 0)));
+    if (run->follow) throw CLI::RuntimeError(exit_code_for(follow_job_logs(api, id, 0)));
     if (run->wait) {
       while (true) {
         std::string state = api.call("GET", "/api/v1/jobs/" + id).value("state", "");
@@ -191,17 +206,9 @@ void register_job_commands(CLI::App& app) {
     Api api(logs->client);
     const std::string id = net::url_encode(logs->id);
     if (logs->follow) {
-      follow_logs(api, id, logs->rank);
-      return;
-    }
-    int64_t offset = 0;
-    while (true) {
-      json r = api.call("GET", "/api/v1/jobs/" + id + "/logs?rank=" + std::to_string(logs->rank) +
-                                   "&offset=" + std::to_string(offset));
-      const std::string data = r.value("data", "");
-      if (data.empty()) break;
-      std::fwrite(data.data(), 1, data.size(), stdout);
-      offset = r.value("next_offset", offset);
+      follow_job_logs(api, id, logs->rank);
+    } else {
+      print_job_logs(api, id, logs->rank);
     }
   });
 
@@ -254,6 +261,7 @@ struct ServeFlags {
   std::string data_dir;
   std::string address = "127.0.0.1";
   int port = 8080;
+  int gateway_port = 8081;
   std::string gpus;
   std::string name;
   bool mps = false;
@@ -269,6 +277,10 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--port", f.port, "Listen port (0: any free port)")
       ->capture_default_str()
       ->check(CLI::Range(0, 65535));
+  cmd->add_option("--gateway-port", f.gateway_port,
+                  "Port of the gateway to deployments (0: any free port, -1: no gateway)")
+      ->capture_default_str()
+      ->check(CLI::Range(-1, 65535));
   cmd->add_option("--policy", f.policy, "Scheduling policy")->capture_default_str();
   cmd->add_option("--node-timeout", f.node_timeout_s,
                   "Seconds without heartbeats before a node is lost")
@@ -289,12 +301,19 @@ std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
   o.data_dir = f.data_dir.empty() ? default_data_dir() : f.data_dir;
   o.address = f.address;
   o.port = static_cast<uint16_t>(f.port);
+  o.gateway_port = f.gateway_port;
   o.control.policy = f.policy;
   o.control.node_timeout_ms = int64_t{f.node_timeout_s} * 1000;
   o.control.preempt_grace_ms = static_cast<int64_t>(f.preempt_grace_s * 1000);
   o.control.reserve_after_ms = static_cast<int64_t>(f.reserve_after_s * 1000);
   auto s = server::Server::start(o);
-  if (!s.is_ok()) fail(s.status().message(), 2);
+  if (!s.is_ok()) {
+    std::string hint;
+    if (s.status().message().find("cannot listen") != std::string::npos) {
+      hint = " (--port and --gateway-port choose other ports)";
+    }
+    fail(s.status().message() + hint, 2);
+  }
   return std::move(*s);
 }
 
@@ -327,8 +346,12 @@ void register_process_commands(CLI::App& app) {
     std::printf("lepton is up at %s\n  API token: %s\n  local node: %s (%s)\n",
                 server->url().c_str(), server->token_path().c_str(), a.name.c_str(),
                 a.gpus.empty() ? "GPUs from NVML" : ("GPUs " + a.gpus).c_str());
+    if (!server->gateway_url().empty()) {
+      std::printf("  gateway: %s/d/NAME/ reaches deployment NAME\n", server->gateway_url().c_str());
+    }
     std::printf(
-        "Try: lepton job run -f examples/hello.yaml --follow\nCtrl-C stops the server "
+        "Try: lepton job run -f examples/hello.yaml --follow\n"
+        "     lepton deploy create -f examples/chat-deployment.yaml\nCtrl-C stops the server "
         "and the agent; running jobs keep running and are picked up at the next start.\n");
     std::fflush(stdout);
     wait_for_stop_signal(signals);
@@ -344,6 +367,9 @@ void register_process_commands(CLI::App& app) {
     auto server = start_server(*srv);
     std::printf("lepton server at %s\n  API token: %s\n", server->url().c_str(),
                 server->token_path().c_str());
+    if (!server->gateway_url().empty()) {
+      std::printf("  gateway: %s/d/NAME/ reaches deployment NAME\n", server->gateway_url().c_str());
+    }
     std::fflush(stdout);
     wait_for_stop_signal(signals);
     server->stop();

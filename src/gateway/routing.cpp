@@ -111,23 +111,28 @@ Status Router::update(const RouteSpec& spec) {
     d.hold_when_empty = route.hold_when_empty;
     const Deployment* previous = old->find(name);
     d.stats = previous ? previous->stats : std::make_shared<DeploymentStats>();
-    for (const std::string& address : route.replicas) {
-      std::shared_ptr<Replica> replica;
-      if (previous) {
-        for (const auto& r : previous->replicas) {
-          if (r->address == address) replica = r;
+    for (const auto* list : {&route.replicas, &route.draining}) {
+      const bool draining = list == &route.draining;
+      for (const std::string& address : *list) {
+        std::shared_ptr<Replica> replica;
+        if (previous) {
+          for (const auto& r : previous->replicas) {
+            if (r->address == address) replica = r;
+          }
         }
+        if (!replica) {
+          replica = std::make_shared<Replica>();
+          replica->address = address;
+          replica->ready = route.probe_path.empty();
+          LEPTON_RETURN_IF_ERROR(split_address(address, replica->host, replica->port));
+          LEPTON_RETURN_IF_ERROR(resolve(replica->host, replica->ip));
+        }
+        bool duplicate = false;
+        for (const auto& r : d.replicas) duplicate = duplicate || r->address == address;
+        if (duplicate) continue;
+        replica->draining = draining;
+        d.replicas.push_back(std::move(replica));
       }
-      if (!replica) {
-        replica = std::make_shared<Replica>();
-        replica->address = address;
-        replica->ready = route.probe_path.empty();
-        LEPTON_RETURN_IF_ERROR(split_address(address, replica->host, replica->port));
-        LEPTON_RETURN_IF_ERROR(resolve(replica->host, replica->ip));
-      }
-      bool duplicate = false;
-      for (const auto& r : d.replicas) duplicate = duplicate || r->address == address;
-      if (!duplicate) d.replicas.push_back(std::move(replica));
     }
     table->deployments.emplace(name, std::move(d));
   }
@@ -153,7 +158,8 @@ Replica* choose_replica(const std::vector<std::shared_ptr<Replica>>& replicas,
   // Two passes, no allocation: count the candidates, then address them by index.
   for (bool want_up : {true, false}) {
     auto candidate = [&](const Replica* r) {
-      return r->ready.load(std::memory_order_relaxed) && !excluded(r) &&
+      return r->ready.load(std::memory_order_relaxed) &&
+             !r->draining.load(std::memory_order_relaxed) && !excluded(r) &&
              (!want_up || r->is_up(now_ns));
     };
     size_t count = 0;

@@ -36,6 +36,8 @@ struct Replica {
   // Whether the replica passed its readiness probe; always true for a deployment with no probe.
   std::atomic<bool> ready{true};
   std::atomic<int> probe_failures{0};  // consecutive, since it was last ready
+  // Taken out of service: finishes what it has in flight, gets nothing new.
+  std::atomic<bool> draining{false};
 
   bool is_up(int64_t now_ns) const {
     return down_until_ns.load(std::memory_order_relaxed) <= now_ns;
@@ -84,6 +86,7 @@ class RouteTable {
 // What the control plane (or a routes file) says of one deployment.
 struct DeploymentRoute {
   std::vector<std::string> replicas;  // "host:port" of the replicas that run
+  std::vector<std::string> draining;  // replicas out of service, still finishing requests
   std::string probe_path;             // see Deployment
   std::string token;
   bool hold_when_empty = false;

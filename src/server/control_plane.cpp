@@ -99,7 +99,7 @@ Status ControlPlane::load(int64_t now_ms) {
     if (holds) active_tasks_.insert({t.job_id, t.rank});
     tasks_[{t.job_id, t.rank}] = t;
   }
-  return Status::ok();
+  return load_deployments(now_ms);
 }
 
 Status ControlPlane::commit(store::WriteBatch& batch) {
@@ -163,29 +163,49 @@ void ControlPlane::ensure_scheduler() {
 // ---------------------------------------------------------------------------------------------
 // User API
 
-Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms) {
-  auto spec = spec::job_spec_from_json(body);
-  if (!spec.is_ok()) return spec.status();
-  if (!spec->queue.empty() && spec->queue != kDefaultQueue && !queues_.count(spec->queue)) {
-    return Status::invalid_argument("queue: no queue named " + spec->queue +
-                                    " (see lepton queue ls)");
+Status ControlPlane::check_queue(const std::string& queue) const {
+  if (!queue.empty() && queue != kDefaultQueue && !queues_.count(queue)) {
+    return Status::invalid_argument("queue: no queue named " + queue + " (see lepton queue ls)");
   }
   for (const auto& [name, q] : queues_) {
-    if (!spec->queue.empty() && q.parent == spec->queue) {
-      return Status::invalid_argument("queue: " + spec->queue +
+    if (!queue.empty() && q.parent == queue) {
+      return Status::invalid_argument("queue: " + queue +
                                       " has child queues; submit to one of them");
     }
   }
+  return Status::ok();
+}
+
+Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms) {
+  auto spec = spec::job_spec_from_json(body);
+  if (!spec.is_ok()) return spec.status();
+  LEPTON_RETURN_IF_ERROR(check_queue(spec->queue));
   auto n = store_->next_id("job");
   if (!n.is_ok()) return n.status();
+  store::WriteBatch batch;
+  Job& job = add_job(std::move(*spec), *n, batch, now_ms);
+  const std::string id = job.record.id;
+  if (Status s = commit(batch); !s.is_ok()) {  // durable before the API answers
+    // Not stored: forget it again.
+    pending_jobs_.erase(job.seq);
+    for (int rank = 0; rank < job.spec.num_nodes; ++rank) tasks_.erase({id, rank});
+    jobs_.erase(id);
+    job_order_.pop_back();
+    return s;
+  }
+  ++submitted_;
+  return job_json(jobs_[id]);
+}
+
+ControlPlane::Job& ControlPlane::add_job(JobSpec spec, int64_t id, store::WriteBatch& batch,
+                                         int64_t now_ms) {
   Job job;
-  job.spec = std::move(*spec);
-  job.record.id = "j-" + std::to_string(*n);
+  job.spec = std::move(spec);
+  job.record.id = "j-" + std::to_string(id);
   job.record.name = job.spec.name;
   job.record.spec_json = spec::job_spec_to_json(job.spec);
   job.record.state = JobState::kPending;
   job.record.created_ms = job.record.updated_ms = now_ms;
-  store::WriteBatch batch;
   batch.jobs.push_back(job.record);
   for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
     store::TaskRecord t;
@@ -194,19 +214,15 @@ Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms) {
     t.gpu_milli = job.spec.resources.gpu_milli;
     t.updated_ms = now_ms;
     batch.tasks.push_back(t);
+    tasks_[{t.job_id, t.rank}] = t;
   }
   event(batch, now_ms, "job/" + job.record.id, "submitted");
-  const std::vector<store::TaskRecord> tasks = batch.tasks;
-  LEPTON_RETURN_IF_ERROR(commit(batch));  // durable before the API answers
-  for (const store::TaskRecord& t : tasks) tasks_[{t.job_id, t.rank}] = t;
-  const std::string id = job.record.id;
-  job_order_.push_back(id);
+  const std::string key = job.record.id;
+  job_order_.push_back(key);
   job.seq = static_cast<int64_t>(job_order_.size());
-  pending_jobs_.emplace(job.seq, id);
+  pending_jobs_.emplace(job.seq, key);
   sched_dirty_ = true;
-  jobs_[id] = std::move(job);
-  ++submitted_;
-  return job_json(jobs_[id]);
+  return jobs_[key] = std::move(job);
 }
 
 json ControlPlane::job_json(const Job& job) const {
@@ -227,8 +243,10 @@ json ControlPlane::job_json(const Job& job) const {
                      {"exit_code", t.exit_code},
                      {"reason", t.reason}});
   }
+  auto deployment = deployment_of_job_.find(job.record.id);
   return {{"id", job.record.id},
           {"name", job.record.name},
+          {"deployment", deployment == deployment_of_job_.end() ? "" : deployment->second},
           {"queue", job.spec.queue.empty() ? std::string(kDefaultQueue) : job.spec.queue},
           {"state", job_state_name(job.record.state)},
           {"restarts", job.record.restarts},
@@ -788,6 +806,7 @@ Status ControlPlane::tick(int64_t now_ms) {
                   /*counts_as_restart=*/false, batch, now_ms);
     }
   }
+  reconcile_deployments(batch, now_ms);
   schedule_pending(batch, now_ms);
   return commit(batch);
 }

@@ -6,6 +6,8 @@
 // locks. Time comes in as arguments (milliseconds since the epoch), so tests control it.
 #pragma once
 
+#include <array>
+#include <deque>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -14,11 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "core/deployment.h"
 #include "core/job.h"
 #include "core/queue.h"
+#include "gateway/routing.h"
 #include "sched/cluster_state.h"
 #include "sched/queues.h"
 #include "sched/scheduler.h"
+#include "server/autoscaler.h"
 #include "store/store.h"
 
 namespace lepton::server {
@@ -35,6 +40,10 @@ struct ControlPlaneOptions {
   int64_t preempt_grace_ms = 30'000;
   // A job first in its queue that has waited this long gets nodes held for it (gang reservation).
   int64_t reserve_after_ms = 60'000;
+  // Where deployments are reached ("http://127.0.0.1:8081"); empty when no gateway runs.
+  std::string gateway_url{};
+  // A replica taken out of service gets this long to finish the requests it has in flight.
+  int64_t drain_timeout_ms = 30'000;
 };
 
 class ControlPlane {
@@ -60,7 +69,25 @@ class ControlPlane {
   Result<json> get_queue(const std::string& name) const;
   Result<json> update_queue(const std::string& name, const std::string& body, int64_t now_ms);
   Result<json> delete_queue(const std::string& name, int64_t now_ms);
+  // Deployments (bodies: spec/deployment_spec.h). A deployment object adds "status" (replicas,
+  // their nodes, addresses and readiness, desired and ready counts, load and latency) and "url".
+  Result<json> create_deployment(const std::string& body, int64_t now_ms);
+  json list_deployments(int64_t now_ms) const;
+  Result<json> get_deployment(const std::string& name, int64_t now_ms) const;
+  // A whole new spec; replicas roll over to it one at a time when what they run changed.
+  Result<json> update_deployment(const std::string& name, const std::string& body, int64_t now_ms);
+  // {"min": N, "max": M} (either may be left out): new bounds, no new replicas.
+  Result<json> scale_deployment(const std::string& name, const std::string& body, int64_t now_ms);
+  Result<json> delete_deployment(const std::string& name, int64_t now_ms);
   std::string metrics() const;  // Prometheus text format
+
+  // --- the gateway ---
+  void set_gateway_url(std::string url) { options_.gateway_url = std::move(url); }
+  // What the gateway should route: every deployment, its running replicas and the draining ones.
+  gateway::RouteSpec routes() const;
+  // What the gateway saw: requests in flight (the autoscaler's signal), replica readiness,
+  // request counts and latencies. Call regularly (every 100 ms or so).
+  void observe_gateway(const gateway::RouteTable& table, int64_t now_ms);
 
   // --- the agent protocol ---
   Result<json> register_agent(const std::string& body, const std::string& peer, int64_t now_ms);
@@ -91,7 +118,59 @@ class ControlPlane {
     int64_t seen_ms = 0;  // last heartbeat (or registration, or control plane start)
   };
 
+  // One replica of a deployment: a one-task job.
+  struct Replica {
+    std::string job;
+    int generation = 0;
+    int port = 0;
+    int64_t draining_since_ms = 0;  // 0: in service
+  };
+  // Once a second: cumulative request count and latency histogram, for rates and percentiles.
+  struct LoadSample {
+    int64_t time_ms = 0;
+    uint64_t requests = 0;
+    std::array<uint64_t, gateway::DeploymentStats::kLatencyBuckets> latency{};
+  };
+  struct ObservedReplica {
+    bool ready = false;
+    int in_flight = 0;
+  };
+  struct Deployment {
+    DeploymentSpec spec;
+    int generation = 1;  // bumped when what replicas run changes
+    std::string token;   // with auth: token
+    int64_t created_ms = 0;
+    std::vector<Replica> replicas;
+    int desired = 0;
+    int failures = 0;           // replicas that ended on their own since one was last ready
+    int64_t next_start_ms = 0;  // crash back-off
+    Autoscaler autoscaler{0};
+    // From the gateway.
+    int64_t observed_ms = 0;
+    int64_t in_flight = 0;
+    std::map<std::string, ObservedReplica> observed;  // by address
+    std::deque<LoadSample> load;                      // the last minute
+  };
+
   ControlPlane(std::unique_ptr<store::Store> store, ControlPlaneOptions options);
+  // A queue jobs may be submitted to: "" (the default), or a stored leaf queue.
+  Status check_queue(const std::string& queue) const;
+  // Adds a pending job (memory and batch); the caller commits.
+  Job& add_job(JobSpec spec, int64_t id, store::WriteBatch& batch, int64_t now_ms);
+  // Deployments: the controller's round (replace ended replicas, scale, roll over to a new
+  // generation, drain and stop replicas taken out of service).
+  void reconcile_deployments(store::WriteBatch& batch, int64_t now_ms);
+  void reconcile(Deployment& d, store::WriteBatch& batch, int64_t now_ms);
+  void start_replica(Deployment& d, store::WriteBatch& batch, int64_t now_ms);
+  void drain_replica(Deployment& d, Replica& r, const std::string& why, store::WriteBatch& batch,
+                     int64_t now_ms);
+  void save_deployment(const Deployment& d, store::WriteBatch& batch) const;
+  Status load_deployments(int64_t now_ms);
+  std::string replica_address(const Replica& r) const;  // "" until its task is placed
+  bool replica_running(const Replica& r) const;
+  bool replica_ready(const Deployment& d, const Replica& r) const;
+  json deployment_json(const Deployment& d, int64_t now_ms) const;
+  int next_free_port();
   Status load(int64_t now_ms);
   Status commit(store::WriteBatch& batch);
   void ensure_scheduler();
@@ -144,6 +223,9 @@ class ControlPlane {
   sched::ClusterState cluster_;
   std::unique_ptr<sched::Scheduler> scheduler_;
   std::map<std::string, QueueSpec> queues_;  // stored queues, by name
+  std::map<std::string, Deployment> deployments_;
+  std::map<std::string, std::string> deployment_of_job_;  // replica job id -> deployment
+  int next_port_ = 0;
   std::unique_ptr<sched::QueueScheduler> queue_scheduler_;
   std::map<TaskKey, Stopping> stopping_;  // tasks of preempted jobs, until their grace ends
   bool sched_dirty_ = true;  // something a scheduling round depends on changed since the last

@@ -76,6 +76,17 @@ class ServerImpl final : public Server {
   ~ServerImpl() override { stop(); }
 
   Status start_serving() {
+    if (options_.gateway_port >= 0) {
+      router_ = std::make_shared<gateway::Router>();
+      gateway::GatewayOptions g = options_.gateway;
+      g.address = options_.address;
+      g.port = static_cast<uint16_t>(options_.gateway_port);
+      auto gw = gateway::Gateway::start(g, router_);
+      if (!gw.is_ok()) return gw.status();
+      gateway_ = std::move(*gw);
+      gateway_url_ = "http://" + options_.address + ":" + std::to_string(gateway_->port());
+      cp_->set_gateway_url(gateway_url_);
+    }
     loop_thread_ = std::thread([this] { loop_.run(); });
     schedule_tick();
     auto http = net::HttpServer::start({.address = options_.address, .port = options_.port},
@@ -93,6 +104,7 @@ class ServerImpl final : public Server {
   std::string url() const override {
     return "http://" + options_.address + ":" + std::to_string(http_->port());
   }
+  std::string gateway_url() const override { return gateway_url_; }
   std::string token() const override { return token_; }
   std::string token_path() const override { return options_.data_dir + "/token"; }
 
@@ -103,6 +115,7 @@ class ServerImpl final : public Server {
     work_.reset();
     loop_.stop();
     if (loop_thread_.joinable()) loop_thread_.join();
+    if (gateway_) gateway_->stop();
   }
 
  private:
@@ -110,11 +123,29 @@ class ServerImpl final : public Server {
     timer_.expires_after(std::chrono::milliseconds(50));
     timer_.async_wait([this](const boost::system::error_code& ec) {
       if (ec) return;
-      if (Status s = cp_->tick(now_ms()); !s.is_ok()) {
+      const int64_t now = now_ms();
+      if (router_) cp_->observe_gateway(*router_->snapshot(), now);
+      if (Status s = cp_->tick(now); !s.is_ok()) {
         std::fprintf(stderr, "lepton server: tick: %s\n", s.to_string().c_str());
       }
+      if (router_) update_routes();
       schedule_tick();
     });
+  }
+
+  // Gives the gateway the control plane's routes when they changed.
+  void update_routes() {
+    gateway::RouteSpec spec = cp_->routes();
+    if (spec == routes_) return;
+    if (Status s = router_->update(spec); !s.is_ok()) {
+      if (s.message() != routes_error_) {
+        std::fprintf(stderr, "lepton server: gateway routes: %s\n", s.message().c_str());
+        routes_error_ = s.message();
+      }
+      return;
+    }
+    routes_error_.clear();
+    routes_ = std::move(spec);
   }
 
   // Runs `fn` on the control loop and answers with what it returns.
@@ -149,7 +180,8 @@ class ServerImpl final : public Server {
                .content_type = "text/plain; charset=utf-8",
                .body = "lepton API server\n\nThe web console is not built yet. The REST API is "
                        "described at /api/v1/openapi.json;\nthe CLI: lepton job run -f "
-                       "examples/hello.yaml --follow, lepton job ls, lepton node ls.\n"});
+                       "examples/hello.yaml --follow, lepton job ls, lepton node ls,\n"
+                       "lepton deploy create -f examples/chat-deployment.yaml.\n"});
       return;
     }
     if (req.path == "/api/v1/openapi.json") {
@@ -243,6 +275,49 @@ class ServerImpl final : public Server {
       }
       return;
     }
+    if (kind == "deployments" && parts.size() == 3) {
+      if (m == "POST") {
+        on_loop(std::move(respond), [this, body = std::move(req.body)] {
+          return to_response(cp_->create_deployment(body, now_ms()), 201);
+        });
+      } else if (m == "GET") {
+        on_loop(std::move(respond),
+                [this] { return json_response(cp_->list_deployments(now_ms())); });
+      } else {
+        method_not_allowed();
+      }
+      return;
+    }
+    if (kind == "deployments" && (parts.size() == 4 || parts.size() == 5)) {
+      const std::string& name = parts[3];
+      if (parts.size() == 5) {
+        if (parts[4] != "scale") {
+          respond(
+              net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
+        } else if (m != "POST") {
+          method_not_allowed();
+        } else {
+          on_loop(std::move(respond), [this, name, body = std::move(req.body)] {
+            return to_response(cp_->scale_deployment(name, body, now_ms()));
+          });
+        }
+        return;
+      }
+      if (m == "GET") {
+        on_loop(std::move(respond),
+                [this, name] { return to_response(cp_->get_deployment(name, now_ms())); });
+      } else if (m == "PUT") {
+        on_loop(std::move(respond), [this, name, body = std::move(req.body)] {
+          return to_response(cp_->update_deployment(name, body, now_ms()));
+        });
+      } else if (m == "DELETE") {
+        on_loop(std::move(respond),
+                [this, name] { return to_response(cp_->delete_deployment(name, now_ms())); });
+      } else {
+        method_not_allowed();
+      }
+      return;
+    }
     if (kind == "nodes" && parts.size() == 3) {
       if (m != "GET") return method_not_allowed();
       on_loop(std::move(respond), [this] { return json_response(cp_->list_nodes(now_ms())); });
@@ -273,10 +348,27 @@ class ServerImpl final : public Server {
   asio::steady_timer timer_;
   std::thread loop_thread_;
   std::unique_ptr<net::HttpServer> http_;
+  std::shared_ptr<gateway::Router> router_;
+  std::unique_ptr<gateway::Gateway> gateway_;
+  std::string gateway_url_;
+  gateway::RouteSpec routes_;  // what the router has
+  std::string routes_error_;
   std::atomic<bool> stopped_{false};
 };
 
 }  // namespace
+
+std::string random_hex_token() {
+  std::random_device rd;  // /dev/urandom on Linux
+  static const char* kHex = "0123456789abcdef";
+  std::string token;
+  for (int i = 0; i < 32; ++i) {
+    unsigned v = rd();
+    token += kHex[(v >> 4) & 15];
+    token += kHex[v & 15];
+  }
+  return token;
+}
 
 Result<std::string> load_or_create_token(const std::string& data_dir) {
   const std::string path = data_dir + "/token";
@@ -287,14 +379,7 @@ Result<std::string> load_or_create_token(const std::string& data_dir) {
     if (token.size() >= 32) return token;
     return Status::invalid_argument(path + ": expected a token of at least 32 characters");
   }
-  std::random_device rd;  // /dev/urandom on Linux
-  static const char* kHex = "0123456789abcdef";
-  std::string token;
-  for (int i = 0; i < 32; ++i) {
-    unsigned v = rd();
-    token += kHex[(v >> 4) & 15];
-    token += kHex[v & 15];
-  }
+  const std::string token = random_hex_token();
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/status.h"
+#include "gateway/gateway.h"
 #include "server/control_plane.h"
 
 namespace lepton::server {
@@ -17,6 +18,9 @@ struct ServerOptions {
   std::string data_dir;  // holds lepton.db, token, logs/
   std::string address = "127.0.0.1";
   uint16_t port = 8080;  // 0: any free port
+  // The gateway to deployments, on `address`: -1 for none, 0 for any free port.
+  int gateway_port = 8081;
+  gateway::GatewayOptions gateway{};
   ControlPlaneOptions control{};
 };
 
@@ -25,11 +29,15 @@ class Server {
   // Opens (or creates) the store and the API token under data_dir, and starts serving.
   static Result<std::unique_ptr<Server>> start(ServerOptions options);
   virtual ~Server() = default;
-  virtual std::string url() const = 0;         // "http://127.0.0.1:PORT"
-  virtual std::string token() const = 0;       // bearer token for the API
-  virtual std::string token_path() const = 0;  // DATA_DIR/token
-  virtual void stop() = 0;                     // idempotent
+  virtual std::string url() const = 0;          // "http://127.0.0.1:PORT"
+  virtual std::string gateway_url() const = 0;  // "" without a gateway
+  virtual std::string token() const = 0;        // bearer token for the API
+  virtual std::string token_path() const = 0;   // DATA_DIR/token
+  virtual void stop() = 0;                      // idempotent
 };
+
+// 32 random bytes as 64 hex digits, from the system's random source.
+std::string random_hex_token();
 
 // Reads the token from DIR/token, creating it (0600, 32 random bytes as hex) when missing.
 Result<std::string> load_or_create_token(const std::string& data_dir);

@@ -1,0 +1,55 @@
+#include "server/autoscaler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace lepton::server {
+
+void Autoscaler::observe(int64_t now_ms, double in_flight) {
+  samples_.push_back({now_ms, in_flight});
+  if (in_flight > 0) last_active_ms_ = now_ms;
+  const int64_t keep_ms = int64_t{kMaxWindowSeconds} * 1000;
+  while (!samples_.empty() && samples_.front().time_ms < now_ms - keep_ms) samples_.pop_front();
+}
+
+double Autoscaler::average(int64_t since_ms) const {
+  double sum = 0;
+  int n = 0;
+  for (auto it = samples_.rbegin(); it != samples_.rend() && it->time_ms > since_ms; ++it) {
+    sum += it->in_flight;
+    ++n;
+  }
+  return n == 0 ? 0 : sum / n;
+}
+
+double Autoscaler::stable_average(const DeploymentSpec& spec, int64_t now_ms) const {
+  return average(now_ms - int64_t{spec.window_s} * 1000);
+}
+
+double Autoscaler::panic_average(const DeploymentSpec& spec, int64_t now_ms) const {
+  return average(now_ms - int64_t{spec.panic_window_s} * 1000);
+}
+
+int Autoscaler::desired(const DeploymentSpec& spec, int current, int64_t now_ms) {
+  const double target = spec.target_in_flight;
+  const int stable = static_cast<int>(std::ceil(stable_average(spec, now_ms) / target - 1e-9));
+  const int panic = static_cast<int>(std::ceil(panic_average(spec, now_ms) / target - 1e-9));
+  int want = stable;
+  if (current > 0 && panic >= 2 * current) {
+    if (!panicking(now_ms)) panic_replicas_ = 0;
+    panic_until_ms_ = now_ms + int64_t{spec.window_s} * 1000;
+  }
+  if (panicking(now_ms)) {
+    panic_replicas_ = std::max({panic_replicas_, panic, current});
+    want = std::max(want, panic_replicas_);
+  }
+  // Something in flight right now needs a replica, whatever the averages say.
+  if (!samples_.empty() && samples_.back().in_flight > 0) want = std::max(want, 1);
+  // Scale to zero only after scale_to_zero_after with nothing in flight.
+  if (want == 0 && now_ms - last_active_ms_ < int64_t{spec.scale_to_zero_after_s} * 1000) {
+    want = 1;
+  }
+  return std::clamp(want, spec.min_replicas, spec.max_replicas);
+}
+
+}  // namespace lepton::server

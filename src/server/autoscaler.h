@@ -1,0 +1,50 @@
+// The autoscaler of one deployment, as Knative's KPA does it: the signal is requests in flight
+// (including requests the gateway holds while no replica is ready), averaged over a stable window
+// and a short panic window. The replicas wanted are ceil(average / target). A burst that asks for
+// at least twice the replicas there are starts panic mode: for one stable window the deployment
+// scales up on the panic average and never down. With min 0, a deployment with nothing in flight
+// for scale_to_zero_after goes to zero; a request in flight brings it back to at least one.
+//
+// Pure and deterministic: time comes in as arguments. Counting in-flight requests, not completed
+// ones, keeps long streams visible as load.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+
+#include "core/deployment.h"
+
+namespace lepton::server {
+
+class Autoscaler {
+ public:
+  // `start_ms` counts as the last activity: a new deployment gets one replica (with min 0) until
+  // scale_to_zero_after has passed with no traffic.
+  explicit Autoscaler(int64_t start_ms) : last_active_ms_(start_ms) {}
+
+  // One observation of requests in flight; call regularly (every 100 ms to a second).
+  void observe(int64_t now_ms, double in_flight);
+
+  // The replicas the deployment should have, given `current` (those running or starting, not
+  // draining), clamped to the spec's min and max.
+  int desired(const DeploymentSpec& spec, int current, int64_t now_ms);
+
+  bool panicking(int64_t now_ms) const { return now_ms < panic_until_ms_; }
+  // Averages over the windows, for display.
+  double stable_average(const DeploymentSpec& spec, int64_t now_ms) const;
+  double panic_average(const DeploymentSpec& spec, int64_t now_ms) const;
+
+ private:
+  double average(int64_t since_ms) const;
+
+  struct Sample {
+    int64_t time_ms;
+    double in_flight;
+  };
+  std::deque<Sample> samples_;  // the last kMaxWindowSeconds at most
+  int64_t last_active_ms_;
+  int64_t panic_until_ms_ = 0;
+  int panic_replicas_ = 0;  // the most wanted during this panic
+};
+
+}  // namespace lepton::server

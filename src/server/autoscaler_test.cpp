@@ -1,0 +1,76 @@
+#include "server/autoscaler.h"
+
+#include <gtest/gtest.h>
+
+namespace lepton::server {
+namespace {
+
+DeploymentSpec spec(int min, int max) {
+  DeploymentSpec s;
+  s.replica.name = "chat";
+  s.replica.run = "serve";
+  s.min_replicas = min;
+  s.max_replicas = max;
+  s.target_in_flight = 4;
+  s.window_s = 60;
+  s.panic_window_s = 6;
+  s.scale_to_zero_after_s = 30;
+  return s;
+}
+
+// Observes `in_flight` every 100 ms from `from` to `to` (ms).
+void feed(Autoscaler& a, int64_t from, int64_t to, double in_flight) {
+  for (int64_t t = from; t < to; t += 100) a.observe(t, in_flight);
+}
+
+TEST(Autoscaler, SteadyLoadGetsCeilOfLoadOverTarget) {
+  Autoscaler a(0);
+  feed(a, 0, 60'000, 10);
+  EXPECT_EQ(a.desired(spec(1, 10), 3, 60'000), 3);  // 10 / 4 -> 3
+  feed(a, 60'000, 120'000, 16);
+  EXPECT_EQ(a.desired(spec(1, 10), 3, 120'000), 4);
+  EXPECT_EQ(a.desired(spec(1, 3), 3, 120'000), 3) << "clamped to max";
+  EXPECT_FALSE(a.panicking(120'000));
+}
+
+TEST(Autoscaler, ABurstPanicsAndNeverScalesDownDuringThePanic) {
+  Autoscaler a(0);
+  feed(a, 0, 60'000, 4);
+  ASSERT_EQ(a.desired(spec(1, 20), 1, 60'000), 1);
+  // A burst: 40 in flight for 6 s. The stable average is still low (about 8 -> 2), the panic
+  // average wants 10, which is at least twice the 1 replica there is.
+  feed(a, 60'000, 66'000, 40);
+  EXPECT_EQ(a.desired(spec(1, 20), 1, 66'000), 10);
+  EXPECT_TRUE(a.panicking(66'000));
+  // The burst ends; for the rest of the panic (one window) the count does not go down.
+  feed(a, 66'000, 100'000, 0);
+  EXPECT_EQ(a.desired(spec(1, 20), 10, 100'000), 10);
+  // After the window: back to the stable average (nothing in flight for 34 s of 60 -> zero
+  // wanted, held at min 1).
+  feed(a, 100'000, 200'000, 0);
+  EXPECT_FALSE(a.panicking(200'000));
+  EXPECT_EQ(a.desired(spec(1, 20), 10, 200'000), 1);
+}
+
+TEST(Autoscaler, ScalesToZeroOnlyAfterTheQuietPeriodAndBackOnARequest) {
+  Autoscaler a(0);
+  // A new deployment with min 0 gets one replica until 30 s pass with no traffic.
+  EXPECT_EQ(a.desired(spec(0, 4), 0, 0), 1);
+  feed(a, 0, 29'000, 0);
+  EXPECT_EQ(a.desired(spec(0, 4), 1, 29'000), 1);
+  feed(a, 29'000, 31'000, 0);
+  EXPECT_EQ(a.desired(spec(0, 4), 1, 31'000), 0);
+  // One request in flight (held by the gateway) brings one replica back at once.
+  a.observe(40'000, 1);
+  EXPECT_EQ(a.desired(spec(0, 4), 0, 40'000), 1);
+  // And it stays for the quiet period after the last request.
+  feed(a, 40'100, 69'000, 0);
+  EXPECT_EQ(a.desired(spec(0, 4), 1, 69'000), 1);
+  feed(a, 69'000, 71'000, 0);
+  EXPECT_EQ(a.desired(spec(0, 4), 1, 71'000), 0);
+  // With min 1 it never goes to zero.
+  EXPECT_EQ(a.desired(spec(1, 4), 1, 71'000), 1);
+}
+
+}  // namespace
+}  // namespace lepton::server
