@@ -43,12 +43,11 @@ int Autoscaler::desired(const DeploymentSpec& spec, int current, int64_t now_ms)
     panic_replicas_ = std::max({panic_replicas_, panic, current});
     want = std::max(want, panic_replicas_);
   }
-  // Something in flight right now needs a replica, whatever the averages say.
-  if (!samples_.empty() && samples_.back().in_flight > 0) want = std::max(want, 1);
-  // Scale to zero only after scale_to_zero_after with nothing in flight.
-  if (want == 0 && now_ms - last_active_ms_ < int64_t{spec.scale_to_zero_after_s} * 1000) {
-    want = 1;
-  }
+  // Nothing in flight for scale_to_zero_after: zero, even while the stable window still holds
+  // the last requests. Before that, at least one.
+  const bool quiet = now_ms - last_active_ms_ >= int64_t{spec.scale_to_zero_after_s} * 1000;
+  if (quiet && !panicking(now_ms)) want = 0;
+  if (!quiet) want = std::max(want, 1);
   return std::clamp(want, spec.min_replicas, spec.max_replicas);
 }
 

@@ -3,7 +3,8 @@
 // and a short panic window. The replicas wanted are ceil(average / target). A burst that asks for
 // at least twice the replicas there are starts panic mode: for one stable window the deployment
 // scales up on the panic average and never down. With min 0, a deployment with nothing in flight
-// for scale_to_zero_after goes to zero; a request in flight brings it back to at least one.
+// for scale_to_zero_after goes to zero (out of panic); anything in flight more recently keeps at
+// least one replica, so a request the gateway holds brings one back.
 //
 // Pure and deterministic: time comes in as arguments. Counting in-flight requests, not completed
 // ones, keeps long streams visible as load.
