@@ -268,6 +268,9 @@ Result<Signature> sign(HttpRequest& request, const Credentials& credentials,
   if (has_header(request.headers, "authorization")) {
     return Status::invalid_argument("request is already signed (has an Authorization header)");
   }
+  // Header names and values are checked before anything is added, so a failed sign() leaves the
+  // request as it was.
+  if (auto checked = canonical_headers(request.headers); !checked.is_ok()) return checked.status();
   if (const std::string* date = find_header(request.headers, "x-amz-date")) {
     if (*date != params.amz_date) {
       return Status::invalid_argument("X-Amz-Date header '" + *date + "' differs from amz_date '" +

@@ -569,6 +569,8 @@ TEST(SigV4, BadInputIsAClearError) {
   HttpRequest bad_value = ok;
   bad_value.headers.emplace_back("My-Header", "a\r\nInjected: yes");
   EXPECT_EQ(sign_error(bad_value), "header 'My-Header': value must not contain CR, LF or NUL");
+  ASSERT_FALSE(sign(bad_value, kSuiteCredentials, kSuiteParams).is_ok());
+  EXPECT_EQ(bad_value.headers.size(), 2u);  // a failed sign() adds no headers
 
   HttpRequest signed_twice = ok;
   ASSERT_TRUE(sign(signed_twice, kSuiteCredentials, kSuiteParams).is_ok());
