@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/testing/mutate.h"
+#include "spec/deployment_spec.h"
 
 namespace lepton::spec {
 namespace {
@@ -309,6 +310,7 @@ TEST(SpecJobYaml, MutatedInputNeverCrashes) {
   EXPECT_GT(errors, 1000);
 }
 
+// Job specs and deployment specs (kind: deployment) alike.
 TEST(SpecJobYaml, EveryExampleParses) {
   const std::filesystem::path dir = std::filesystem::path(LEPTON_SOURCE_DIR) / "examples";
   int count = 0;
@@ -317,8 +319,12 @@ TEST(SpecJobYaml, EveryExampleParses) {
     std::ifstream in(entry.path());
     std::stringstream text;
     text << in.rdbuf();
-    auto r = parse_job_yaml(text.str(), entry.path().string());
-    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    const std::string t = text.str();
+    const bool deployment =
+        t.starts_with("kind: deployment\n") || t.find("\nkind: deployment\n") != std::string::npos;
+    Status s = deployment ? parse_deployment_yaml(t, entry.path().string()).status()
+                          : parse_job_yaml(t, entry.path().string()).status();
+    EXPECT_TRUE(s.is_ok()) << s.message();
     ++count;
   }
   EXPECT_GE(count, 3);
