@@ -38,7 +38,7 @@ class Cluster : public testing::Test {
   void start_server(const std::vector<std::string>& extra = {}) {
     std::vector<std::string> argv{
         LEPTON_BINARY,         "server",         "--data-dir", (dir_ / "server").string(), "--port",
-        std::to_string(port_), "--node-timeout", "2"};
+        std::to_string(port_), "--node-timeout", "2",          "--gateway-port",           "0"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     server_ = std::make_unique<Process>(argv, (dir_ / "server.log").string());
     ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 10s));
@@ -259,8 +259,8 @@ TEST_F(Cluster, UpRunsJobsAndPicksThemUpAfterAKill) {
   auto up = [&] {
     return std::make_unique<Process>(
         std::vector<std::string>{LEPTON_BINARY, "up", "--data-dir", (dir_ / "server").string(),
-                                 "--port", std::to_string(port_), "--gpus", "A100-80GB:2", "--name",
-                                 "local"},
+                                 "--port", std::to_string(port_), "--gateway-port", "0", "--gpus",
+                                 "A100-80GB:2", "--name", "local"},
         (dir_ / "up.log").string());
   };
   server_ = up();

@@ -1,5 +1,5 @@
 // Test helpers for end-to-end tests: start `lepton` processes, run CLI commands, wait with
-// deadlines, and pick free loopback ports.
+// deadlines, pick free loopback ports, and speak HTTP over raw sockets.
 #pragma once
 
 #include <signal.h>
@@ -70,5 +70,26 @@ struct CommandResult {
 };
 // Runs a shell command line; stdout captured, stderr appended to stdout.
 CommandResult run_command(const std::string& command);
+
+// An HTTP exchange over a raw socket, so a test sees when each byte arrives.
+struct RawResponse {
+  int status = 0;
+  std::string head;
+  std::string body;  // de-chunked
+  double first_body_ms = -1;
+  double total_ms = 0;
+  bool has_header(const std::string& line) const {
+    return head.find("\r\n" + line + "\r\n") != std::string::npos;
+  }
+};
+
+// A connected socket to 127.0.0.1:port (10 s receive timeout), or -1.
+int connect_to(int port);
+// Sends `raw` as is and reads the response until the connection closes (10 s idle at most).
+RawResponse send_raw(int port, const std::string& raw);
+// One request with Connection: close; `headers` are extra "Name: value\r\n" lines.
+RawResponse request(int port, const std::string& method, const std::string& target,
+                    const std::string& body = "", const std::string& host = "127.0.0.1",
+                    const std::string& headers = "");
 
 }  // namespace lepton::e2e

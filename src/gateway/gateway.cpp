@@ -282,7 +282,9 @@ class Session : public std::enable_shared_from_this<Session> {
     res_parser_.reset();
     replica_ = choose_replica(dep_->replicas, tried_, now_ns(), w_.rng);
     if (!replica_) {
-      if (tried_.empty() && dep_->hold_when_empty) return hold();
+      // A holding deployment waits for a replica it has not tried yet (a new one replaces one
+      // that just failed).
+      if (dep_->hold_when_empty) return hold();
       if (tried_.empty()) {
         return fail_before_start(503, "unavailable",
                                  "deployment '" + dep_->name + "' has no ready replica");

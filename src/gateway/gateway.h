@@ -19,8 +19,8 @@
 //
 // Readiness: a prober thread sends each replica of a deployment with a probe path a GET every
 // probe_interval; only ready replicas get requests. Scale from zero: when no replica of a holding
-// deployment is ready, requests wait (counted in flight, which is what the autoscaler sees) until
-// one is, or until hold_for passes.
+// deployment is ready (or none that this request has not already failed on), requests wait
+// (counted in flight, which is what the autoscaler sees) until one is, or until hold_for passes.
 #pragma once
 
 #include <chrono>
