@@ -116,6 +116,45 @@ std::string openapi_document() {
         {"/api/v1/agents/{name}/heartbeat",
          {{"post",
            op("an agent reports its tasks and gets work (used by lepton agent)", "200")}}}}}};
+  doc["components"]["schemas"]["DeploymentSpec"] = {
+      {"type", "object"},
+      {"required", {"name", "run"}},
+      {"description",
+       "the job fields name, resources, envs, setup, run, queue, priority and preemptible, and "
+       "the deployment's own"},
+      {"properties",
+       {{"kind", {{"type", "string"}, {"enum", {"deployment"}}}},
+        {"port", {{"type", "integer"}, {"description", "default: one is assigned, in $PORT"}}},
+        {"replicas",
+         {{"type", "object"},
+          {"properties", {{"min", {{"type", "integer"}}}, {"max", {{"type", "integer"}}}}}}},
+        {"autoscale",
+         {{"type", "object"},
+          {"properties",
+           {{"target_in_flight", {{"type", "integer"}}},
+            {"window", {{"type", "integer"}, {"description", "seconds"}}},
+            {"panic_window", {{"type", "integer"}, {"description", "seconds"}}},
+            {"scale_to_zero_after", {{"type", "integer"}, {"description", "seconds"}}}}}}},
+        {"readiness", {{"type", "object"}, {"properties", {{"path", {{"type", "string"}}}}}}},
+        {"auth", {{"type", "string"}, {"enum", {"public", "token"}}}}}}};
+  const json deployment_body = {
+      {"required", true},
+      {"content",
+       {{"application/json", {{"schema", {{"$ref", "#/components/schemas/DeploymentSpec"}}}}}}}};
+  json& paths = doc["paths"];
+  paths["/api/v1/deployments"] = {
+      {"get", op("list deployments with ready and desired replicas", "200")},
+      {"post", op("create a deployment", "201", {{"requestBody", deployment_body}})}};
+  paths["/api/v1/deployments/{name}"] = {
+      {"get",
+       op("get a deployment: replicas, load, latency", "200", {{"parameters", {name_param}}})},
+      {"put", op("replace a deployment's spec (replicas roll over)", "200",
+                 {{"parameters", {name_param}}, {"requestBody", deployment_body}})},
+      {"delete",
+       op("delete a deployment and stop its replicas", "200", {{"parameters", {name_param}}})}};
+  paths["/api/v1/deployments/{name}/scale"] = {
+      {"post",
+       op("set replica bounds: {\"min\": N, \"max\": M}", "200", {{"parameters", {name_param}}})}};
   return doc.dump();
 }
 
