@@ -30,12 +30,12 @@ double Autoscaler::panic_average(const DeploymentSpec& spec, int64_t now_ms) con
   return average(now_ms - int64_t{spec.panic_window_s} * 1000);
 }
 
-int Autoscaler::desired(const DeploymentSpec& spec, int current, int64_t now_ms) {
+int Autoscaler::desired(const DeploymentSpec& spec, int current, int ready, int64_t now_ms) {
   const double target = spec.target_in_flight;
   const int stable = static_cast<int>(std::ceil(stable_average(spec, now_ms) / target - 1e-9));
   const int panic = static_cast<int>(std::ceil(panic_average(spec, now_ms) / target - 1e-9));
   int want = stable;
-  if (current > 0 && panic >= 2 * current) {
+  if (current > 0 && panic >= 2 * std::max(ready, 1)) {
     if (!panicking(now_ms)) panic_replicas_ = 0;
     panic_until_ms_ = now_ms + int64_t{spec.window_s} * 1000;
   }

@@ -1,8 +1,10 @@
 // The autoscaler of one deployment, as Knative's KPA does it: the signal is requests in flight
 // (including requests the gateway holds while no replica is ready), averaged over a stable window
 // and a short panic window. The replicas wanted are ceil(average / target). A burst that asks for
-// at least twice the replicas there are starts panic mode: for one stable window the deployment
-// scales up on the panic average and never down. With min 0, a deployment with nothing in flight
+// at least twice the replicas that are ready starts (or extends) panic mode: until one stable
+// window after the last such burst the deployment scales up on the panic average and never down.
+// Comparing with ready replicas, not started ones, keeps the panic going while new replicas are
+// still starting, as Knative does. With min 0, a deployment with nothing in flight
 // for scale_to_zero_after goes to zero (out of panic); anything in flight more recently keeps at
 // least one replica, so a request the gateway holds brings one back.
 //
@@ -27,8 +29,8 @@ class Autoscaler {
   void observe(int64_t now_ms, double in_flight);
 
   // The replicas the deployment should have, given `current` (those running or starting, not
-  // draining), clamped to the spec's min and max.
-  int desired(const DeploymentSpec& spec, int current, int64_t now_ms);
+  // draining) of which `ready` are ready, clamped to the spec's min and max.
+  int desired(const DeploymentSpec& spec, int current, int ready, int64_t now_ms);
 
   bool panicking(int64_t now_ms) const { return now_ms < panic_until_ms_; }
   // Averages over the windows, for display.

@@ -324,9 +324,12 @@ void ControlPlane::reconcile(Deployment& d, store::WriteBatch& batch, int64_t no
     }
   }
 
-  int in_service = 0;
-  for (const Replica& r : d.replicas) in_service += r.draining_since_ms == 0 ? 1 : 0;
-  d.desired = d.autoscaler.desired(d.spec, in_service, now_ms);
+  int in_service = 0, ready_now = 0;
+  for (const Replica& r : d.replicas) {
+    in_service += r.draining_since_ms == 0 ? 1 : 0;
+    ready_now += replica_ready(d, r) ? 1 : 0;
+  }
+  d.desired = d.autoscaler.desired(d.spec, in_service, ready_now, now_ms);
 
   // Old generation: replicas that serve nothing go at once; ready ones as soon as the others
   // cover the desired count without them.
