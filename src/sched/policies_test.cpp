@@ -149,6 +149,20 @@ TEST(Policies, LeptonKeepsCpuWhereGpusWouldBeStrandedWithoutIt) {
   EXPECT_EQ(light.placement->node, 0);
 }
 
+TEST(Policies, LeptonScoresCpuOnlyPodsOnFgdsMeasureAndPacksThemByFreeGpu) {
+  // A CPU-only 8-core pod: on node 0 (2 GPUs, 16 cores) the 8-core GPU task still fits, so FGD's
+  // measure does not change anywhere, and the tie-break sends CPU load to the node with the least
+  // free GPU, node 0 — even though its second GPU is then short of CPU. The stranding term is for
+  // GPU pods only.
+  TypicalWorkload eight_cores{{{req(8000, 1, 1000), 1.0}}};
+  ClusterState c;
+  ASSERT_TRUE(c.add_node({"small", 16000, 131072, 2, "V100"}).is_ok());
+  ASSERT_TRUE(c.add_node({"large", 64000, 131072, 4, "V100"}).is_ok());
+  Decision d = make("lepton", eight_cores).decide(c, req(8000, 0, 0));
+  ASSERT_TRUE(d.placement);
+  EXPECT_EQ(d.placement->node, 0);
+}
+
 TEST(Policies, DotProdAvoidsAlignedNodes) {
   // Node 0 has little CPU left, node 1 plenty: a CPU-heavy request aligns with node 1's free
   // vector, so dotprod prefers node 0, where the product is smaller.

@@ -1,11 +1,14 @@
-// lepton, the default policy: FGD's squashed fragmentation gradient over a fragmentation measure
-// that also counts GPUs stranded by a shortage of CPU, with two tie-breaks among equally scored
-// nodes. Measurements behind each choice, and what did not work, are in docs/scheduling.md.
+// lepton, the default policy: FGD's squashed fragmentation gradient, for GPU pods over a
+// fragmentation measure that also counts GPUs stranded by a shortage of CPU, with two tie-breaks
+// among equally scored nodes. Measurements behind each choice, and what did not work, are in
+// docs/scheduling.md.
 //   F(node)   = FGD's expected fragmented GPU capacity over the typical workload
-//               + max(0, free GPU - free CPU / r), the node's free GPU capacity that its free CPU
-//               cannot serve when tasks take CPU and GPU in the workload's ratio r (the
-//               popularity-weighted CPU over the popularity-weighted GPU of its GPU tasks). Both
-//               terms are in milli-GPUs; neither is scaled.
+//               + (for a GPU pod) max(0, free GPU - free CPU / r), the node's free GPU capacity
+//               that its free CPU cannot serve when tasks take CPU and GPU in the workload's ratio
+//               r (the popularity-weighted CPU over the popularity-weighted GPU of its GPU tasks).
+//               Both terms are in milli-GPUs; neither is scaled. A CPU-only pod is scored on FGD's
+//               measure alone: its tie-break below already keeps CPU load off free GPUs, and the
+//               extra term made it seek CPU-rich nodes with free GPUs instead (measured: worse).
 //   primary   = int(100 * sigmoid((F(before) - F(after)) / 1000)), squashed as FGD squashes.
 //   secondary = for a CPU-only pod: minus the node's free GPU capacity (put CPU load where GPUs are
 //               already used, so free GPUs are not stranded without CPU);
@@ -39,8 +42,8 @@ class LeptonPolicy final : public Policy {
   std::string_view name() const override { return "lepton"; }
 
   NodeScore score(const NodeState& state, const Request& request) const override {
-    const double before = frag(state);
     const bool cpu_only = request.res.gpu_count == 0;
+    const double before = frag(state, cpu_only);
     auto [v, gpu] = best_placement(state, request, [&](const NodeState& after) {
       return value(state, before, after, cpu_only);
     });
@@ -55,13 +58,14 @@ class LeptonPolicy final : public Policy {
                              static_cast<double>(state.cpu_free) / cpu_per_gpu_);
   }
 
-  double frag(const NodeState& state) const {
-    return gpu_frag_milli(state, workload_) + cpu_stranded(state);
+  double frag(const NodeState& state, bool cpu_only) const {
+    const double f = gpu_frag_milli(state, workload_);
+    return cpu_only ? f : f + cpu_stranded(state);
   }
 
   double value(const NodeState& state, double frag_before, const NodeState& after,
                bool cpu_only) const {
-    const double primary = fgd_squash(frag_before - frag(after));
+    const double primary = fgd_squash(frag_before - frag(after, cpu_only));
     double secondary;
     if (cpu_only) {
       secondary = -static_cast<double>(after.gpu_free_total());
