@@ -22,8 +22,8 @@ const std::vector<PolicyInfo>& builtin_policies() {
        "fragmentation gradient descent (Weng et al., ATC'23), as in its simulator",
        make_fgd_policy},
       {"lepton", "sched.score.lepton",
-       "lepton's default: FGD's fragmentation gradient, ties broken to keep CPU next to "
-       "free GPUs and whole nodes empty",
+       "lepton's default: FGD's fragmentation gradient, counting GPUs stranded without CPU; "
+       "ties broken to keep CPU next to free GPUs and whole nodes empty",
        make_lepton_policy},
   };
   return kPolicies;

@@ -126,6 +126,43 @@ TEST(Policies, FgdKeepsWholeGpusForWholeGpuWork) {
   EXPECT_EQ(c.gpu_free(0)[std::countr_zero(d.placement->gpu_mask)], 1000);
 }
 
+TEST(Policies, LeptonKeepsCpuWhereGpusWouldBeStrandedWithoutIt) {
+  // The workload's GPU tasks take 8 cores per GPU. Node 0 has 4 free GPUs but 24 cores (enough
+  // for 3 of them); node 1 has 4 GPUs and 64 cores. A 1-GPU, 12-core request leaves the 8-core
+  // task fitting on either node, so FGD's fragmentation does not change and FGD takes the lowest
+  // node id. On node 0 it would leave 3 GPUs with 12 cores, enough for 1.5 of them: lepton counts
+  // the other 1.5 GPUs as stranded (0.5 more than before) and places on node 1.
+  TypicalWorkload eight_cores{{{req(8000, 1, 1000), 1.0}}};
+  ClusterState c;
+  ASSERT_TRUE(c.add_node({"cpu-poor", 24000, 131072, 4, "V100"}).is_ok());
+  ASSERT_TRUE(c.add_node({"cpu-rich", 64000, 131072, 4, "V100"}).is_ok());
+  const Request heavy = req(12000, 1, 1000);
+  Decision fgd = make("fgd", eight_cores).decide(c, heavy);
+  ASSERT_TRUE(fgd.placement);
+  EXPECT_EQ(fgd.placement->node, 0);
+  Decision lepton = make("lepton", eight_cores).decide(c, heavy);
+  ASSERT_TRUE(lepton.placement);
+  EXPECT_EQ(lepton.placement->node, 1);
+  // A request in the workload's own ratio strands nothing anywhere: the tie goes to node 0.
+  Decision light = make("lepton", eight_cores).decide(c, req(8000, 1, 1000));
+  ASSERT_TRUE(light.placement);
+  EXPECT_EQ(light.placement->node, 0);
+}
+
+TEST(Policies, LeptonScoresCpuOnlyPodsOnFgdsMeasureAndPacksThemByFreeGpu) {
+  // A CPU-only 8-core pod: on node 0 (2 GPUs, 16 cores) the 8-core GPU task still fits, so FGD's
+  // measure does not change anywhere, and the tie-break sends CPU load to the node with the least
+  // free GPU, node 0 — even though its second GPU is then short of CPU. The stranding term is for
+  // GPU pods only.
+  TypicalWorkload eight_cores{{{req(8000, 1, 1000), 1.0}}};
+  ClusterState c;
+  ASSERT_TRUE(c.add_node({"small", 16000, 131072, 2, "V100"}).is_ok());
+  ASSERT_TRUE(c.add_node({"large", 64000, 131072, 4, "V100"}).is_ok());
+  Decision d = make("lepton", eight_cores).decide(c, req(8000, 0, 0));
+  ASSERT_TRUE(d.placement);
+  EXPECT_EQ(d.placement->node, 0);
+}
+
 TEST(Policies, DotProdAvoidsAlignedNodes) {
   // Node 0 has little CPU left, node 1 plenty: a CPU-heavy request aligns with node 1's free
   // vector, so dotprod prefers node 0, where the product is smaller.
