@@ -34,7 +34,9 @@ int Autoscaler::desired(const DeploymentSpec& spec, int current, int ready, int6
   const double target = spec.target_in_flight;
   const int stable = static_cast<int>(std::ceil(stable_average(spec, now_ms) / target - 1e-9));
   const int panic = static_cast<int>(std::ceil(panic_average(spec, now_ms) / target - 1e-9));
-  int want = stable;
+  // Up on the short window, down only as the long one lets go: a load that stays up keeps its
+  // replicas even while the stable window still remembers a lower load.
+  int want = std::max(stable, panic);
   if (current > 0 && panic >= 2 * std::max(ready, 1)) {
     if (!panicking(now_ms)) panic_replicas_ = 0;
     panic_until_ms_ = now_ms + int64_t{spec.window_s} * 1000;

@@ -1,6 +1,8 @@
 // The autoscaler of one deployment, as Knative's KPA does it: the signal is requests in flight
 // (including requests the gateway holds while no replica is ready), averaged over a stable window
-// and a short panic window. The replicas wanted are ceil(average / target). A burst that asks for
+// and a short panic window. The replicas wanted are ceil(average / target) for the larger of the
+// two averages, so the count goes up with the panic window and down only as the stable window
+// lets go (the long window alone lags a step up by up to a minute). A burst that asks for
 // at least twice the replicas that are ready starts (or extends) panic mode: until one stable
 // window after the last such burst the deployment scales up on the panic average and never down.
 // Comparing with ready replicas, not started ones, keeps the panic going while new replicas are

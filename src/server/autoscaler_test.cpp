@@ -58,7 +58,7 @@ TEST(Autoscaler, ABurstPanicsAndNeverScalesDownDuringThePanic) {
 // in flight from 10 s (a panic from one replica), 200 from 40 s to 100 s. Measured against the
 // replicas that are ready, the jump to 200 extends the first panic, so the count does not dip when
 // that panic's minute is over while the stable window still remembers the lower load.
-TEST(Autoscaler, PanicLastsWhileStartedReplicasAreNotReadyYet) {
+TEST(Autoscaler, AStepUpDuringAnOlderPanicDoesNotDipWhenThatPanicEnds) {
   DeploymentSpec s = spec(1, 40);
   s.target_in_flight = 10;
   Autoscaler a(0);
