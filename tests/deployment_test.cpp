@@ -189,6 +189,28 @@ TEST_F(Deployments, AFailedReplicaIsReplacedAndHeldRequestsWait) {
   EXPECT_EQ(d.value("ready_replicas", 0), 1);
 }
 
+TEST_F(Deployments, ReplicasKeepServingAcrossAKillOfUp) {
+  auto created = cli("deploy create -f " + spec("chat", "replicas: 2\n") + " --wait");
+  ASSERT_EQ(created.exit_code, 0) << created.out << log();
+  ASSERT_TRUE(wait_until([&] { return ready("chat") == 2; }, 20s)) << get("chat").dump(2);
+  std::set<std::string> before;
+  for (const json& rep : get("chat")["replicas"]) before.insert(rep.value("job", ""));
+  // `lepton up` dies; its replicas keep running, and the next start finds them and routes to
+  // them again (the gateway comes back on a new port).
+  up_->kill(SIGKILL);
+  up_ = std::make_unique<Process>(
+      std::vector<std::string>{LEPTON_BINARY, "up", "--data-dir", (dir_ / "server").string(),
+                               "--port", std::to_string(port_), "--gateway-port", "0", "--gpus",
+                               "none", "--name", "local"},
+      (dir_ / "up.log").string());
+  ASSERT_TRUE(wait_until([&] { return ready("chat") == 2; }, 20s)) << get("chat").dump(2) << log();
+  std::set<std::string> after;
+  for (const json& rep : get("chat")["replicas"]) after.insert(rep.value("job", ""));
+  EXPECT_EQ(after, before);
+  RawResponse r = request(gateway_port("chat"), "POST", "/d/chat/v1/chat/completions", kChat);
+  EXPECT_EQ(r.status, 200) << r.head << r.body;
+}
+
 TEST_F(Deployments, RollingUpdateLosesNoRequest) {
   auto created = cli("deploy create -f " + spec("chat", "replicas: 2\n") + " --wait");
   ASSERT_EQ(created.exit_code, 0) << created.out << log();
