@@ -61,18 +61,27 @@ bool is_http_error(const error_code& ec) {
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
+// Streams and sockets bound to the worker's io_context executor type rather than the type-erased
+// any_io_executor: every asynchronous operation copies its executor, and the erased one costs an
+// allocation-free but virtual copy and destroy each time (about 3% of the gateway's CPU under load).
+using Executor = asio::io_context::executor_type;
+using Socket = asio::basic_stream_socket<tcp, Executor>;
+using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
+using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                         asio::wait_traits<std::chrono::steady_clock>, Executor>;
+
 struct Worker {
   Worker(const GatewayOptions& o, Router& r, GatewayStats& s, uint32_t seed)
       : options(o), router(r), stats(s), rng(seed) {}
 
   // Declared first so it is destroyed last: everything below holds sockets on it.
   asio::io_context ioc{1};
-  tcp::acceptor acceptor{ioc};
+  asio::basic_socket_acceptor<tcp, Executor> acceptor{ioc.get_executor()};
   const GatewayOptions& options;
   Router& router;
   GatewayStats& stats;
   std::minstd_rand rng;
-  std::unordered_map<std::string, std::vector<std::unique_ptr<beast::tcp_stream>>> idle;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Stream>>> idle;
   std::shared_ptr<const RouteTable> table;
   uint64_t table_version = 0;
   std::thread thread;
@@ -87,19 +96,19 @@ struct Worker {
     return table;
   }
 
-  std::unique_ptr<beast::tcp_stream> take(const std::string& address) {
+  std::unique_ptr<Stream> take(const std::string& address) {
     auto it = idle.find(address);
     if (it == idle.end()) return nullptr;
     while (!it->second.empty()) {
-      std::unique_ptr<beast::tcp_stream> s = std::move(it->second.back());
+      std::unique_ptr<Stream> s = std::move(it->second.back());
       it->second.pop_back();
       if (s->socket().is_open()) return s;
     }
     return nullptr;
   }
 
-  void give_back(const std::string& address, std::unique_ptr<beast::tcp_stream> s) {
-    std::vector<std::unique_ptr<beast::tcp_stream>>& pool = idle[address];
+  void give_back(const std::string& address, std::unique_ptr<Stream> s) {
+    std::vector<std::unique_ptr<Stream>>& pool = idle[address];
     if (pool.size() >= options.max_idle_per_upstream) return;
     s->expires_never();
     pool.push_back(std::move(s));
@@ -112,7 +121,7 @@ struct Worker {
 // time: read the request, relay one exchange with an upstream, then read the next.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Worker& worker, tcp::socket socket) : w_(worker), client_(std::move(socket)) {}
+  Session(Worker& worker, Socket socket) : w_(worker), client_(std::move(socket)) {}
   ~Session() { release(); }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -318,7 +327,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return fail_held("deployment '" + dep_->name + "' has no ready replica after " +
                        std::to_string(w_.options.hold_for.count() / 1000) + " s");
     }
-    if (!hold_timer_) hold_timer_.emplace(w_.ioc);
+    if (!hold_timer_) hold_timer_.emplace(w_.ioc.get_executor());
     hold_timer_->expires_after(std::chrono::milliseconds(20));
     hold_timer_->async_wait([self = shared_from_this()](error_code ec) {
       if (ec || self->closing_ || self->client_gone_) return self->abort_exchange();
@@ -369,7 +378,7 @@ class Session : public std::enable_shared_from_this<Session> {
     asio::ip::address ip = asio::ip::make_address(replica_->ip, ec);
     if (ec) return on_attempt_failed(ec);
     res_parser_.reset();
-    upstream_ = std::make_unique<beast::tcp_stream>(w_.ioc);
+    upstream_ = std::make_unique<Stream>(w_.ioc.get_executor());
     upstream_->expires_after(w_.options.connect_timeout);
     upstream_->async_connect(tcp::endpoint(ip, replica_->port),
                              [self = shared_from_this()](error_code e) {
@@ -694,7 +703,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   Worker& w_;
-  beast::tcp_stream client_;
+  Stream client_;
   beast::flat_buffer client_buf_;
   std::string client_ip_;
   std::optional<http::request_parser<http::string_body>> req_parser_;
@@ -711,14 +720,14 @@ class Session : public std::enable_shared_from_this<Session> {
   int64_t started_ns_ = 0;
   int64_t hold_until_ns_ = 0;  // 0: not holding
   bool held_ = false;          // counted in the deployment's `held`
-  std::optional<asio::steady_timer> hold_timer_;
+  std::optional<Timer> hold_timer_;
   std::vector<Replica*> tried_;
   Replica* replica_ = nullptr;
   std::string last_error_;
   bool count_usage_ = false;
   bool strip_usage_ = false;
   std::string upstream_request_;
-  std::unique_ptr<beast::tcp_stream> upstream_;
+  std::unique_ptr<Stream> upstream_;
   bool reused_ = false;
   bool stale_retry_used_ = false;
   beast::flat_buffer upstream_buf_;
@@ -737,7 +746,7 @@ class Session : public std::enable_shared_from_this<Session> {
 };
 
 void Worker::accept() {
-  acceptor.async_accept(ioc, [this](error_code ec, tcp::socket socket) {
+  acceptor.async_accept(ioc.get_executor(), [this](error_code ec, Socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
     if (!ec) {
       stats.connections.fetch_add(1, std::memory_order_relaxed);
@@ -838,7 +847,7 @@ class GatewayImpl : public Gateway {
     error_code ec;
     asio::ip::address ip = asio::ip::make_address(r.ip, ec);
     if (ec) return false;
-    beast::tcp_stream stream(ioc);
+    Stream stream(ioc.get_executor());
     http::request<http::empty_body> req{http::verb::get, path, 11};
     req.set(http::field::host, r.address);
     req.set(http::field::user_agent, "lepton-gateway-probe");
