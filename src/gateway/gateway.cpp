@@ -55,6 +55,17 @@ bool hop_by_hop(http::field f) {
   }
 }
 
+// Compares in time that depends only on the lengths, so the time taken does not tell how much of
+// a guessed token was right.
+bool same_secret(std::string_view given, std::string_view expected) {
+  if (given.size() != expected.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < given.size(); ++i) {
+    diff |= static_cast<unsigned char>(given[i] ^ expected[i]);
+  }
+  return diff == 0;
+}
+
 bool is_http_error(const error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_target).category();
 }
@@ -63,7 +74,8 @@ using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>
 
 // Streams and sockets bound to the worker's io_context executor type rather than the type-erased
 // any_io_executor: every asynchronous operation copies its executor, and the erased one costs an
-// allocation-free but virtual copy and destroy each time (about 3% of the gateway's CPU under load).
+// allocation-free but virtual copy and destroy each time (about 3% of the gateway's CPU under
+// load).
 using Executor = asio::io_context::executor_type;
 using Socket = asio::basic_stream_socket<tcp, Executor>;
 using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
@@ -227,7 +239,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (!dep_->token.empty()) {
       auto auth = req_[http::field::authorization];
-      if (std::string_view(auth.data(), auth.size()) != "Bearer " + dep_->token) {
+      if (!same_secret(std::string_view(auth.data(), auth.size()), "Bearer " + dep_->token)) {
         return respond_local(401,
                              error_body("unauthenticated", "deployment '" + dep_->name +
                                                                "' needs 'Authorization: Bearer "
@@ -247,6 +259,7 @@ class Session : public std::enable_shared_from_this<Session> {
     started_ns_ = now_ns();
     hold_until_ns_ = 0;
     tried_.clear();
+    tried_keep_.clear();
     stale_retry_used_ = false;
     last_error_.clear();
     try_replica();
@@ -304,6 +317,10 @@ class Session : public std::enable_shared_from_this<Session> {
     unhold();
     if (!tried_.empty()) dep_->stats->retries.fetch_add(1, std::memory_order_relaxed);
     tried_.push_back(replica_);
+    // Keep it alive while this request remembers it, so no new replica can take its address.
+    for (const auto& r : dep_->replicas) {
+      if (r.get() == replica_) tried_keep_.push_back(r);
+    }
     replica_->in_flight.fetch_add(1, std::memory_order_relaxed);
     upstream_ = w_.take(replica_->address);
     reused_ = upstream_ != nullptr;
@@ -316,16 +333,18 @@ class Session : public std::enable_shared_from_this<Session> {
   void hold() {
     const int64_t now = now_ns();
     if (hold_until_ns_ == 0) {
+      hold_until_ns_ = now + std::chrono::nanoseconds(w_.options.hold_for).count();
+    } else if (now >= hold_until_ns_) {
+      return fail_held("deployment '" + dep_->name + "' has no ready replica after " +
+                       std::to_string(w_.options.hold_for.count() / 1000) + " s");
+    }
+    if (!held_) {  // counted while waiting, again after an attempt that failed
       if (dep_->stats->held.fetch_add(1, std::memory_order_relaxed) >= w_.options.max_held) {
         dep_->stats->held.fetch_sub(1, std::memory_order_relaxed);
         return fail_held("deployment '" + dep_->name + "' has no ready replica and " +
                          std::to_string(w_.options.max_held) + " requests already waiting");
       }
       held_ = true;
-      hold_until_ns_ = now + std::chrono::nanoseconds(w_.options.hold_for).count();
-    } else if (now >= hold_until_ns_) {
-      return fail_held("deployment '" + dep_->name + "' has no ready replica after " +
-                       std::to_string(w_.options.hold_for.count() / 1000) + " s");
     }
     if (!hold_timer_) hold_timer_.emplace(w_.ioc.get_executor());
     hold_timer_->expires_after(std::chrono::milliseconds(20));
@@ -615,6 +634,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void release() {
+    unhold();
     if (replica_) {
       replica_->in_flight.fetch_sub(1, std::memory_order_relaxed);
       replica_ = nullptr;
@@ -722,6 +742,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool held_ = false;          // counted in the deployment's `held`
   std::optional<Timer> hold_timer_;
   std::vector<Replica*> tried_;
+  std::vector<std::shared_ptr<Replica>> tried_keep_;
   Replica* replica_ = nullptr;
   std::string last_error_;
   bool count_usage_ = false;
@@ -826,9 +847,9 @@ class GatewayImpl : public Gateway {
       lock.unlock();
       std::shared_ptr<const RouteTable> table = router_->snapshot();
       for (const auto& [name, d] : table->deployments) {
-        if (d.probe_path.empty()) continue;
         for (const auto& r : d.replicas) {
-          if (probe(ioc, *r, d.probe_path)) {
+          if (d.probe_path.empty() && r->probe_path.empty()) continue;
+          if (probe(ioc, *r, r->probe_path.empty() ? d.probe_path : r->probe_path)) {
             r->probe_failures = 0;
             r->ready = true;
           } else if (r->probe_failures.fetch_add(1) + 1 >= options_.probe_failures ||

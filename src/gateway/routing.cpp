@@ -123,7 +123,10 @@ Status Router::update(const RouteSpec& spec) {
         if (!replica) {
           replica = std::make_shared<Replica>();
           replica->address = address;
-          replica->ready = route.probe_path.empty();
+          if (auto own = route.probe_paths.find(address); own != route.probe_paths.end()) {
+            replica->probe_path = own->second;
+          }
+          replica->ready = route.probe_path.empty() && replica->probe_path.empty();
           LEPTON_RETURN_IF_ERROR(split_address(address, replica->host, replica->port));
           LEPTON_RETURN_IF_ERROR(resolve(replica->host, replica->ip));
         }

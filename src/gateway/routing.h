@@ -29,7 +29,8 @@ struct Replica {
   std::string address;  // "host:port", as written in the routes
   std::string host;
   uint16_t port = 0;
-  std::string ip;  // `host` resolved when the replica joined the table
+  std::string ip;          // `host` resolved when the replica joined the table
+  std::string probe_path;  // set when it joined; empty: the deployment's
   std::atomic<int> in_flight{0};
   // steady_clock nanoseconds until which the replica is skipped after a failure; 0: up.
   std::atomic<int64_t> down_until_ns{0};
@@ -88,6 +89,8 @@ struct DeploymentRoute {
   std::vector<std::string> replicas;  // "host:port" of the replicas that run
   std::vector<std::string> draining;  // replicas out of service, still finishing requests
   std::string probe_path;             // see Deployment
+  // Replicas probed on another path than probe_path (an older generation's), by address.
+  std::map<std::string, std::string> probe_paths;
   std::string token;
   bool hold_when_empty = false;
   bool operator==(const DeploymentRoute&) const = default;

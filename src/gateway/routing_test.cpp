@@ -99,6 +99,20 @@ TEST(Router, NewReplicasOfAProbedDeploymentWaitForTheirProbe) {
   }
 }
 
+TEST(Router, AReplicaCanBeProbedOnItsOwnPath) {
+  Router router;
+  RouteSpec spec = plain("chat", {"127.0.0.1:9001", "127.0.0.1:9002"});
+  spec["chat"].probe_path = "/ready";
+  spec["chat"].probe_paths["127.0.0.1:9001"] = "/healthz";  // an older generation's path
+  ASSERT_TRUE(router.update(spec).is_ok());
+  auto table = router.snapshot();
+  const Deployment* d = table->find("chat");
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(d->replicas[0]->probe_path, "/healthz");
+  EXPECT_EQ(d->replicas[1]->probe_path, "");  // the deployment's
+  EXPECT_FALSE(d->replicas[0]->ready);
+}
+
 TEST(DeploymentStats, LatencyBucketsGrowByACubeRootOfTwo) {
   EXPECT_EQ(latency_bucket_us(0), 100);
   EXPECT_EQ(latency_bucket_us(3), 200);

@@ -38,11 +38,13 @@ int Autoscaler::desired(const DeploymentSpec& spec, int current, int ready, int6
   // replicas even while the stable window still remembers a lower load.
   int want = std::max(stable, panic);
   if (current > 0 && panic >= 2 * std::max(ready, 1)) {
-    if (!panicking(now_ms)) panic_replicas_ = 0;
+    if (!panicking(now_ms)) panic_replicas_ = ready;  // no scaling below what serves now
     panic_until_ms_ = now_ms + int64_t{spec.window_s} * 1000;
   }
   if (panicking(now_ms)) {
-    panic_replicas_ = std::max({panic_replicas_, panic, current});
+    // The most the panic asked for, not the replicas there are: a rolling update's extra
+    // replica must not raise the count it is measured against.
+    panic_replicas_ = std::max(panic_replicas_, panic);
     want = std::max(want, panic_replicas_);
   }
   // Nothing in flight for scale_to_zero_after: zero, even while the stable window still holds
@@ -50,6 +52,11 @@ int Autoscaler::desired(const DeploymentSpec& spec, int current, int ready, int6
   const bool quiet = now_ms - last_active_ms_ >= int64_t{spec.scale_to_zero_after_s} * 1000;
   if (quiet && !panicking(now_ms)) want = 0;
   if (!quiet) want = std::max(want, 1);
+  // Until a panic window of samples has been seen (a new autoscaler, after a restart), there is
+  // no load to go by: keep what runs.
+  if (samples_.empty() || now_ms - samples_.front().time_ms < int64_t{spec.panic_window_s} * 1000) {
+    want = std::max(want, current);
+  }
   return std::clamp(want, spec.min_replicas, spec.max_replicas);
 }
 

@@ -8,7 +8,8 @@
 // Comparing with ready replicas, not started ones, keeps the panic going while new replicas are
 // still starting, as Knative does. With min 0, a deployment with nothing in flight
 // for scale_to_zero_after goes to zero (out of panic); anything in flight more recently keeps at
-// least one replica, so a request the gateway holds brings one back.
+// least one replica, so a request the gateway holds brings one back. A new autoscaler (after a
+// restart) keeps the replicas there are until it has a panic window of samples.
 //
 // Pure and deterministic: time comes in as arguments. Counting in-flight requests, not completed
 // ones, keeps long streams visible as load.

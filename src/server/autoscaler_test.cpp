@@ -75,6 +75,31 @@ TEST(Autoscaler, AStepUpDuringAnOlderPanicDoesNotDipWhenThatPanicEnds) {
   EXPECT_EQ(wanted[30], 5);  // 50 in flight before the jump
 }
 
+TEST(Autoscaler, AfterARestartKeepsWhatRunsUntilItHasSeenAPanicWindow) {
+  Autoscaler a(100'000);  // started at 100 s with 4 replicas running
+  a.observe(100'000, 0);
+  EXPECT_EQ(a.desired(spec(1, 8), 4, 0, 100'000), 4);
+  feed(a, 100'100, 105'000, 0);
+  EXPECT_EQ(a.desired(spec(1, 8), 4, 4, 105'000), 4);
+  feed(a, 105'000, 107'000, 0);
+  EXPECT_EQ(a.desired(spec(1, 8), 4, 4, 107'000), 1) << "6 s of samples: nothing in flight";
+}
+
+TEST(Autoscaler, ARollingUpdatesExtraReplicaDoesNotRatchetAPanic) {
+  Autoscaler a(0);
+  feed(a, 0, 60'000, 4);
+  feed(a, 60'000, 70'000, 40);  // a burst: panic on 1 ready replica
+  const int want = a.desired(spec(1, 20), 1, 1, 70'000);
+  ASSERT_EQ(want, 10);
+  ASSERT_TRUE(a.panicking(70'000));
+  // A rolling update now runs one replica more than wanted, round after round.
+  const int current = want + 1;
+  for (int64_t t = 70'000; t < 71'000; t += 50) {
+    a.observe(t, 40);
+    EXPECT_LE(a.desired(spec(1, 20), current, want, t), want) << "at " << t << " ms";
+  }
+}
+
 TEST(Autoscaler, ScalesToZeroOnlyAfterTheQuietPeriodAndBackOnARequest) {
   Autoscaler a(0);
   // A new deployment with min 0 gets one replica until 30 s pass with no traffic.

@@ -124,6 +124,7 @@ class ControlPlane {
     int generation = 0;
     int port = 0;
     int64_t draining_since_ms = 0;  // 0: in service
+    std::string readiness_path;     // its generation's
   };
   // Once a second: cumulative request count and latency histogram, for rates and percentiles.
   struct LoadSample {
@@ -226,6 +227,8 @@ class ControlPlane {
   std::map<std::string, Deployment> deployments_;
   std::map<std::string, std::string> deployment_of_job_;  // replica job id -> deployment
   int next_port_ = 0;
+  // When this control plane started with stored deployments (they wait for the first probes).
+  int64_t opened_ms_ = INT64_MIN / 2;
   std::unique_ptr<sched::QueueScheduler> queue_scheduler_;
   std::map<TaskKey, Stopping> stopping_;  // tasks of preempted jobs, until their grace ends
   bool sched_dirty_ = true;  // something a scheduling round depends on changed since the last

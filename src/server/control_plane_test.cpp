@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "core/testing/mutate.h"
 #include "store/sqlite_store.h"
@@ -274,6 +275,127 @@ TEST_F(ControlPlaneTest, BadInputIsRejectedWithTheField) {
       R"({"name":"gpu-1","cpu_milli":1000,"memory_mib":1,"gpu_count":0,"gpu_model":""})", "", now_);
   EXPECT_EQ(conflict.status().code(), StatusCode::kConflict);
   EXPECT_EQ(cp_->list_jobs().size(), 0u);  // nothing half-written
+}
+
+// ---- deployments: the controller, driven with a stand-in for the gateway's observations
+
+class DeploymentControllerTest : public ControlPlaneTest {
+ protected:
+  void SetUp() override {
+    ControlPlaneTest::SetUp();
+    add_node("cpu-1", 0);
+  }
+  static std::string spec(const std::string& extra) {
+    return R"({"kind":"deployment","name":"chat","resources":{"cpus":0.5,"memory":0.5},)"
+           R"("run":"serve","readiness":{"path":"/healthz"})" +
+           extra + "}";
+  }
+  // Starts what the controller asked for and reports it running, as the agent would.
+  void run_started() {
+    json reply = beat("cpu-1", running_);
+    for (const json& start : reply["start"]) running_.push_back(report(start, "RUNNING"));
+    beat("cpu-1", running_);
+  }
+  // The gateway's view: the replicas the routes name, ready unless listed in `not_ready`, with
+  // nothing in flight.
+  void observe(const std::set<std::string>& not_ready = {}) {
+    gateway::RouteTable table;
+    gateway::Deployment& d = table.deployments["chat"];
+    d.name = "chat";
+    d.stats = std::make_shared<gateway::DeploymentStats>();
+    const gateway::RouteSpec routes = cp_->routes();
+    auto add = [&](const std::string& address, bool draining) {
+      auto r = std::make_shared<gateway::Replica>();
+      r->address = address;
+      r->ready = !not_ready.count(address);
+      r->draining = draining;
+      d.replicas.push_back(r);
+    };
+    for (const std::string& a : routes.at("chat").replicas) add(a, false);
+    for (const std::string& a : routes.at("chat").draining) add(a, true);
+    cp_->observe_gateway(table, now_);
+  }
+  // One control-loop round 200 ms later: observations, then the tick, then the agent.
+  void round(const std::set<std::string>& not_ready = {}) {
+    now_ += 200;
+    observe(not_ready);
+    tick();
+    run_started();
+  }
+  json deployment() { return cp_->get_deployment("chat", now_).value(); }
+  // Replicas in service (not draining) and, of those, ready ones, by generation.
+  std::pair<int, int> in_service(int generation) {
+    int all = 0, ready = 0;
+    const json d = deployment();
+    for (const json& r : d["replicas"]) {
+      if (r["draining"] || r["generation"] != generation) continue;
+      ++all;
+      ready += r["ready"].get<bool>() ? 1 : 0;
+    }
+    return {all, ready};
+  }
+
+  json running_ = json::array();
+};
+
+TEST_F(DeploymentControllerTest, RollingUpdateKeepsTheDesiredCountReady) {
+  ASSERT_TRUE(cp_->create_deployment(spec(R"(,"replicas":2)"), now_).is_ok());
+  for (int i = 0; i < 5; ++i) round();
+  ASSERT_EQ(deployment()["ready_replicas"], 2) << deployment().dump(2);
+  ASSERT_TRUE(
+      cp_->update_deployment("chat", spec(R"(,"replicas":2,"envs":{"V":"2"})"), now_).is_ok());
+  bool surged = false;
+  for (int i = 0; i < 60 && in_service(2).second < 2; ++i) {
+    round();
+    // Never fewer than 2 ready replicas in service, never more than 3 in service.
+    const auto [old_all, old_ready] = in_service(1);
+    const auto [new_all, new_ready] = in_service(2);
+    EXPECT_GE(old_ready + new_ready, 2) << "round " << i << deployment().dump(2);
+    EXPECT_LE(old_all + new_all, 3) << "round " << i;
+    surged = surged || old_all + new_all == 3;
+  }
+  EXPECT_TRUE(surged);
+  EXPECT_EQ(in_service(2), std::make_pair(2, 2));
+  for (int i = 0; i < 10; ++i) round();  // the old ones drain and stop
+  EXPECT_EQ(deployment()["replicas"].size(), 2u) << deployment().dump(2);
+}
+
+TEST_F(DeploymentControllerTest, ARestartMidRolloutTakesNothingAway) {
+  ASSERT_TRUE(cp_->create_deployment(spec(R"(,"replicas":2)"), now_).is_ok());
+  for (int i = 0; i < 5; ++i) round();
+  ASSERT_TRUE(
+      cp_->update_deployment("chat", spec(R"(,"replicas":2,"envs":{"V":"2"})"), now_).is_ok());
+  round();  // the extra replica of generation 2 starts
+  ASSERT_EQ(in_service(1).first + in_service(2).first, 3) << deployment().dump(2);
+  open();  // kill -9; nothing is probed yet after the restart
+  std::set<std::string> all;
+  const json before = deployment();
+  for (const json& r : before["replicas"]) all.insert(r["address"].get<std::string>());
+  for (int i = 0; i < 10; ++i) {
+    round(all);  // 2 s in which the gateway has not seen any replica ready
+    EXPECT_EQ(in_service(1).first, 2) << "round " << i << deployment().dump(2);
+    EXPECT_EQ(in_service(2).first, 1) << "round " << i;
+  }
+  for (int i = 0; i < 60 && in_service(2).second < 2; ++i) round();
+  EXPECT_EQ(in_service(2), std::make_pair(2, 2)) << deployment().dump(2);
+}
+
+TEST_F(DeploymentControllerTest, AFixedPortIsHandedOverOneReplicaAtATime) {
+  ASSERT_TRUE(cp_->create_deployment(spec(R"(,"replicas":1,"port":8000)"), now_).is_ok());
+  for (int i = 0; i < 5; ++i) round();
+  ASSERT_EQ(deployment()["ready_replicas"], 1);
+  ASSERT_TRUE(
+      cp_->update_deployment("chat", spec(R"(,"replicas":1,"port":8000,"envs":{"V":"2"})"), now_)
+          .is_ok());
+  for (int i = 0; i < 60 && in_service(2).second < 1; ++i) {
+    round();
+    // Never two replicas on port 8000 at once: the new one starts after the old one stopped.
+    int live = 0;
+    const json d = deployment();
+    for (const json& r : d["replicas"]) live += r["state"] != "CANCELLED" ? 1 : 0;
+    EXPECT_LE(live, 1) << "round " << i << deployment().dump(2);
+  }
+  EXPECT_EQ(in_service(2), std::make_pair(1, 1)) << deployment().dump(2);
 }
 
 }  // namespace

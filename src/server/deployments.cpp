@@ -30,6 +30,8 @@ constexpr int64_t kMaxBackoffMs = 60'000;
 constexpr int64_t kObserveEveryMs = 100;
 constexpr int64_t kLoadSampleEveryMs = 1000;
 constexpr int64_t kLoadHistoryMs = 60'000;
+// After the control plane starts: time for the gateway's first readiness probes.
+constexpr int64_t kWarmupMs = 3000;
 
 std::string deployment_object(const std::string& name) { return "deployment/" + name; }
 
@@ -44,7 +46,8 @@ void ControlPlane::save_deployment(const Deployment& d, store::WriteBatch& batch
     replicas.push_back({{"job", r.job},
                         {"generation", r.generation},
                         {"port", r.port},
-                        {"draining_since_ms", r.draining_since_ms}});
+                        {"draining_since_ms", r.draining_since_ms},
+                        {"readiness_path", r.readiness_path}});
   }
   json state = {{"generation", d.generation},
                 {"token", d.token},
@@ -56,6 +59,7 @@ void ControlPlane::save_deployment(const Deployment& d, store::WriteBatch& batch
 Status ControlPlane::load_deployments(int64_t now_ms) {
   auto records = store_->list_deployments();
   if (!records.is_ok()) return records.status();
+  if (!records->empty()) opened_ms_ = now_ms;
   for (const store::DeploymentRecord& rec : *records) {
     auto spec = spec::deployment_spec_from_json(rec.spec_json);
     if (!spec.is_ok()) {
@@ -72,7 +76,8 @@ Status ControlPlane::load_deployments(int64_t now_ms) {
       d.created_ms = state.at("created_ms").get<int64_t>();
       for (const json& r : state.at("replicas")) {
         d.replicas.push_back({r.at("job").get<std::string>(), r.at("generation").get<int>(),
-                              r.at("port").get<int>(), r.at("draining_since_ms").get<int64_t>()});
+                              r.at("port").get<int>(), r.at("draining_since_ms").get<int64_t>(),
+                              r.at("readiness_path").get<std::string>()});
         deployment_of_job_[d.replicas.back().job] = rec.name;
       }
     } catch (const json::exception& e) {
@@ -152,6 +157,8 @@ Result<json> ControlPlane::update_deployment(const std::string& name, const std:
   d.spec = std::move(next_state.spec);
   d.generation = next_state.generation;
   d.token = std::move(next_state.token);
+  d.failures = 0;  // a new spec starts without the old one's back-off
+  d.next_start_ms = 0;
   return deployment_json(d, now_ms);
 }
 
@@ -211,7 +218,7 @@ Result<json> ControlPlane::delete_deployment(const std::string& name, int64_t no
   batch.deleted_deployments.push_back(name);
   event(batch, now_ms, deployment_object(name), "deleted");
   LEPTON_RETURN_IF_ERROR(commit(batch));
-  deployments_.erase(it);
+  deployments_.erase(it);  // job_json keeps naming the deployment its replicas belonged to
   return last;
 }
 
@@ -265,7 +272,7 @@ void ControlPlane::start_replica(Deployment& d, store::WriteBatch& batch, int64_
   spec.envs["PORT"] = std::to_string(port);
   spec.envs["LEPTON_DEPLOYMENT"] = d.spec.name();
   Job& job = add_job(std::move(spec), *n, batch, now_ms);
-  d.replicas.push_back({job.record.id, d.generation, port, 0});
+  d.replicas.push_back({job.record.id, d.generation, port, 0, d.spec.readiness_path});
   deployment_of_job_[job.record.id] = d.spec.name();
   event(batch, now_ms, deployment_object(d.spec.name()),
         "replica " + job.record.id + " started (generation " + std::to_string(d.generation) +
@@ -286,8 +293,9 @@ void ControlPlane::reconcile_deployments(store::WriteBatch& batch, int64_t now_m
 void ControlPlane::reconcile(Deployment& d, store::WriteBatch& batch, int64_t now_ms) {
   const std::string& name = d.spec.name();
   bool changed = false;
+  bool failed = false;
   // Replicas whose job ended leave; one that ended on its own is replaced, after a back-off that
-  // doubles while replicas keep ending before any is ready.
+  // doubles while replicas keep ending before any is ready (once per round, however many ended).
   for (auto it = d.replicas.begin(); it != d.replicas.end();) {
     auto job = jobs_.find(it->job);
     if (job != jobs_.end() && !is_terminal(job->second.record.state)) {
@@ -295,9 +303,12 @@ void ControlPlane::reconcile(Deployment& d, store::WriteBatch& batch, int64_t no
       continue;
     }
     if (it->draining_since_ms == 0) {
-      ++d.failures;
-      d.next_start_ms =
-          now_ms + std::min<int64_t>(kMaxBackoffMs, int64_t{1000} << std::min(d.failures, 7));
+      if (!failed) {
+        failed = true;
+        ++d.failures;
+        d.next_start_ms =
+            now_ms + std::min<int64_t>(kMaxBackoffMs, int64_t{1000} << std::min(d.failures, 7));
+      }
       std::string how =
           job == jobs_.end() ? "vanished" : std::string(job_state_name(job->second.record.state));
       if (job != jobs_.end() && !job->second.record.reason.empty()) {
@@ -324,6 +335,12 @@ void ControlPlane::reconcile(Deployment& d, store::WriteBatch& batch, int64_t no
     }
   }
 
+  // Just after the control plane starts with stored deployments, the gateway has not probed their
+  // replicas yet: every one looks not ready. Wait before acting on readiness.
+  if (now_ms - opened_ms_ < kWarmupMs) {
+    if (changed) save_deployment(d, batch);
+    return;
+  }
   int in_service = 0, ready_now = 0;
   for (const Replica& r : d.replicas) {
     in_service += r.draining_since_ms == 0 ? 1 : 0;
@@ -331,31 +348,43 @@ void ControlPlane::reconcile(Deployment& d, store::WriteBatch& batch, int64_t no
   }
   d.desired = d.autoscaler.desired(d.spec, in_service, ready_now, now_ms);
 
-  // Old generation: replicas that serve nothing go at once; ready ones as soon as the others
-  // cover the desired count without them.
-  int new_count = 0, new_ready = 0, old_count = 0, old_ready = 0;
-  for (Replica& r : d.replicas) {
-    if (r.draining_since_ms != 0) continue;
+  // Old generation. A replica leaves only while the ready replicas without it still cover the
+  // desired count: those not ready first, then ready ones. A replica not ready at this moment may
+  // only be unprobed (just after a restart) or slow under load, so it is not dropped on sight.
+  int new_count = 0, new_ready = 0, old_count = 0, old_ready = 0, draining = 0;
+  for (const Replica& r : d.replicas) {
+    if (r.draining_since_ms != 0) {
+      ++draining;
+      continue;
+    }
     const bool ready = replica_ready(d, r);
     if (r.generation == d.generation) {
       ++new_count;
       new_ready += ready ? 1 : 0;
-    } else if (!ready) {
-      drain_replica(d, r, "replaced by generation " + std::to_string(d.generation), batch, now_ms);
-      changed = true;
     } else {
       ++old_count;
-      ++old_ready;
+      old_ready += ready ? 1 : 0;
     }
   }
   if (new_ready > 0) d.failures = 0;
-  for (Replica& r : d.replicas) {
-    if (old_ready == 0 || new_ready + old_ready - 1 < d.desired) break;
-    if (r.draining_since_ms != 0 || r.generation == d.generation) continue;
-    drain_replica(d, r, "replaced by generation " + std::to_string(d.generation), batch, now_ms);
-    --old_ready;
-    --old_count;
-    changed = true;
+  // With a fixed port, two replicas on one node cannot both listen: replace one at a time, the old
+  // one first (at most one replica unavailable), and start the new one once it has stopped.
+  const bool fixed_port = d.spec.port > 0;
+  const int may_lack = fixed_port && new_count == new_ready && draining == 0 ? 1 : 0;
+  const std::string why = "replaced by generation " + std::to_string(d.generation);
+  for (bool want_ready : {false, true}) {
+    for (Replica& r : d.replicas) {
+      if (r.draining_since_ms != 0 || r.generation == d.generation) continue;
+      const bool ready = replica_ready(d, r);
+      if (ready != want_ready) continue;
+      if (new_ready + old_ready - (ready ? 1 : 0) < d.desired - may_lack) break;
+      if (fixed_port && (draining > 0 || new_count > new_ready)) break;
+      drain_replica(d, r, why, batch, now_ms);
+      --old_count;
+      old_ready -= ready ? 1 : 0;
+      ++draining;
+      changed = true;
+    }
   }
   // Scale down: surplus replicas of this generation go, those not ready first, then the newest.
   for (bool want_ready : {false, true}) {
@@ -367,9 +396,11 @@ void ControlPlane::reconcile(Deployment& d, store::WriteBatch& batch, int64_t no
       changed = true;
     }
   }
-  // Scale up, or roll over: at most one replica beyond the desired count while old ones remain.
-  const int allowed = d.desired + (old_count > 0 ? 1 : 0);
-  while (new_count < d.desired && new_count + old_count < allowed && now_ms >= d.next_start_ms) {
+  // Scale up, or roll over: at most one replica beyond the desired count while ready old ones
+  // remain (none with a fixed port, and not while a replica on that port is still stopping).
+  const int allowed = d.desired + (old_ready > 0 && !fixed_port ? 1 : 0);
+  while (new_count < d.desired && new_count + old_ready < allowed && now_ms >= d.next_start_ms &&
+         !(fixed_port && draining > 0)) {
     start_replica(d, batch, now_ms);
     ++new_count;
     changed = true;
@@ -389,7 +420,9 @@ gateway::RouteSpec ControlPlane::routes() const {
     route.hold_when_empty = true;
     for (const Replica& r : d.replicas) {
       if (!replica_running(r)) continue;
-      (r.draining_since_ms == 0 ? route.replicas : route.draining).push_back(replica_address(r));
+      const std::string address = replica_address(r);
+      (r.draining_since_ms == 0 ? route.replicas : route.draining).push_back(address);
+      if (r.readiness_path != route.probe_path) route.probe_paths[address] = r.readiness_path;
     }
   }
   return spec;

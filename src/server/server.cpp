@@ -137,14 +137,11 @@ class ServerImpl final : public Server {
   void update_routes() {
     gateway::RouteSpec spec = cp_->routes();
     if (spec == routes_) return;
+    // A table the router refuses (an address that does not resolve) is not tried again every
+    // round, which would block the control loop on name lookups: only when the routes change.
     if (Status s = router_->update(spec); !s.is_ok()) {
-      if (s.message() != routes_error_) {
-        std::fprintf(stderr, "lepton server: gateway routes: %s\n", s.message().c_str());
-        routes_error_ = s.message();
-      }
-      return;
+      std::fprintf(stderr, "lepton server: gateway routes not updated: %s\n", s.message().c_str());
     }
-    routes_error_.clear();
     routes_ = std::move(spec);
   }
 
@@ -351,8 +348,7 @@ class ServerImpl final : public Server {
   std::shared_ptr<gateway::Router> router_;
   std::unique_ptr<gateway::Gateway> gateway_;
   std::string gateway_url_;
-  gateway::RouteSpec routes_;  // what the router has
-  std::string routes_error_;
+  gateway::RouteSpec routes_;  // the routes last given to the router
   std::atomic<bool> stopped_{false};
 };
 
