@@ -194,7 +194,8 @@ TEST_F(Deployments, ReplicasKeepServingAcrossAKillOfUp) {
   ASSERT_EQ(created.exit_code, 0) << created.out << log();
   ASSERT_TRUE(wait_until([&] { return ready("chat") == 2; }, 20s)) << get("chat").dump(2);
   std::set<std::string> before;
-  for (const json& rep : get("chat")["replicas"]) before.insert(rep.value("job", ""));
+  const json first = get("chat");
+  for (const json& rep : first["replicas"]) before.insert(rep.value("job", ""));
   // `lepton up` dies; its replicas keep running, and the next start finds them and routes to
   // them again (the gateway comes back on a new port).
   up_->kill(SIGKILL);
@@ -205,7 +206,8 @@ TEST_F(Deployments, ReplicasKeepServingAcrossAKillOfUp) {
       (dir_ / "up.log").string());
   ASSERT_TRUE(wait_until([&] { return ready("chat") == 2; }, 20s)) << get("chat").dump(2) << log();
   std::set<std::string> after;
-  for (const json& rep : get("chat")["replicas"]) after.insert(rep.value("job", ""));
+  const json second = get("chat");
+  for (const json& rep : second["replicas"]) after.insert(rep.value("job", ""));
   EXPECT_EQ(after, before);
   RawResponse r = request(gateway_port("chat"), "POST", "/d/chat/v1/chat/completions", kChat);
   EXPECT_EQ(r.status, 200) << r.head << r.body;
@@ -261,14 +263,14 @@ TEST_F(Deployments, RollingUpdateLosesNoRequest) {
 }
 
 TEST_F(Deployments, ScalesUpUnderLoadThenToZeroAndBack) {
-  // Target 2 in flight per replica, 2 s windows, zero after 3 s with nothing in flight. Each
-  // request streams 4 tokens 500 ms apart (about 2 s).
+  // Target 2 in flight per replica, 2 s windows, zero after 8 s with nothing in flight. Each
+  // request streams 4 tokens 500 ms apart (about 2 s). No --wait: the load starts at once, and
+  // the first requests wait in the gateway for the first replica.
   auto created = cli("deploy create -f " +
                      spec("chat",
                           "replicas: {min: 0, max: 3}\nautoscale: {target_in_flight: 2, window: 2, "
-                          "panic_window: 1, scale_to_zero_after: 3}\n",
-                          500) +
-                     " --wait");
+                          "panic_window: 1, scale_to_zero_after: 8}\n",
+                          500));
   ASSERT_EQ(created.exit_code, 0) << created.out << log();
   const int gw = gateway_port("chat");
 
@@ -285,7 +287,7 @@ TEST_F(Deployments, ScalesUpUnderLoadThenToZeroAndBack) {
       }
     });
   }
-  const bool scaled_up = wait_until([&] { return ready("chat") == 3; }, 30s);
+  const bool scaled_up = wait_until([&] { return ready("chat") == 3; }, 40s);
   stop = true;
   for (auto& t : clients) t.join();
   ASSERT_TRUE(scaled_up) << get("chat").dump(2);
@@ -297,11 +299,12 @@ TEST_F(Deployments, ScalesUpUnderLoadThenToZeroAndBack) {
         json d = get("chat");
         return d.value("desired_replicas", -1) == 0 && d["replicas"].empty();
       },
-      30s))
+      40s))
       << get("chat").dump(2);
 
   // The first request after zero waits for a replica to start and is served.
-  RawResponse r = request(gw, "POST", "/d/chat/v1/completions", R"({"prompt": "x"})");
+  RawResponse r =
+      request(gw, "POST", "/d/chat/v1/completions", R"({"prompt": "x", "max_tokens": 1})");
   EXPECT_EQ(r.status, 200) << r.head << r.body;
   EXPECT_EQ(get("chat").value("ready_replicas", 0), 1);
 }

@@ -127,7 +127,15 @@ void register_deploy_commands(CLI::App& app) {
     if (!create->wait) return;
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::seconds(create->timeout_s);
+    bool wanted = false;  // the controller has asked for a replica
     while (d.value("ready_replicas", 0) < 1) {
+      wanted = wanted || d.value("desired_replicas", 0) > 0;
+      if (wanted && d.value("desired_replicas", 0) == 0) {
+        fail("deployment " + name +
+             ": scaled to zero before a replica was ready (nothing in flight for "
+             "scale_to_zero_after); a request to " +
+             d.value("url", std::string("its URL")) + " starts one");
+      }
       if (std::chrono::steady_clock::now() > deadline) {
         fail("deployment " + name + ": no replica ready after " +
              std::to_string(create->timeout_s) + " s (lepton deploy get " + name + ")");

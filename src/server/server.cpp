@@ -147,11 +147,14 @@ class ServerImpl final : public Server {
 
   // Runs `fn` on the control loop and answers with what it returns.
   void on_loop(net::Responder respond, std::function<net::HttpResponse()> fn) {
-    asio::post(loop_, [respond = std::move(respond), fn = std::move(fn)] {
+    asio::post(loop_, [this, respond = std::move(respond), fn = std::move(fn)] {
       // The control plane reports errors as values; an exception here is a bug, and it must not
       // take the control loop down with it.
       try {
-        respond(fn());
+        net::HttpResponse response = fn();
+        // A deployment created (or changed) is routable when the answer arrives.
+        if (router_) update_routes();
+        respond(std::move(response));
       } catch (const std::exception& e) {
         std::fprintf(stderr, "lepton server: internal error: %s\n", e.what());
         respond(net::error_response(Status::internal(std::string("internal error: ") + e.what())));
