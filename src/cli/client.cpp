@@ -80,6 +80,19 @@ json Api::call(const std::string& method, const std::string& target, const std::
   return j;
 }
 
+json Api::call_feature(const std::string& feature, const std::string& method,
+                       const std::string& target, const std::string& body) {
+  Reply reply = send(method, target, body);
+  if (reply.status == 404 && error_message(reply).find("no such endpoint") != std::string::npos) {
+    fail("the server at " + url_.to_string() + " has no " + feature + " API (it answered 404 for " +
+         target + "); it is older than this lepton: upgrade the server to use " + feature + "s");
+  }
+  if (reply.status >= 400) fail_with(reply);
+  json j = reply.parsed();
+  if (!j.is_object() && !j.is_array()) fail("the server sent a response that is not JSON");
+  return j;
+}
+
 json Api::list(const std::string& target) {
   json j = call("GET", target);
   const bool ok =

@@ -50,6 +50,12 @@ class Api {
   nlohmann::json call(const std::string& method, const std::string& target,
                       const std::string& body = "");
 
+  // call() for an API an older server lacks (`feature`: "queue", "deployment"): such a server
+  // answers 404 "no such endpoint", which gets its own message. Ends the command unless the body
+  // is a JSON object or array.
+  nlohmann::json call_feature(const std::string& feature, const std::string& method,
+                              const std::string& target, const std::string& body = "");
+
   // call("GET", target) for a listing: ends the command with a clear message unless the body is
   // an array of objects.
   nlohmann::json list(const std::string& target);

@@ -26,17 +26,9 @@ std::string deployment_path(const std::string& name) {
   return kDeploymentsPath + ("/" + net::url_encode(name));
 }
 
-// A call to the deployment API; a server from before deployments gets its own message.
 json deploy_call(Api& api, const std::string& method, const std::string& target,
                  const std::string& body = "") {
-  Api::Reply reply = api.send(method, target, body);
-  if (reply.status == 404 &&
-      Api::error_message(reply).find("no such endpoint") != std::string::npos) {
-    fail("the server at " + api.url().to_string() + " has no deployment API (it answered 404 for " +
-         target + "); it is older than this lepton: upgrade the server to use deployments");
-  }
-  if (reply.status >= 400) Api::fail_with(reply);
-  json j = reply.parsed();
+  json j = api.call_feature("deployment", method, target, body);
   if (!j.is_object()) fail("the server sent a response that is not a JSON object");
   return j;
 }

@@ -22,20 +22,9 @@ using nlohmann::json;
 
 constexpr const char* kQueuesPath = "/api/v1/queues";
 
-// A call to the queue API. A server from before queues answers 404 "no such endpoint" for every
-// queue path; that gets its own message rather than a puzzling "not found".
 json queue_call(Api& api, const std::string& method, const std::string& target,
                 const std::string& body = "") {
-  Api::Reply reply = api.send(method, target, body);
-  if (reply.status == 404 &&
-      Api::error_message(reply).find("no such endpoint") != std::string::npos) {
-    fail("the server at " + api.url().to_string() + " has no queue API (it answered 404 for " +
-         target + "); it is older than this lepton: upgrade the server to use queues");
-  }
-  if (reply.status >= 400) Api::fail_with(reply);
-  json j = reply.parsed();
-  if (j.is_discarded()) fail("the server sent a response that is not JSON");
-  return j;
+  return api.call_feature("queue", method, target, body);
 }
 
 std::string queue_path(const std::string& name) {

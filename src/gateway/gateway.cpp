@@ -357,7 +357,6 @@ class Session : public std::enable_shared_from_this<Session> {
       const Deployment* now_dep = self->table_->find(name);
       if (!now_dep) {
         // Gone while waiting: give back what was counted on the old entry.
-        self->unhold();
         self->release();
         self->reset_exchange();
         return self->respond_local(404,
@@ -383,13 +382,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void fail_held(const std::string& message) {
-    unhold();
-    upstream_.reset();
-    if (dep_) dep_->stats->errors.fetch_add(1, std::memory_order_relaxed);
-    release();
-    reset_exchange();
-    respond_local(503, error_body("unavailable", message), "application/json",
-                  "Retry-After: 5\r\n");
+    fail_before_start(503, "unavailable", message, "Retry-After: 5\r\n");
   }
 
   void connect() {
@@ -617,7 +610,6 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // The response is cut short (upstream failure after the first byte, or the client left).
   void abort_exchange() {
-    unhold();
     if (dep_ && !client_gone_) dep_->stats->errors.fetch_add(1, std::memory_order_relaxed);
     upstream_.reset();  // closing it cancels the upstream's work
     release();
@@ -625,12 +617,13 @@ class Session : public std::enable_shared_from_this<Session> {
     close_client();
   }
 
-  void fail_before_start(int status, std::string_view code, const std::string& message) {
+  void fail_before_start(int status, std::string_view code, const std::string& message,
+                         std::string_view extra_headers = {}) {
     upstream_.reset();
     if (dep_) dep_->stats->errors.fetch_add(1, std::memory_order_relaxed);
     release();
     reset_exchange();
-    respond_local(status, error_body(code, message));
+    respond_local(status, error_body(code, message), "application/json", extra_headers);
   }
 
   void release() {

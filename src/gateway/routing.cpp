@@ -224,24 +224,19 @@ std::string prometheus_text(const RouteTable& table, const GatewayStats& stats) 
   family("lepton_gateway_completion_tokens_total", "counter",
          "Completion tokens from OpenAI usage.",
          [](const DeploymentStats& s) { return s.completion_tokens.load(); });
-  out +=
-      "# HELP lepton_gateway_replica_in_flight Requests in flight per replica.\n"
-      "# TYPE lepton_gateway_replica_in_flight gauge\n";
-  for (const auto& [dep_name, d] : table.deployments) {
-    for (const auto& r : d.replicas) {
-      out += "lepton_gateway_replica_in_flight{deployment=\"" + dep_name + "\",replica=\"" +
-             r->address + "\"} " + std::to_string(r->in_flight.load()) + "\n";
+  auto replica_family = [&](const char* name, const char* help, auto value_of) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n";
+    for (const auto& [dep_name, d] : table.deployments) {
+      for (const auto& r : d.replicas) {
+        out += std::string(name) + "{deployment=\"" + dep_name + "\",replica=\"" + r->address +
+               "\"} " + std::to_string(value_of(*r)) + "\n";
+      }
     }
-  }
-  out +=
-      "# HELP lepton_gateway_replica_ready Whether the replica passed its readiness probe.\n"
-      "# TYPE lepton_gateway_replica_ready gauge\n";
-  for (const auto& [dep_name, d] : table.deployments) {
-    for (const auto& r : d.replicas) {
-      out += "lepton_gateway_replica_ready{deployment=\"" + dep_name + "\",replica=\"" +
-             r->address + "\"} " + (r->ready.load() ? "1" : "0") + "\n";
-    }
-  }
+  };
+  replica_family("lepton_gateway_replica_in_flight", "Requests in flight per replica.",
+                 [](const Replica& r) { return r.in_flight.load(); });
+  replica_family("lepton_gateway_replica_ready", "Whether the replica passed its readiness probe.",
+                 [](const Replica& r) { return r.ready.load() ? 1 : 0; });
   out +=
       "# HELP lepton_gateway_request_seconds Request latency, to the response's last byte.\n"
       "# TYPE lepton_gateway_request_seconds histogram\n";

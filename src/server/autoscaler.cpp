@@ -22,18 +22,14 @@ double Autoscaler::average(int64_t since_ms) const {
   return n == 0 ? 0 : sum / n;
 }
 
-double Autoscaler::stable_average(const DeploymentSpec& spec, int64_t now_ms) const {
-  return average(now_ms - int64_t{spec.window_s} * 1000);
-}
-
-double Autoscaler::panic_average(const DeploymentSpec& spec, int64_t now_ms) const {
-  return average(now_ms - int64_t{spec.panic_window_s} * 1000);
-}
-
 int Autoscaler::desired(const DeploymentSpec& spec, int current, int ready, int64_t now_ms) {
   const double target = spec.target_in_flight;
-  const int stable = static_cast<int>(std::ceil(stable_average(spec, now_ms) / target - 1e-9));
-  const int panic = static_cast<int>(std::ceil(panic_average(spec, now_ms) / target - 1e-9));
+  auto replicas_for = [&](int window_s) {
+    const double avg = average(now_ms - int64_t{window_s} * 1000);
+    return static_cast<int>(std::ceil(avg / target - 1e-9));
+  };
+  const int stable = replicas_for(spec.window_s);
+  const int panic = replicas_for(spec.panic_window_s);
   // Up on the short window, down only as the long one lets go: a load that stays up keeps its
   // replicas even while the stable window still remembers a lower load.
   int want = std::max(stable, panic);

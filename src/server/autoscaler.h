@@ -36,11 +36,9 @@ class Autoscaler {
   int desired(const DeploymentSpec& spec, int current, int ready, int64_t now_ms);
 
   bool panicking(int64_t now_ms) const { return now_ms < panic_until_ms_; }
-  // Averages over the windows, for display.
-  double stable_average(const DeploymentSpec& spec, int64_t now_ms) const;
-  double panic_average(const DeploymentSpec& spec, int64_t now_ms) const;
 
  private:
+  // The mean of the samples newer than `since_ms`; 0 with none.
   double average(int64_t since_ms) const;
 
   struct Sample {

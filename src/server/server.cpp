@@ -147,18 +147,25 @@ class ServerImpl final : public Server {
 
   // Runs `fn` on the control loop and answers with what it returns.
   void on_loop(net::Responder respond, std::function<net::HttpResponse()> fn) {
-    asio::post(loop_, [this, respond = std::move(respond), fn = std::move(fn)] {
+    asio::post(loop_, [respond = std::move(respond), fn = std::move(fn)] {
       // The control plane reports errors as values; an exception here is a bug, and it must not
       // take the control loop down with it.
       try {
-        net::HttpResponse response = fn();
-        // A deployment created (or changed) is routable when the answer arrives.
-        if (router_) update_routes();
-        respond(std::move(response));
+        respond(fn());
       } catch (const std::exception& e) {
         std::fprintf(stderr, "lepton server: internal error: %s\n", e.what());
         respond(net::error_response(Status::internal(std::string("internal error: ") + e.what())));
       }
+    });
+  }
+
+  // on_loop() for a call that changes deployments: the gateway gets the new routes before the
+  // answer goes out, so a deployment just created is routable at once.
+  void on_loop_routed(net::Responder respond, std::function<net::HttpResponse()> fn) {
+    on_loop(std::move(respond), [this, fn = std::move(fn)] {
+      net::HttpResponse response = fn();
+      if (router_) update_routes();
+      return response;
     });
   }
 
@@ -277,7 +284,7 @@ class ServerImpl final : public Server {
     }
     if (kind == "deployments" && parts.size() == 3) {
       if (m == "POST") {
-        on_loop(std::move(respond), [this, body = std::move(req.body)] {
+        on_loop_routed(std::move(respond), [this, body = std::move(req.body)] {
           return to_response(cp_->create_deployment(body, now_ms()), 201);
         });
       } else if (m == "GET") {
@@ -297,7 +304,7 @@ class ServerImpl final : public Server {
         } else if (m != "POST") {
           method_not_allowed();
         } else {
-          on_loop(std::move(respond), [this, name, body = std::move(req.body)] {
+          on_loop_routed(std::move(respond), [this, name, body = std::move(req.body)] {
             return to_response(cp_->scale_deployment(name, body, now_ms()));
           });
         }
@@ -307,12 +314,13 @@ class ServerImpl final : public Server {
         on_loop(std::move(respond),
                 [this, name] { return to_response(cp_->get_deployment(name, now_ms())); });
       } else if (m == "PUT") {
-        on_loop(std::move(respond), [this, name, body = std::move(req.body)] {
+        on_loop_routed(std::move(respond), [this, name, body = std::move(req.body)] {
           return to_response(cp_->update_deployment(name, body, now_ms()));
         });
       } else if (m == "DELETE") {
-        on_loop(std::move(respond),
-                [this, name] { return to_response(cp_->delete_deployment(name, now_ms())); });
+        on_loop_routed(std::move(respond), [this, name] {
+          return to_response(cp_->delete_deployment(name, now_ms()));
+        });
       } else {
         method_not_allowed();
       }
