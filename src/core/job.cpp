@@ -1,3 +1,4 @@
+#include <algorithm>
 #include "core/job.h"
 
 #include <array>
@@ -51,6 +52,18 @@ Status validate_job_spec(const JobSpec& spec) {
   if (spec.priority < kMinJobPriority || spec.priority > kMaxJobPriority) {
     return Status::invalid_argument("priority: expected " + std::to_string(kMinJobPriority) + ".." +
                                     std::to_string(kMaxJobPriority));
+  }
+  for (const std::string& cloud : spec.clouds) {
+    const bool ok = !cloud.empty() && cloud.size() <= 32 &&
+                    std::all_of(cloud.begin(), cloud.end(), [](char c) {
+                      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+                    });
+    if (!ok) return Status::invalid_argument("clouds: expected names such as aws or gcp");
+  }
+  for (const std::string& region : spec.regions) {
+    if (region.empty() || region.size() > 64) {
+      return Status::invalid_argument("regions: expected names such as us-east-1");
+    }
   }
   for (const auto& [key, value] : spec.envs) {
     if (!is_env_name(key)) {

@@ -43,6 +43,12 @@ struct JobSpec {
   // Whether the scheduler may stop the job to give its resources to other work (reclaim,
   // priority); a preempted job goes back to its queue.
   bool preemptible = true;
+  // Where new machines may be rented for it (issue 5): spot offers (the job may be interrupted;
+  // it is then requeued and resumes from $LEPTON_CHECKPOINT_DIR), and the clouds and regions
+  // allowed (empty: any). Machines already in the cluster are used whatever they are.
+  bool use_spot = false;
+  std::vector<std::string> clouds;   // lower case, e.g. "aws"
+  std::vector<std::string> regions;  // a region or a zone, e.g. "us-east-1"
 
   bool operator==(const JobSpec&) const = default;
 };

@@ -604,6 +604,7 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     }
     first_blocked_ms_.try_emplace(w.id, now_ms);
     result.waiting[w.id].text = why;
+    result.waiting[w.id].no_capacity = true;
     return false;
   };
   auto quota_reason = [&](int a, const char* what, const Quota& bound) {

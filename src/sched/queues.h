@@ -105,6 +105,9 @@ struct QueueOptions {
 struct WaitReason {
   std::string text;                  // one line, e.g. "queue team-a is at its quota (gpu=4)"
   std::vector<uint64_t> preempting;  // running work being preempted for this one
+  // Its queue would admit it, but no node has room for it: more machines would let it start
+  // (the cloud autoscaler's signal).
+  bool no_capacity = false;
 };
 
 // Per-queue figures of the last cycle, for `lepton queue ls`.

@@ -22,9 +22,9 @@ using Type = Node::Type;
 
 constexpr size_t kMaxQuoted = 60;
 
-constexpr std::array<std::string_view, 11> kJobFields = {
-    "name",         "resources", "num_nodes", "envs",        "setup", "run",
-    "max_restarts", "queue",     "priority",  "preemptible", "kind"};
+constexpr std::array<std::string_view, 14> kJobFields = {
+    "name",     "resources",   "num_nodes", "envs",   "setup",  "run",     "max_restarts",
+    "queue",    "priority",    "preemptible", "kind", "use_spot", "clouds", "regions"};
 // A deployment's replica fields (decoded as a job) and its own.
 constexpr std::array<std::string_view, 8> kReplicaFields = {
     "name", "resources", "envs", "setup", "run", "queue", "priority", "preemptible"};
@@ -184,6 +184,24 @@ class Decoder {
 
   // true or false: a JSON bool, or in YAML true/True/TRUE/false/False/FALSE (YAML 1.2's core
   // schema; not yes/no/on/off).
+  // A list of names, or one name alone ("clouds: aws" is "clouds: [aws]"); lower-cased.
+  Status names(const Node& n, std::string_view path, std::vector<std::string>& out) const {
+    std::vector<const Node*> items;
+    if (n.kind == Kind::kList) {
+      for (const Node& item : n.items) items.push_back(&item);
+    } else {
+      items.push_back(&n);
+    }
+    for (const Node* item : items) {
+      auto name = text(*item, path);
+      if (!name.is_ok() || name->empty()) return fail(*item, path, "a list of names");
+      std::string lower = *name;
+      for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (std::find(out.begin(), out.end(), lower) == out.end()) out.push_back(std::move(lower));
+    }
+    return Status::ok();
+  }
+
   Status boolean(const Node& n, std::string_view path, bool& out) const {
     static constexpr std::array<std::string_view, 3> kTrue = {"true", "True", "TRUE"};
     static constexpr std::array<std::string_view, 3> kFalse = {"false", "False", "FALSE"};
@@ -486,6 +504,15 @@ Result<JobSpec> Decoder::decode(const Node& root) {
   }
   if (const Node* v = find(root, "preemptible"); v && v->kind != Kind::kNull) {
     LEPTON_RETURN_IF_ERROR(boolean(*v, "preemptible", spec.preemptible));
+  }
+  if (const Node* v = find(root, "use_spot"); v && v->kind != Kind::kNull) {
+    LEPTON_RETURN_IF_ERROR(boolean(*v, "use_spot", spec.use_spot));
+  }
+  if (const Node* v = find(root, "clouds"); v && v->kind != Kind::kNull) {
+    LEPTON_RETURN_IF_ERROR(names(*v, "clouds", spec.clouds));
+  }
+  if (const Node* v = find(root, "regions"); v && v->kind != Kind::kNull) {
+    LEPTON_RETURN_IF_ERROR(names(*v, "regions", spec.regions));
   }
 
   if (Status s = validate_job_spec(spec); !s.is_ok()) return place(s);

@@ -130,6 +130,9 @@ ordered_json job_spec_to_json_value(const JobSpec& spec) {
   j["queue"] = spec.queue;
   j["priority"] = spec.priority;
   j["preemptible"] = spec.preemptible;
+  j["use_spot"] = spec.use_spot;
+  j["clouds"] = spec.clouds;
+  j["regions"] = spec.regions;
   return j;
 }
 

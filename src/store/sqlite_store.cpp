@@ -94,6 +94,13 @@ CREATE TABLE deployments (
   state_json TEXT NOT NULL
 ) WITHOUT ROWID, STRICT;
 )sql",
+    // 4: instances rented from providers.
+    R"sql(
+CREATE TABLE instances (
+  id TEXT PRIMARY KEY CHECK (id <> ''),
+  record_json TEXT NOT NULL
+) WITHOUT ROWID, STRICT;
+)sql",
 };
 
 // The cached statements: prepared once at open, reset after each use.
@@ -110,6 +117,7 @@ enum Stmt {
   kDeleteQueue,
   kUpsertDeployment,
   kDeleteDeployment,
+  kUpsertInstance,
   kInsertEvent,
   kNextId,
   kListJobs,
@@ -119,6 +127,7 @@ enum Stmt {
   kListNodes,
   kListQueues,
   kListDeployments,
+  kListInstances,
   kEventsSince,
   kStmtCount,
 };
@@ -149,6 +158,8 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "INSERT INTO deployments (name, spec_json, state_json) VALUES (?, ?, ?) ON CONFLICT (name) DO "
     "UPDATE SET spec_json = excluded.spec_json, state_json = excluded.state_json",
     "DELETE FROM deployments WHERE name = ?",
+    "INSERT INTO instances (id, record_json) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "record_json = excluded.record_json",
     "INSERT INTO events (revision, time_ms, object, message) VALUES (?, ?, ?, ?)",
     "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = "
     "value + 1 RETURNING value",
@@ -164,6 +175,7 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "last_heartbeat_ms FROM nodes ORDER BY name",
     "SELECT name, spec_json FROM queues ORDER BY name",
     "SELECT name, spec_json, state_json FROM deployments ORDER BY name",
+    "SELECT id, record_json FROM instances ORDER BY id",
     "SELECT revision, time_ms, object, message FROM events WHERE revision > ? "
     "ORDER BY revision, seq LIMIT ?",
 };
@@ -339,6 +351,11 @@ class SqliteStore final : public Store {
     return read_all<DeploymentRecord>(use, "list_deployments", &read_deployment);
   }
 
+  Result<std::vector<InstanceRecord>> list_instances() override {
+    Use use(stmts_[kListInstances]);
+    return read_all<InstanceRecord>(use, "list_instances", &read_instance);
+  }
+
   Result<std::vector<EventRecord>> events_since(int64_t after, size_t limit) override {
     if (limit == 0) return std::vector<EventRecord>();
     constexpr auto kMax = static_cast<size_t>(std::numeric_limits<int64_t>::max());
@@ -401,6 +418,11 @@ class SqliteStore final : public Store {
       Use use(stmts_[kDeleteDeployment]);
       use.bind(name);
       LEPTON_RETURN_IF_ERROR(done(use, "commit: delete deployment '" + name + "'"));
+    }
+    for (const InstanceRecord& i : batch.instances) {
+      Use use(stmts_[kUpsertInstance]);
+      use.bind(i.id).bind(i.record_json);
+      LEPTON_RETURN_IF_ERROR(done(use, "commit: instance '" + i.id + "'"));
     }
     for (const EventRecord& e : batch.events) {
       Use use(stmts_[kInsertEvent]);
@@ -484,6 +506,12 @@ class SqliteStore final : public Store {
   static Status read_queue(Use& use, QueueRecord& q) {
     q.name = use.text();
     q.spec_json = use.text();
+    return Status::ok();
+  }
+
+  static Status read_instance(Use& use, InstanceRecord& i) {
+    i.id = use.text();
+    i.record_json = use.text();
     return Status::ok();
   }
 

@@ -73,6 +73,14 @@ struct DeploymentRecord {
   bool operator==(const DeploymentRecord&) const = default;
 };
 
+// A machine lepton rented from a provider (server/, issue 5), with its price, lifetime and the
+// work it ran, for the cloud autoscaler and `lepton cost`. Kept after the machine ends.
+struct InstanceRecord {
+  std::string id;           // the provider's instance id; unique
+  std::string record_json;  // the autoscaler's record (opaque to the store)
+  bool operator==(const InstanceRecord&) const = default;
+};
+
 struct EventRecord {
   int64_t revision = 0;  // assigned by commit(); ignored on input
   int64_t time_ms = 0;
@@ -94,11 +102,12 @@ struct WriteBatch {
   std::vector<std::string> deleted_queues;
   std::vector<DeploymentRecord> deployments;  // key: name
   std::vector<std::string> deleted_deployments;
-  std::vector<EventRecord> events;  // appended, in order
+  std::vector<InstanceRecord> instances;  // key: id
+  std::vector<EventRecord> events;        // appended, in order
   bool empty() const {
     return jobs.empty() && tasks.empty() && nodes.empty() && deleted_nodes.empty() &&
            queues.empty() && deleted_queues.empty() && deployments.empty() &&
-           deleted_deployments.empty() && events.empty();
+           deleted_deployments.empty() && instances.empty() && events.empty();
   }
 };
 
@@ -127,6 +136,8 @@ class Store {
   virtual Result<std::vector<QueueRecord>> list_queues() = 0;
   // Deployments ordered by name.
   virtual Result<std::vector<DeploymentRecord>> list_deployments() = 0;
+  // Instances ordered by id.
+  virtual Result<std::vector<InstanceRecord>> list_instances() = 0;
   // Events with revision > `after`, oldest first, at most `limit`. A page can end inside a
   // revision; to resume without a gap, continue after the last revision that is complete.
   virtual Result<std::vector<EventRecord>> events_since(int64_t after, size_t limit) = 0;

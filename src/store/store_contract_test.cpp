@@ -81,6 +81,7 @@ class StoreContract : public ::testing::Test {
   std::vector<NodeRecord> nodes() { return ok(store_->list_nodes()); }
   std::vector<QueueRecord> queues() { return ok(store_->list_queues()); }
   std::vector<DeploymentRecord> deployments() { return ok(store_->list_deployments()); }
+  std::vector<InstanceRecord> instances() { return ok(store_->list_instances()); }
   std::vector<EventRecord> events(int64_t after = 0, size_t limit = 1000) {
     return ok(store_->events_since(after, limit));
   }
@@ -265,6 +266,19 @@ TYPED_TEST(StoreContract, DeploymentsUpsertByNameAndDelete) {
   b.deleted_deployments = {"tts"};
   this->commit(b);
   EXPECT_EQ(this->deployments(), (std::vector<DeploymentRecord>{d("chat", "2", "3")}));
+}
+
+TYPED_TEST(StoreContract, InstancesUpsertByIdAndStayAfterTheyEnd) {
+  EXPECT_TRUE(this->instances().empty());
+  WriteBatch b;
+  b.instances = {{"sim-aws-2", R"({"state":"pending"})"}, {"sim-aws-1", R"({"state":"running"})"}};
+  this->commit(b);
+  b = WriteBatch{};
+  b.instances = {{"sim-aws-2", R"({"state":"terminated"})"}};
+  this->commit(b);
+  EXPECT_EQ(this->instances(),
+            (std::vector<InstanceRecord>{{"sim-aws-1", R"({"state":"running"})"},
+                                         {"sim-aws-2", R"({"state":"terminated"})"}}));
 }
 
 TYPED_TEST(StoreContract, QueuesAreOrderedByName) {
