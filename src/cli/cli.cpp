@@ -88,6 +88,7 @@ int run(int argc, char** argv) {
   register_deploy_commands(app);
   register_gateway_command(app);
   register_offers_command(app);
+  register_cloud_commands(app);
   register_sim_commands(app);
   register_bench_commands(app);
   try {

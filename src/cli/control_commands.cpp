@@ -14,6 +14,8 @@
 #include "agent/gpu_discovery.h"
 #include "cli/cli.h"
 #include "cli/client.h"
+#include "cloud/catalog.h"
+#include "cloud/sim_provider.h"
 #include "net/http.h"
 #include "server/agent_daemon.h"
 #include "server/server.h"
@@ -269,6 +271,12 @@ struct ServeFlags {
   int node_timeout_s = 10;
   double preempt_grace_s = 30;
   double reserve_after_s = 60;
+  bool demo_clouds = false;
+  std::string demo_clouds_config;
+  std::string catalog;
+  std::string checkpoint_dir;
+  double cloud_idle_s = 300;
+  int max_instances = 16;
 };
 
 void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
@@ -294,6 +302,23 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
                   "Seconds the first waiting job of a queue waits before nodes are held for it")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 86400.0));
+  cmd->add_flag("--demo-clouds", f.demo_clouds,
+                "Rent machines for work that does not fit from emulated clouds (aws, gcp, azure, "
+                "lambda, runpod) priced from the real catalog; each machine is a local agent");
+  cmd->add_option("--demo-clouds-config", f.demo_clouds_config,
+                  "JSON file of the emulation: boot_s, notice_s, mtbi_s, capacity, "
+                  "pool_capacity, quota_gpus, clouds, seed (implies --demo-clouds)");
+  cmd->add_option("--catalog", f.catalog, "Offer catalog folder (default: the bundled one)");
+  cmd->add_option("--checkpoint-dir", f.checkpoint_dir,
+                  "Folder every node reaches at this path; jobs get LEPTON_CHECKPOINT_DIR under "
+                  "it (default with --demo-clouds: DATA_DIR/checkpoints)");
+  cmd->add_option("--cloud-idle", f.cloud_idle_s,
+                  "Seconds a rented machine may sit without work before it is returned")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("--max-instances", f.max_instances, "Rented machines at once")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 10000));
 }
 
 std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
@@ -306,6 +331,29 @@ std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
   o.control.node_timeout_ms = int64_t{f.node_timeout_s} * 1000;
   o.control.preempt_grace_ms = static_cast<int64_t>(f.preempt_grace_s * 1000);
   o.control.reserve_after_ms = static_cast<int64_t>(f.reserve_after_s * 1000);
+  o.control.cloud_idle_ms = static_cast<int64_t>(f.cloud_idle_s * 1000);
+  o.control.max_instances = f.max_instances;
+  o.control.checkpoint_dir = f.checkpoint_dir;
+  if (f.demo_clouds || !f.demo_clouds_config.empty()) {
+    cloud::SimCloudOptions sim;
+    if (!f.demo_clouds_config.empty()) {
+      auto text = sim::read_file(f.demo_clouds_config);
+      if (!text.is_ok()) fail("--demo-clouds-config: " + text.status().message(), 2);
+      auto parsed = cloud::SimCloudOptions::from_json(*text);
+      if (!parsed.is_ok()) {
+        fail("--demo-clouds-config " + f.demo_clouds_config + ": " + parsed.status().message(), 2);
+      }
+      sim = std::move(*parsed);
+    }
+    sim.state_dir = o.data_dir + "/demo-clouds";
+    const std::string dir = f.catalog.empty() ? data_dir() + "/catalog" : f.catalog;
+    auto catalog = cloud::load_catalog_dir(dir);
+    if (!catalog.is_ok()) fail("--catalog " + dir + ": " + catalog.status().message(), 2);
+    auto provider = cloud::SimProvider::create(std::move(*catalog), sim);
+    if (!provider.is_ok()) fail(provider.status().message(), 2);
+    o.providers.push_back(std::shared_ptr<cloud::Provider>(std::move(*provider)));
+    if (o.control.checkpoint_dir.empty()) o.control.checkpoint_dir = o.data_dir + "/checkpoints";
+  }
   auto s = server::Server::start(o);
   if (!s.is_ok()) {
     std::string hint;

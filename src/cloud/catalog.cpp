@@ -347,6 +347,11 @@ double price_per_gpu_hour(const Offer& offer, bool spot) {
   return price / offer.gpu_count;
 }
 
+std::string offer_pool(const Offer& offer, bool spot) {
+  return offer.cloud + "/" + offer.region + (offer.zone.empty() ? "" : "/" + offer.zone) + "/" +
+         offer.instance_type + (spot ? "/spot" : "");
+}
+
 std::vector<Offer> find_offers(const std::vector<Offer>& offers, const OfferQuery& query) {
   const std::string model = canonical_gpu_model(query.gpu_model);
   auto any_of = [](const std::vector<std::string>& wanted, auto&& match) {

@@ -79,6 +79,11 @@ struct OfferQuery {
 // broken by price per GPU-hour, then cloud, region, zone and instance type.
 std::vector<Offer> find_offers(const std::vector<Offer>& offers, const OfferQuery& query);
 
+// A pool: one offer launched as spot or on demand, e.g. "aws/us-east-1/p5.48xlarge/spot" (with
+// the zone after the region when the offer has one). Capacity is limited, and capacity errors
+// are remembered, per pool.
+std::string offer_pool(const Offer& offer, bool spot);
+
 // The relevant price divided by gpu_count; NaN when `spot` and the offer has no spot price.
 double price_per_gpu_hour(const Offer& offer, bool spot);
 

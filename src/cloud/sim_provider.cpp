@@ -131,10 +131,6 @@ Result<SimCloudOptions> SimCloudOptions::from_json(std::string_view text) {
   return o;
 }
 
-std::string SimProvider::pool_key(const Offer& offer, bool spot) {
-  return offer.cloud + "/" + offer.region + "/" + offer.instance_type + (spot ? "/spot" : "");
-}
-
 class SimProvider::Impl {
  public:
   struct SimInstance {
@@ -185,11 +181,11 @@ class SimProvider::Impl {
                                       " has no spot offer");
     }
     std::lock_guard lock(mu_);
-    const std::string key = pool_key(*known, request.spot);
+    const std::string key = offer_pool(*known, request.spot);
     int in_pool = 0, gpus_in_cloud = 0;
     for (const auto& [id, inst] : instances_) {
       if (inst.info.state == InstanceState::kTerminated) continue;
-      if (pool_key(inst.offer, inst.info.spot) == key) ++in_pool;
+      if (offer_pool(inst.offer, inst.info.spot) == key) ++in_pool;
       if (inst.offer.cloud == known->cloud) gpus_in_cloud += static_cast<int>(inst.offer.gpu_count);
     }
     auto cap = options_.pool_capacity.find(key);

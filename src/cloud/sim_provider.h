@@ -40,13 +40,13 @@ struct SimCloudOptions {
   double notice_s = 120;    // spot: notice to the end of the instance
   double mtbi_s = 0;        // spot: mean time between random interruptions; 0: only interrupt()
   int capacity = 4;         // instances per pool at once
-  std::map<std::string, int> pool_capacity{};  // "cloud/region/instance_type[/spot]" -> capacity
+  std::map<std::string, int> pool_capacity{};  // offer_pool() (catalog.h) -> capacity
   std::map<std::string, int> quota_gpus{};     // cloud -> GPUs at once; absent: unlimited
   std::vector<std::string> clouds{};           // the clouds emulated; empty: every cloud offered
   uint64_t seed = 1;
 
   // Reads the JSON form: {"boot_s": 2, "notice_s": 120, "mtbi_s": 0, "capacity": 4,
-  // "pool_capacity": {"aws/us-east-1/p5.48xlarge/spot": 0}, "quota_gpus": {"aws": 16},
+  // "pool_capacity": {"aws/us-east-1/us-east-1a/p5.48xlarge/spot": 0}, "quota_gpus": {"aws": 16},
   // "clouds": ["aws", "gcp"], "seed": 1}; every field optional. Errors name the field.
   static Result<SimCloudOptions> from_json(std::string_view text);
 };
@@ -69,9 +69,6 @@ class SimProvider : public Provider {
 
   // Posts an interruption notice for a running spot instance now (the demo's and tests' hook).
   Status interrupt(const std::string& instance_id);
-
-  // The pool key of an offer, as pool_capacity names it.
-  static std::string pool_key(const Offer& offer, bool spot);
 
   class Impl;
 

@@ -1,6 +1,6 @@
-#include <algorithm>
 #include "core/job.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 
@@ -54,10 +54,10 @@ Status validate_job_spec(const JobSpec& spec) {
                                     std::to_string(kMaxJobPriority));
   }
   for (const std::string& cloud : spec.clouds) {
-    const bool ok = !cloud.empty() && cloud.size() <= 32 &&
-                    std::all_of(cloud.begin(), cloud.end(), [](char c) {
-                      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-                    });
+    const bool ok =
+        !cloud.empty() && cloud.size() <= 32 && std::all_of(cloud.begin(), cloud.end(), [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+        });
     if (!ok) return Status::invalid_argument("clouds: expected names such as aws or gcp");
   }
   for (const std::string& region : spec.regions) {

@@ -229,9 +229,13 @@ class AgentImpl final : public AgentDaemon {
         launch.env.emplace(k, v);
       }
     }
-    const std::string checkpoints = options_.work_dir + "/checkpoints/" + id.job_id;
+    // Checkpoints: where the server says (storage every node shares, so a job resumes on another
+    // node), else on this node.
+    auto& checkpoints = launch.env["LEPTON_CHECKPOINT_DIR"];
+    if (checkpoints.empty()) checkpoints = options_.work_dir + "/checkpoints/" + id.job_id;
     fs::create_directories(checkpoints, ec);
-    launch.env["LEPTON_CHECKPOINT_DIR"] = checkpoints;
+    // Where a preemption notice is written before the SIGTERM (see stop_task).
+    launch.env["LEPTON_NOTICE_FILE"] = dir + "/notice";
     auto pid = agent::start_task(launch);
     if (!pid.is_ok()) {
       // Record the failure as the task's exit, so the server learns of it.
@@ -242,11 +246,20 @@ class AgentImpl final : public AgentDaemon {
     tasks_[id] = LocalTask{dir, 0};
   }
 
-  void stop_task(const TaskId& id, std::chrono::milliseconds grace) {
+  // With `notice` (the node is going away, e.g. a spot interruption), the task's notice file gets
+  // LEPTON_PREEMPTION_NOTICE=1 and the grace in seconds before the SIGTERM, so a task can tell a
+  // preemption it should checkpoint for from an ordinary stop. (A running process's environment
+  // cannot change; the file is sourced: `. "$LEPTON_NOTICE_FILE"`.)
+  void stop_task(const TaskId& id, std::chrono::milliseconds grace, bool notice) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
     const std::string dir = it->second.dir;
     tasks_.erase(it);
+    if (notice) {
+      std::ofstream(fs::path(dir) / "notice")
+          << "LEPTON_PREEMPTION_NOTICE=1\nLEPTON_PREEMPTION_GRACE_S="
+          << std::chrono::duration_cast<std::chrono::seconds>(grace).count() << "\n";
+    }
     // Forget the task at once; ending its processes may take the grace period.
     std::ofstream(fs::path(dir) / "forgotten") << "1\n";
     stoppers_.emplace_back([dir, grace] {
@@ -298,7 +311,8 @@ class AgentImpl final : public AgentDaemon {
       const auto grace = s.contains("grace_ms")
                              ? std::chrono::milliseconds(s.value("grace_ms", int64_t{0}))
                              : options_.stop_grace;
-      stop_task({s.value("job_id", ""), s.value("rank", 0), s.value("attempt", 0)}, grace);
+      stop_task({s.value("job_id", ""), s.value("rank", 0), s.value("attempt", 0)}, grace,
+                s.value("notice", false));
     }
     for (const json& s : list("start")) start(s);
     interval_ms_ = reply.value("heartbeat_ms", interval_ms_);

@@ -84,7 +84,7 @@ Status ControlPlane::load(int64_t now_ms) {
     job_order_.push_back(r.id);
     const int64_t seq = static_cast<int64_t>(job_order_.size());
     if (r.state == JobState::kPending) pending_jobs_.emplace(seq, r.id);
-    jobs_[r.id] = Job{r, std::move(*spec), seq, r.updated_ms, {}};
+    jobs_[r.id] = Job{r, std::move(*spec), seq, r.updated_ms, {}, false};
   }
   auto tasks = store_->list_tasks("");
   if (!tasks.is_ok()) return tasks.status();
@@ -99,6 +99,7 @@ Status ControlPlane::load(int64_t now_ms) {
     if (holds) active_tasks_.insert({t.job_id, t.rank});
     tasks_[{t.job_id, t.rank}] = t;
   }
+  LEPTON_RETURN_IF_ERROR(load_instances());
   return load_deployments(now_ms);
 }
 
@@ -111,11 +112,14 @@ Status ControlPlane::commit(store::WriteBatch& batch) {
 
 void ControlPlane::save_task(const store::TaskRecord& task, store::WriteBatch& batch) {
   const TaskKey key{task.job_id, task.rank};
-  if (!is_terminal(task.state) && task.state != JobState::kPending) {
+  const bool was_active = active_tasks_.count(key) > 0;
+  const bool active = !is_terminal(task.state) && task.state != JobState::kPending;
+  if (active) {
     active_tasks_.insert(key);
   } else {
     active_tasks_.erase(key);
   }
+  track_use(task, was_active, active, batch);
   batch.tasks.push_back(task);
 }
 
@@ -446,6 +450,9 @@ json ControlPlane::task_start_message(const Job& job, const store::TaskRecord& t
               {"WORLD_SIZE", std::to_string(job.spec.num_nodes)},
               {"RANK", std::to_string(task.rank)},
               {"CUDA_VISIBLE_DEVICES", gpus}};
+  if (!options_.checkpoint_dir.empty()) {
+    env["LEPTON_CHECKPOINT_DIR"] = options_.checkpoint_dir + "/" + job.record.id;
+  }
   if (job.spec.resources.fractional()) {
     env["LEPTON_GPU_FRACTION"] = std::to_string(job.spec.resources.gpu_milli / 1000.0);
   }
@@ -564,7 +571,8 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
       json entry = key;  // stale, cancelled or unknown: the agent stops and forgets it
       auto st = stopping_.find({r.job_id, r.rank});
       if (st != stopping_.end() && st->second.attempt == r.attempt) {
-        entry["grace_ms"] = options_.preempt_grace_ms;  // preempted: SIGTERM, then the grace
+        entry["grace_ms"] = st->second.grace_ms;  // preempted: SIGTERM, then the grace
+        if (st->second.notice) entry["notice"] = true;
       }
       stop.push_back(entry);
       continue;
@@ -742,19 +750,20 @@ void ControlPlane::assign(Job& job, const std::vector<sched::Placement>& placeme
   job.record.updated_ms = now_ms;
   job.started_ms = now_ms;
   job.preempting.clear();
+  job.no_capacity = false;
   save_job(job, batch);
   event(batch, now_ms, "job/" + job.record.id, "scheduled");
 }
 
-void ControlPlane::preempt(Job& job, const std::string& for_job, store::WriteBatch& batch,
-                           int64_t now_ms) {
+void ControlPlane::preempt(Job& job, const std::string& why, int64_t grace_ms, bool notice,
+                           store::WriteBatch& batch, int64_t now_ms) {
   for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
     store::TaskRecord& t = tasks_.at({job.record.id, rank});
     if (is_terminal(t.state) || t.state == JobState::kPending) continue;
     // The resources stay bound until the task has had its grace period; a new attempt number
     // makes the agent's reports of the old one stale, so the next heartbeat stops it.
     stopping_[{job.record.id, rank}] =
-        Stopping{t.node, t.gpu_mask, t.attempt, now_ms + options_.preempt_grace_ms + 2000};
+        Stopping{t.node, t.gpu_mask, t.attempt, now_ms + grace_ms + 2000, grace_ms, notice};
     t.attempt++;
     t.state = JobState::kPending;
     t.node.clear();
@@ -765,7 +774,7 @@ void ControlPlane::preempt(Job& job, const std::string& for_job, store::WriteBat
     save_task(t, batch);
   }
   job.record.state = JobState::kPending;
-  job.record.reason = "preempted for " + for_job + "; waits in its queue to resume";
+  job.record.reason = why + "; waits in its queue to resume";
   job.record.updated_ms = now_ms;
   save_job(job, batch);
   event(batch, now_ms, "job/" + job.record.id, job.record.reason);
@@ -808,6 +817,7 @@ Status ControlPlane::tick(int64_t now_ms) {
   }
   reconcile_deployments(batch, now_ms);
   schedule_pending(batch, now_ms);
+  cloud_round(batch, now_ms);
   return commit(batch);
 }
 
@@ -877,6 +887,7 @@ void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
   }
   for (const auto& [seq, why] : result.waiting) {
     Job& job = job_by_seq(seq);
+    job.no_capacity = why.no_capacity;
     std::vector<std::string> preempting;
     for (uint64_t v : why.preempting) preempting.push_back(job_by_seq(v).record.id);
     job.preempting = preempting;
@@ -893,7 +904,8 @@ void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
         for_job = job_by_seq(seq).record.id;
       }
     }
-    preempt(job_by_seq(victim), for_job.empty() ? "other work" : for_job, batch, now_ms);
+    preempt(job_by_seq(victim), "preempted for " + (for_job.empty() ? "other work" : for_job),
+            options_.preempt_grace_ms, /*notice=*/false, batch, now_ms);
   }
 }
 

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cloud/provider.h"
 #include "core/deployment.h"
 #include "core/job.h"
 #include "core/queue.h"
@@ -24,6 +26,7 @@
 #include "sched/queues.h"
 #include "sched/scheduler.h"
 #include "server/autoscaler.h"
+#include "server/provisioning.h"
 #include "store/store.h"
 
 namespace lepton::server {
@@ -44,6 +47,14 @@ struct ControlPlaneOptions {
   std::string gateway_url{};
   // A replica taken out of service gets this long to finish the requests it has in flight.
   int64_t drain_timeout_ms = 30'000;
+  // Checkpoints: a folder every node can reach at this path (LEPTON_CHECKPOINT_DIR is
+  // DIR/JOB_ID), so a requeued job resumes wherever it lands. Empty: each agent uses its own.
+  std::string checkpoint_dir{};
+  // The cloud autoscaler (with providers, set_clouds()):
+  int64_t cloud_idle_ms = 300'000;    // a rented machine without work this long is returned
+  int64_t failover_ttl_ms = 600'000;  // a pool that failed to launch is skipped this long
+  int64_t boot_timeout_ms = 600'000;  // a machine that has not joined by then is returned
+  int max_instances = 16;             // rented machines at once
 };
 
 class ControlPlane {
@@ -81,6 +92,20 @@ class ControlPlane {
   Result<json> delete_deployment(const std::string& name, int64_t now_ms);
   std::string metrics() const;  // Prometheus text format
 
+  // --- clouds (docs/clouds.md) ---
+  // Where machines are rented when pending work does not fit the nodes: the providers, and the
+  // script a new machine runs at first boot to join this server (cloud::ProvisionRequest).
+  void set_clouds(std::vector<std::shared_ptr<cloud::Provider>> providers,
+                  std::function<std::string()> bootstrap_script);
+  // Rented machines, live and ended: provider, offer, price, state, node, lifetime, cost so far.
+  json list_instances(int64_t now_ms) const;
+  // Posts a spot interruption notice for an emulated instance (the sim provider only).
+  Result<json> interrupt_instance(const std::string& id, int64_t now_ms);
+  // Spend on rented machines: {"by": BY, "total_usd", "idle_usd", "rows": [{"key", "cost_usd",
+  // "gpu_hours"}]}, BY one of job, queue, cloud, instance. Work is charged its share of its
+  // machine's GPUs for the time it held them; the rest of a machine's bill is idle time.
+  Result<json> cost(const std::string& by, int64_t now_ms) const;
+
   // --- the gateway ---
   void set_gateway_url(std::string url) { options_.gateway_url = std::move(url); }
   // What the gateway should route: every deployment, its running replicas and the draining ones.
@@ -103,6 +128,7 @@ class ControlPlane {
     int64_t seq = 0;         // submission order; the queue scheduler's id for the job
     int64_t started_ms = 0;  // when it was last placed (progress a preemption would lose)
     std::vector<std::string> preempting;  // jobs being preempted to make room for this one
+    bool no_capacity = false;             // the last round found no node with room for it
   };
   // A task of a preempted job that is still stopping: its resources stay held until `until_ms`.
   struct Stopping {
@@ -110,6 +136,8 @@ class ControlPlane {
     uint32_t gpu_mask = 0;
     int attempt = 0;  // the attempt being stopped
     int64_t until_ms = 0;
+    int64_t grace_ms = 0;  // SIGTERM to SIGKILL
+    bool notice = false;   // the agent writes the preemption notice first (a spot interruption)
   };
   using TaskKey = std::pair<std::string, int>;  // (job id, rank)
   struct Node {
@@ -166,6 +194,40 @@ class ControlPlane {
   void drain_replica(Deployment& d, Replica& r, const std::string& why, store::WriteBatch& batch,
                      int64_t now_ms);
   void save_deployment(const Deployment& d, store::WriteBatch& batch) const;
+  // Clouds (cloud_autoscaler.cpp): once a second, learn what the providers did, act on
+  // interruption notices, return idle machines, and rent machines for work that does not fit.
+  struct CloudInstance {
+    size_t provider = 0;  // index into providers_
+    cloud::Instance info;
+    cloud::Offer offer;
+    double price_per_hour = 0;
+    std::string for_job;  // the job it was rented for
+    int64_t launched_ms = 0, joined_ms = 0, ended_ms = 0, idle_since_ms = 0, notice_ms = 0;
+    std::string end_reason;
+    struct Use {  // a task on this machine
+      std::string job, queue;
+      double gpus = 0;                   // GPUs it held (a share counts as its fraction)
+      int64_t start_ms = 0, end_ms = 0;  // end_ms 0: still there
+    };
+    std::vector<Use> usage;
+  };
+  void cloud_round(store::WriteBatch& batch, int64_t now_ms);
+  void sync_instances(store::WriteBatch& batch, int64_t now_ms);
+  void handle_notices(store::WriteBatch& batch, int64_t now_ms);
+  void return_idle_instances(store::WriteBatch& batch, int64_t now_ms);
+  void rent_for_pending(store::WriteBatch& batch, int64_t now_ms);
+  void end_instance(CloudInstance& inst, const std::string& why, store::WriteBatch& batch,
+                    int64_t now_ms);
+  // Removes a node whose machine is gone: its tasks are rescheduled (not the job's failure).
+  void forget_node(const std::string& name, const std::string& why, store::WriteBatch& batch,
+                   int64_t now_ms);
+  void save_instance(const CloudInstance& inst, store::WriteBatch& batch) const;
+  json instance_json(const CloudInstance& inst) const;
+  Status load_instances();
+  // Opens or closes the cost record of a task on a rented machine (from save_task).
+  void track_use(const store::TaskRecord& task, bool was_active, bool active,
+                 store::WriteBatch& batch);
+  double instance_cost(const CloudInstance& inst, int64_t now_ms) const;
   Status load_deployments(int64_t now_ms);
   std::string replica_address(const Replica& r) const;  // "" until its task is placed
   bool replica_running(const Replica& r) const;
@@ -182,9 +244,11 @@ class ControlPlane {
   // Binds a pending job's tasks to the placements the scheduler chose.
   void assign(Job& job, const std::vector<sched::Placement>& placements, store::WriteBatch& batch,
               int64_t now_ms);
-  // Stops every task of a running job for `for_job` and returns the job to its queue; the
-  // resources are released once the grace period has passed.
-  void preempt(Job& job, const std::string& for_job, store::WriteBatch& batch, int64_t now_ms);
+  // Stops every task of a running job (`why`: "preempted for j-7") and returns the job to its
+  // queue; the resources are released once the grace period has passed. With `notice`, each task
+  // is told it is being preempted before its SIGTERM, so it can checkpoint.
+  void preempt(Job& job, const std::string& why, int64_t grace_ms, bool notice,
+               store::WriteBatch& batch, int64_t now_ms);
   // The queue tree: the stored queues plus the implicit "default" queue.
   sched::QueueTree queue_tree() const;
   int queue_index(const Job& job) const;
@@ -235,6 +299,13 @@ class ControlPlane {
   int64_t last_round_ms_ = 0;
   size_t scheduler_jobs_ = 0;  // job count when the scheduler's workload was built
   int64_t submitted_ = 0;      // since this process started, for /metrics
+  // Clouds.
+  std::vector<std::shared_ptr<cloud::Provider>> providers_;
+  std::function<std::string()> bootstrap_script_;
+  std::map<std::string, CloudInstance> instances_;  // by instance id (= node name)
+  std::map<TaskKey, std::string> open_use_;         // task -> instance with its open Use
+  FailureMemory failures_{0};
+  int64_t last_cloud_round_ms_ = 0;
 };
 
 }  // namespace lepton::server

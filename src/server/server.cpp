@@ -87,8 +87,8 @@ class ServerImpl final : public Server {
       gateway_url_ = "http://" + options_.address + ":" + std::to_string(gateway_->port());
       cp_->set_gateway_url(gateway_url_);
     }
-    loop_thread_ = std::thread([this] { loop_.run(); });
-    schedule_tick();
+    // The API listens first (requests wait on the loop, which starts below), so its address is
+    // known to the bootstrap script of rented machines.
     auto http = net::HttpServer::start({.address = options_.address, .port = options_.port},
                                        [this](net::HttpRequest req, net::Responder respond) {
                                          handle(std::move(req), std::move(respond));
@@ -98,6 +98,12 @@ class ServerImpl final : public Server {
       return http.status();
     }
     http_ = std::move(*http);
+    if (!options_.providers.empty()) {
+      cp_->set_clouds(options_.providers,
+                      [script = bootstrap_script(url(), token_)] { return script; });
+    }
+    loop_thread_ = std::thread([this] { loop_.run(); });
+    schedule_tick();
     return Status::ok();
   }
 
@@ -326,6 +332,25 @@ class ServerImpl final : public Server {
       }
       return;
     }
+    if (kind == "instances" && parts.size() == 3) {
+      if (m != "GET") return method_not_allowed();
+      on_loop(std::move(respond), [this] { return json_response(cp_->list_instances(now_ms())); });
+      return;
+    }
+    if (kind == "instances" && parts.size() == 5 && parts[4] == "interrupt") {
+      if (m != "POST") return method_not_allowed();
+      on_loop(std::move(respond),
+              [this, id = parts[3]] { return to_response(cp_->interrupt_instance(id, now_ms())); });
+      return;
+    }
+    if (kind == "cost" && parts.size() == 3) {
+      if (m != "GET") return method_not_allowed();
+      auto by = req.query.find("by");
+      on_loop(std::move(respond), [this, by = by == req.query.end() ? "job" : by->second] {
+        return to_response(cp_->cost(by, now_ms()));
+      });
+      return;
+    }
     if (kind == "nodes" && parts.size() == 3) {
       if (m != "GET") return method_not_allowed();
       on_loop(std::move(respond), [this] { return json_response(cp_->list_nodes(now_ms())); });
@@ -364,6 +389,30 @@ class ServerImpl final : public Server {
 };
 
 }  // namespace
+
+std::string bootstrap_script(const std::string& server_url, const std::string& token) {
+  std::error_code ec;
+  const std::string self = fs::read_symlink("/proc/self/exe", ec).string();
+  auto quote = [](const std::string& s) {
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  // Emulated machines (cloud/sim_provider.h) declare their GPUs, CPUs and memory in LEPTON_SIM_*;
+  // a real machine's agent discovers its own.
+  return "# lepton: join this machine to " + server_url +
+         " as a node\n"
+         "export LEPTON_TOKEN=" +
+         quote(token) +
+         "\n"
+         "exec " +
+         quote(self.empty() ? "lepton" : self) + " agent --server " + quote(server_url) +
+         " --name \"${LEPTON_INSTANCE_ID:-$(hostname)}\""
+         " ${LEPTON_SIM_GPUS:+--gpus \"$LEPTON_SIM_GPUS\"}"
+         " ${LEPTON_SIM_CPUS:+--cpus \"$LEPTON_SIM_CPUS\"}"
+         " ${LEPTON_SIM_MEMORY_GIB:+--memory \"$LEPTON_SIM_MEMORY_GIB\"}"
+         " --work-dir \"${LEPTON_INSTANCE_DIR:-$HOME/.lepton}/agent\"\n";
+}
 
 std::string random_hex_token() {
   std::random_device rd;  // /dev/urandom on Linux

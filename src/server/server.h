@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "gateway/gateway.h"
@@ -22,6 +23,8 @@ struct ServerOptions {
   int gateway_port = 8081;
   gateway::GatewayOptions gateway{};
   ControlPlaneOptions control{};
+  // Where machines are rented for work that does not fit (empty: none are).
+  std::vector<std::shared_ptr<cloud::Provider>> providers{};
 };
 
 class Server {
@@ -35,6 +38,9 @@ class Server {
   virtual std::string token_path() const = 0;   // DATA_DIR/token
   virtual void stop() = 0;                      // idempotent
 };
+
+// The first-boot script of a rented machine: starts this binary's agent, joined to `server_url`.
+std::string bootstrap_script(const std::string& server_url, const std::string& token);
 
 // 32 random bytes as 64 hex digits, from the system's random source.
 std::string random_hex_token();

@@ -23,8 +23,8 @@ using Type = Node::Type;
 constexpr size_t kMaxQuoted = 60;
 
 constexpr std::array<std::string_view, 14> kJobFields = {
-    "name",     "resources",   "num_nodes", "envs",   "setup",  "run",     "max_restarts",
-    "queue",    "priority",    "preemptible", "kind", "use_spot", "clouds", "regions"};
+    "name",  "resources", "num_nodes",   "envs", "setup",    "run",    "max_restarts",
+    "queue", "priority",  "preemptible", "kind", "use_spot", "clouds", "regions"};
 // A deployment's replica fields (decoded as a job) and its own.
 constexpr std::array<std::string_view, 8> kReplicaFields = {
     "name", "resources", "envs", "setup", "run", "queue", "priority", "preemptible"};

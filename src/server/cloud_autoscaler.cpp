@@ -1,0 +1,491 @@
+// The cloud autoscaler: ControlPlane's members for rented machines (control_plane.h, "Clouds").
+// Once a second, on the control loop:
+//   1. sync: what each provider says of our instances (booted, joined as a node, ended);
+//   2. notices: a spot machine about to be taken away has its work preempted with a notice (the
+//      tasks get LEPTON_PREEMPTION_NOTICE=1 and the time left, then SIGTERM) and requeued; the
+//      node takes no new work;
+//   3. idle machines (no task for cloud_idle_ms) are returned; a machine with work never is;
+//   4. pending work that no node has room for (and that its queue admits) gets machines: room on
+//      machines already launching is used first, then the cheapest fitting offer; a capacity or
+//      quota error fails over to the next offer at once and the pool is skipped for
+//      failover_ttl_ms.
+// Provider calls run on the control loop: the sim provider answers at once; a provider with slow
+// network calls would need its own thread (not built yet).
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <set>
+
+#include "cloud/sim_provider.h"
+#include "server/control_plane.h"
+
+namespace lepton::server {
+
+namespace {
+
+constexpr int64_t kCloudRoundMs = 1000;
+// A machine that joined this recently and has no work yet still counts as room for pending work
+// (the scheduler may not have placed it there yet).
+constexpr int64_t kFreshMs = 15'000;
+
+double hours(int64_t ms) { return static_cast<double>(ms) / 3'600'000.0; }
+
+std::string money(double usd) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "$%.2f", usd);
+  return buf;
+}
+
+}  // namespace
+
+void ControlPlane::set_clouds(std::vector<std::shared_ptr<cloud::Provider>> providers,
+                              std::function<std::string()> bootstrap_script) {
+  providers_ = std::move(providers);
+  bootstrap_script_ = std::move(bootstrap_script);
+  failures_ = FailureMemory(options_.failover_ttl_ms);
+}
+
+void ControlPlane::cloud_round(store::WriteBatch& batch, int64_t now_ms) {
+  if (providers_.empty() || now_ms - last_cloud_round_ms_ < kCloudRoundMs) return;
+  last_cloud_round_ms_ = now_ms;
+  sync_instances(batch, now_ms);
+  handle_notices(batch, now_ms);
+  return_idle_instances(batch, now_ms);
+  rent_for_pending(batch, now_ms);
+}
+
+void ControlPlane::sync_instances(store::WriteBatch& batch, int64_t now_ms) {
+  std::vector<std::map<std::string, cloud::Instance>> listed(providers_.size());
+  std::vector<bool> answered(providers_.size(), false);
+  for (size_t p = 0; p < providers_.size(); ++p) {
+    auto list = providers_[p]->list_instances();
+    if (!list.is_ok()) continue;  // try again next round; nothing is assumed from a failed call
+    answered[p] = true;
+    for (cloud::Instance& i : *list) listed[p][i.id] = std::move(i);
+  }
+  for (auto& [id, inst] : instances_) {
+    if (inst.ended_ms || !answered[inst.provider]) continue;
+    auto it = listed[inst.provider].find(id);
+    if (it == listed[inst.provider].end()) {
+      end_instance(inst, "no longer listed by its provider", batch, now_ms);
+      continue;
+    }
+    const cloud::InstanceState state = it->second.state;
+    if (state == cloud::InstanceState::kTerminated || state == cloud::InstanceState::kStopped) {
+      end_instance(inst, inst.notice_ms ? "interrupted by its provider" : "ended by its provider",
+                   batch, now_ms);
+      continue;
+    }
+    bool changed = inst.info.state != state;
+    inst.info.state = state;
+    auto node = nodes_.find(id);
+    if (!inst.joined_ms && node != nodes_.end() && node->second.record.ready) {
+      inst.joined_ms = now_ms;
+      changed = true;
+      event(batch, now_ms, "instance/" + id,
+            "joined as a node " + std::to_string(now_ms - inst.launched_ms) + " ms after launch");
+    }
+    if (!inst.joined_ms && now_ms - inst.launched_ms > options_.boot_timeout_ms) {
+      failures_.failed(cloud::offer_pool(inst.offer, inst.info.spot), now_ms);
+      (void)providers_[inst.provider]->terminate({id});
+      end_instance(inst, "did not join within the boot timeout", batch, now_ms);
+      continue;
+    }
+    if (changed) save_instance(inst, batch);
+  }
+}
+
+void ControlPlane::handle_notices(store::WriteBatch& batch, int64_t now_ms) {
+  for (size_t p = 0; p < providers_.size(); ++p) {
+    auto notices = providers_[p]->interruption_notices();
+    if (!notices.is_ok()) continue;
+    for (const cloud::InterruptionNotice& n : *notices) {
+      auto it = instances_.find(n.instance_id);
+      if (it == instances_.end() || it->second.ended_ms || it->second.notice_ms) continue;
+      CloudInstance& inst = it->second;
+      inst.notice_ms = now_ms;
+      save_instance(inst, batch);
+      event(batch, now_ms, "instance/" + n.instance_id,
+            "interruption notice (" + n.reason + "), ends at " +
+                (n.time.empty() ? std::string("an unknown time") : n.time));
+      auto node = nodes_.find(n.instance_id);
+      if (node == nodes_.end()) continue;
+      cluster_.set_cordoned(node->second.id, true);
+      sched_dirty_ = true;
+      // The tasks get the notice, less a margin for the agent to act, up to the usual grace.
+      int64_t grace_ms = options_.preempt_grace_ms;
+      std::tm tm{};
+      if (!n.time.empty() && strptime(n.time.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+        const int64_t ends_ms = static_cast<int64_t>(timegm(&tm)) * 1000;
+        grace_ms = std::clamp<int64_t>(ends_ms - now_ms - 2000, 1000, options_.preempt_grace_ms);
+      }
+      std::set<std::string> jobs;
+      for (const TaskKey& key : active_tasks_) {
+        if (tasks_.at(key).node == n.instance_id) jobs.insert(key.first);
+      }
+      for (const std::string& job : jobs) {
+        Job& j = jobs_.at(job);
+        preempt(j, "its spot machine " + n.instance_id + " is being interrupted", grace_ms,
+                /*notice=*/true, batch, now_ms);
+        // A replacement is rented now, so it boots while the notice runs out.
+        j.no_capacity = true;
+      }
+    }
+  }
+}
+
+void ControlPlane::return_idle_instances(store::WriteBatch& batch, int64_t now_ms) {
+  std::set<std::string> busy;
+  for (const TaskKey& key : active_tasks_) busy.insert(tasks_.at(key).node);
+  for (const auto& [key, st] : stopping_) busy.insert(st.node);
+  for (auto& [id, inst] : instances_) {
+    if (inst.ended_ms || !inst.joined_ms) continue;
+    // Rented for a job that still waits (say, for its old machine's notice to run out): kept.
+    auto owner = jobs_.find(inst.for_job);
+    const bool owner_waits =
+        owner != jobs_.end() && owner->second.record.state == JobState::kPending;
+    if (busy.count(id) || (owner_waits && !inst.notice_ms)) {
+      inst.idle_since_ms = 0;
+      continue;
+    }
+    if (!inst.idle_since_ms) inst.idle_since_ms = now_ms;
+    if (now_ms - inst.idle_since_ms < options_.cloud_idle_ms) continue;
+    if (Status s = providers_[inst.provider]->terminate({id}); !s.is_ok()) {
+      event(batch, now_ms, "instance/" + id, "cannot terminate: " + s.message());
+      continue;
+    }
+    end_instance(
+        inst, "idle for " + std::to_string((now_ms - inst.idle_since_ms) / 1000) + " s, returned",
+        batch, now_ms);
+  }
+}
+
+void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
+  std::vector<const Job*> waiting;
+  for (const auto& [seq, id] : pending_jobs_) {
+    const Job& job = jobs_.at(id);
+    if (job.record.state == JobState::kPending && job.no_capacity) waiting.push_back(&job);
+  }
+  if (waiting.empty()) return;
+  // Room on machines that are launching, or joined and not used yet.
+  std::set<std::string> used;
+  for (const TaskKey& key : active_tasks_) used.insert(tasks_.at(key).node);
+  std::vector<Room> rooms;
+  int live = 0;
+  for (const auto& [id, inst] : instances_) {
+    if (inst.ended_ms) continue;
+    ++live;
+    if (inst.notice_ms || used.count(id)) continue;
+    auto owner = jobs_.find(inst.for_job);
+    const bool owner_waits =
+        owner != jobs_.end() && owner->second.record.state == JobState::kPending;
+    if (inst.joined_ms && now_ms - inst.joined_ms > kFreshMs && !owner_waits) continue;
+    rooms.push_back({id, inst.offer, inst.info.spot, inst.offer.gpu_count,
+                     static_cast<int64_t>(inst.offer.vcpus * 1000),
+                     static_cast<int64_t>(inst.offer.memory_gib * 1024)});
+  }
+  // Every provider's offers, once per round.
+  std::vector<std::pair<size_t, cloud::Offer>> offers;
+  std::vector<cloud::Offer> all;
+  for (size_t p = 0; p < providers_.size(); ++p) {
+    auto list = providers_[p]->offers(cloud::OfferQuery{});
+    if (!list.is_ok()) continue;
+    for (cloud::Offer& o : *list) {
+      offers.emplace_back(p, o);
+      all.push_back(std::move(o));
+    }
+  }
+  auto provider_of = [&](const cloud::Offer& o) -> size_t {
+    for (const auto& [p, offer] : offers) {
+      if (offer.cloud == o.cloud && offer.region == o.region && offer.zone == o.zone &&
+          offer.instance_type == o.instance_type) {
+        return p;
+      }
+    }
+    return 0;
+  };
+  for (const Job* job : waiting) {
+    if (take_room(rooms, job->spec)) continue;
+    const std::string object = "job/" + job->record.id;
+    if (live + job->spec.num_nodes > options_.max_instances) {
+      continue;  // at the limit; idle machines returning make room
+    }
+    std::vector<cloud::Offer> candidates = candidate_offers(all, job->spec, failures_, now_ms);
+    bool launched = false;
+    for (const cloud::Offer& offer : candidates) {
+      const bool spot = job->spec.use_spot;
+      const std::string pool = cloud::offer_pool(offer, spot);
+      cloud::ProvisionRequest request{
+          .offer = offer,
+          .spot = spot,
+          .count = job->spec.num_nodes,
+          .bootstrap_script = bootstrap_script_ ? bootstrap_script_() : std::string(),
+          .labels = {{"lepton-job", job->record.id}},
+          .idempotency_key = job->record.id + "-" + std::to_string(now_ms)};
+      const size_t p = provider_of(offer);
+      auto result = providers_[p]->provision(request);
+      if (!result.is_ok()) {
+        const StatusCode code = result.status().code();
+        if (code == StatusCode::kUnavailable || code == StatusCode::kResourceExhausted) {
+          failures_.failed(pool, now_ms);
+          event(batch, now_ms, object,
+                "cannot rent " + pool + ": " + result.status().message() +
+                    "; trying the next offer (this one is skipped for " +
+                    std::to_string(options_.failover_ttl_ms / 1000) + " s)");
+          continue;
+        }
+        event(batch, now_ms, object, "cannot rent " + pool + ": " + result.status().message());
+        break;
+      }
+      for (const cloud::Instance& i : *result) {
+        CloudInstance inst;
+        inst.provider = p;
+        inst.info = i;
+        inst.offer = offer;
+        inst.price_per_hour = offer_price(offer, spot);
+        inst.for_job = job->record.id;
+        inst.launched_ms = now_ms;
+        save_instance(inst, batch);
+        rooms.push_back({i.id, offer, spot, offer.gpu_count,
+                         static_cast<int64_t>(offer.vcpus * 1000),
+                         static_cast<int64_t>(offer.memory_gib * 1024)});
+        instances_[i.id] = std::move(inst);
+        ++live;
+      }
+      (void)take_room(rooms, job->spec);
+      event(batch, now_ms, object,
+            "renting " + std::to_string(result->size()) + " x " + pool + " at " +
+                money(offer_price(offer, spot)) + "/h each");
+      launched = true;
+      break;
+    }
+    if (!launched && candidates.empty()) {
+      // Said once per reason: the scheduler's text stays, the event log has the cloud's side.
+      if (job->record.reason.find("no cloud offer") == std::string::npos) {
+        Job& j = jobs_.at(job->record.id);
+        j.record.reason += "; no cloud offer fits it now";
+        save_job(j, batch);
+      }
+    }
+  }
+}
+
+void ControlPlane::end_instance(CloudInstance& inst, const std::string& why,
+                                store::WriteBatch& batch, int64_t now_ms) {
+  inst.ended_ms = now_ms;
+  inst.end_reason = why;
+  inst.info.state = cloud::InstanceState::kTerminated;
+  event(batch, now_ms, "instance/" + inst.info.id,
+        "ended: " + why + " (billed " + money(instance_cost(inst, now_ms)) + ")");
+  if (nodes_.count(inst.info.id)) forget_node(inst.info.id, "its machine ended", batch, now_ms);
+  for (CloudInstance::Use& use : inst.usage) {
+    if (!use.end_ms) use.end_ms = now_ms;
+  }
+  std::erase_if(open_use_, [&](const auto& entry) { return entry.second == inst.info.id; });
+  save_instance(inst, batch);
+}
+
+void ControlPlane::forget_node(const std::string& name, const std::string& why,
+                               store::WriteBatch& batch, int64_t now_ms) {
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) return;
+  const std::vector<TaskKey> active(active_tasks_.begin(), active_tasks_.end());
+  for (const TaskKey& key : active) {
+    store::TaskRecord& task = tasks_.at(key);
+    if (task.node != name) continue;
+    task_failed(jobs_.at(key.first), task, "its node " + name + " is gone: " + why,
+                /*counts_as_restart=*/false, batch, now_ms);
+  }
+  // Tasks still stopping there are gone with it; their resources go with the node.
+  std::erase_if(stopping_, [&](const auto& entry) { return entry.second.node == name; });
+  cluster_.set_cordoned(it->second.id, true);  // the scheduler's slot stays, never used again
+  sched_dirty_ = true;
+  nodes_.erase(it);
+  batch.deleted_nodes.push_back(name);
+  event(batch, now_ms, "node/" + name, "removed: " + why);
+}
+
+void ControlPlane::track_use(const store::TaskRecord& task, bool was_active, bool active,
+                             store::WriteBatch& batch) {
+  const TaskKey key{task.job_id, task.rank};
+  if (was_active && !active) {
+    auto open = open_use_.find(key);
+    if (open == open_use_.end()) return;
+    auto inst = instances_.find(open->second);
+    open_use_.erase(open);
+    if (inst == instances_.end()) return;
+    for (CloudInstance::Use& use : inst->second.usage) {
+      if (use.job == task.job_id && !use.end_ms) {
+        use.end_ms = std::max(use.start_ms, task.updated_ms);
+        break;
+      }
+    }
+    save_instance(inst->second, batch);
+  } else if (!was_active && active) {
+    auto inst = instances_.find(task.node);
+    auto job = jobs_.find(task.job_id);
+    if (inst == instances_.end() || job == jobs_.end() || inst->second.ended_ms) return;
+    const Resources& r = job->second.spec.resources;
+    const double gpus = r.fractional() ? r.gpu_milli / 1000.0 : static_cast<double>(r.gpu_count);
+    inst->second.usage.push_back(
+        {task.job_id, job->second.spec.queue.empty() ? "default" : job->second.spec.queue, gpus,
+         task.updated_ms, 0});
+    open_use_[key] = task.node;
+    save_instance(inst->second, batch);
+  }
+}
+
+double ControlPlane::instance_cost(const CloudInstance& inst, int64_t now_ms) const {
+  const int64_t end = inst.ended_ms ? inst.ended_ms : now_ms;
+  return inst.price_per_hour * hours(std::max<int64_t>(0, end - inst.launched_ms));
+}
+
+void ControlPlane::save_instance(const CloudInstance& inst, store::WriteBatch& batch) const {
+  batch.instances.push_back({inst.info.id, instance_json(inst).dump()});
+}
+
+json ControlPlane::instance_json(const CloudInstance& inst) const {
+  json usage = json::array();
+  for (const CloudInstance::Use& u : inst.usage) {
+    usage.push_back({{"job", u.job},
+                     {"queue", u.queue},
+                     {"gpus", u.gpus},
+                     {"start_ms", u.start_ms},
+                     {"end_ms", u.end_ms}});
+  }
+  const cloud::Offer& o = inst.offer;
+  json j = {{"provider", providers_.empty() ? "" : std::string(providers_[inst.provider]->name())},
+            {"cloud", o.cloud},
+            {"region", o.region},
+            {"zone", o.zone},
+            {"instance_type", o.instance_type},
+            {"gpu_model", o.gpu_model},
+            {"gpus", o.gpu_count},
+            {"vcpus", o.vcpus},
+            {"memory_gib", o.memory_gib},
+            {"spot", inst.info.spot},
+            {"price_per_hour", inst.price_per_hour},
+            {"state", cloud::instance_state_name(inst.info.state)},
+            {"for_job", inst.for_job},
+            {"launched_ms", inst.launched_ms},
+            {"joined_ms", inst.joined_ms},
+            {"notice_ms", inst.notice_ms},
+            {"ended_ms", inst.ended_ms},
+            {"end_reason", inst.end_reason},
+            {"usage", usage}};
+  return j;
+}
+
+Status ControlPlane::load_instances() {
+  auto records = store_->list_instances();
+  if (!records.is_ok()) return records.status();
+  for (const store::InstanceRecord& r : *records) {
+    json j = json::parse(r.record_json, nullptr, false);
+    if (!j.is_object()) return Status::internal("instance " + r.id + ": stored record unreadable");
+    CloudInstance inst;
+    inst.info.id = r.id;
+    inst.offer.cloud = j.value("cloud", "");
+    inst.offer.region = j.value("region", "");
+    inst.offer.zone = j.value("zone", "");
+    inst.offer.instance_type = j.value("instance_type", "");
+    inst.offer.gpu_model = j.value("gpu_model", "");
+    inst.offer.gpu_count = j.value("gpus", 0.0);
+    inst.offer.vcpus = j.value("vcpus", 0.0);
+    inst.offer.memory_gib = j.value("memory_gib", 0.0);
+    inst.info.cloud = inst.offer.cloud;
+    inst.info.region = inst.offer.region;
+    inst.info.zone = inst.offer.zone;
+    inst.info.instance_type = inst.offer.instance_type;
+    inst.info.spot = j.value("spot", false);
+    inst.price_per_hour = j.value("price_per_hour", 0.0);
+    inst.info.state = j.value("state", "") == "terminated" ? cloud::InstanceState::kTerminated
+                                                           : cloud::InstanceState::kRunning;
+    inst.for_job = j.value("for_job", "");
+    inst.launched_ms = j.value("launched_ms", int64_t{0});
+    inst.joined_ms = j.value("joined_ms", int64_t{0});
+    inst.notice_ms = j.value("notice_ms", int64_t{0});
+    inst.ended_ms = j.value("ended_ms", int64_t{0});
+    inst.end_reason = j.value("end_reason", "");
+    const json usage = j.value("usage", json::array());
+    for (const json& u : usage) {
+      inst.usage.push_back({u.value("job", ""), u.value("queue", ""), u.value("gpus", 0.0),
+                            u.value("start_ms", int64_t{0}), u.value("end_ms", int64_t{0})});
+    }
+    for (const CloudInstance::Use& u : inst.usage) {
+      if (u.end_ms) continue;
+      for (const auto& [key, task] : tasks_) {
+        if (key.first == u.job && task.node == r.id) open_use_[key] = r.id;
+      }
+    }
+    instances_[r.id] = std::move(inst);
+  }
+  return Status::ok();
+}
+
+json ControlPlane::list_instances(int64_t now_ms) const {
+  json out = json::array();
+  for (const auto& [id, inst] : instances_) {
+    json j = instance_json(inst);
+    j.erase("usage");
+    j["id"] = id;
+    j["cost_usd"] = instance_cost(inst, now_ms);
+    j["node"] = nodes_.count(id) ? id : "";
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+Result<json> ControlPlane::interrupt_instance(const std::string& id, int64_t now_ms) {
+  auto it = instances_.find(id);
+  if (it == instances_.end()) return Status::not_found("instance " + id + ": not found");
+  auto* sim = dynamic_cast<cloud::SimProvider*>(providers_[it->second.provider].get());
+  if (!sim) {
+    return Status::invalid_argument(
+        "instance " + id + ": only emulated (sim) instances can be interrupted on request");
+  }
+  LEPTON_RETURN_IF_ERROR(sim->interrupt(id));
+  // Acted on at once, not at the next round.
+  store::WriteBatch batch;
+  handle_notices(batch, now_ms);
+  LEPTON_RETURN_IF_ERROR(commit(batch));
+  return json{{"id", id}, {"interrupted", true}};
+}
+
+Result<json> ControlPlane::cost(const std::string& by, int64_t now_ms) const {
+  if (by != "job" && by != "queue" && by != "cloud" && by != "instance") {
+    return Status::invalid_argument("by: expected job, queue, cloud or instance, got '" + by + "'");
+  }
+  std::map<std::string, std::pair<double, double>> rows;  // key -> (usd, gpu-hours)
+  double total = 0, idle = 0;
+  for (const auto& [id, inst] : instances_) {
+    const double billed = instance_cost(inst, now_ms);
+    total += billed;
+    const double per_gpu_hour =
+        inst.offer.gpu_count > 0 ? inst.price_per_hour / inst.offer.gpu_count : 0;
+    const int64_t end = inst.ended_ms ? inst.ended_ms : now_ms;
+    double used = 0;
+    for (const CloudInstance::Use& u : inst.usage) {
+      const double gpu_hours =
+          u.gpus * hours(std::max<int64_t>(0, (u.end_ms ? u.end_ms : end) - u.start_ms));
+      used += gpu_hours * per_gpu_hour;
+      if (by == "job" || by == "queue") {
+        auto& row = rows[by == "job" ? u.job : u.queue];
+        row.first += gpu_hours * per_gpu_hour;
+        row.second += gpu_hours;
+      }
+    }
+    idle += std::max(0.0, billed - used);
+    if (by == "cloud" || by == "instance") {
+      auto& row = rows[by == "cloud" ? inst.offer.cloud : id];
+      row.first += billed;
+      row.second += inst.offer.gpu_count * hours(std::max<int64_t>(0, end - inst.launched_ms));
+    }
+  }
+  json out = {{"by", by}, {"total_usd", total}, {"idle_usd", idle}, {"rows", json::array()}};
+  for (const auto& [key, row] : rows) {
+    out["rows"].push_back({{"key", key}, {"cost_usd", row.first}, {"gpu_hours", row.second}});
+  }
+  return out;
+}
+
+}  // namespace lepton::server

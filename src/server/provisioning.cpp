@@ -1,0 +1,113 @@
+#include "server/provisioning.h"
+
+#include <algorithm>
+#include <cmath>
+#include <tuple>
+
+#include "core/gpu_model.h"
+
+namespace lepton::server {
+
+namespace {
+
+bool iequal(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// GPUs of one task as a machine must have them: whole GPUs, or one GPU for a share.
+double task_gpus(const JobSpec& spec) {
+  const Resources& r = spec.resources;
+  if (r.gpu_count == 0) return 0;
+  return r.fractional() ? 1.0 : static_cast<double>(r.gpu_count);
+}
+
+}  // namespace
+
+double offer_price(const cloud::Offer& offer, bool spot) {
+  return spot ? offer.spot_price_per_hour.value_or(NAN) : offer.price_per_hour;
+}
+
+bool offer_fits(const cloud::Offer& offer, const JobSpec& spec) {
+  // A GPU-only GCP row has no priced host: it cannot be launched as it stands.
+  if (offer.instance_type == cloud::kGcpAttachableInstance) return false;
+  if (spec.use_spot && !offer.spot_price_per_hour) return false;
+  const double gpus = task_gpus(spec);
+  if (gpus == 0 || offer.gpu_count < gpus) return false;  // the catalog sells GPU machines only
+  if (!spec.gpu_models.empty() &&
+      std::none_of(spec.gpu_models.begin(), spec.gpu_models.end(), [&](const std::string& m) {
+        return iequal(canonical_gpu_model(m), offer.gpu_model);
+      })) {
+    return false;
+  }
+  if (offer.vcpus * 1000 < static_cast<double>(spec.resources.cpu_milli)) return false;
+  if (offer.memory_gib * 1024 < static_cast<double>(spec.resources.memory_mib)) return false;
+  if (!spec.clouds.empty() &&
+      std::none_of(spec.clouds.begin(), spec.clouds.end(),
+                   [&](const std::string& c) { return iequal(c, offer.cloud); })) {
+    return false;
+  }
+  if (!spec.regions.empty() &&
+      std::none_of(spec.regions.begin(), spec.regions.end(), [&](const std::string& r) {
+        return iequal(r, offer.region) || (!offer.zone.empty() && iequal(r, offer.zone));
+      })) {
+    return false;
+  }
+  return true;
+}
+
+std::map<std::string, int64_t> FailureMemory::active(int64_t now_ms) const {
+  std::map<std::string, int64_t> out;
+  for (const auto& [pool, until] : until_) {
+    if (now_ms < until) out[pool] = until;
+  }
+  return out;
+}
+
+std::vector<cloud::Offer> candidate_offers(const std::vector<cloud::Offer>& offers,
+                                           const JobSpec& spec, const FailureMemory& memory,
+                                           int64_t now_ms) {
+  std::vector<cloud::Offer> out;
+  for (const cloud::Offer& o : offers) {
+    if (offer_fits(o, spec) && !memory.skip(cloud::offer_pool(o, spec.use_spot), now_ms)) {
+      out.push_back(o);
+    }
+  }
+  const bool spot = spec.use_spot;
+  std::stable_sort(out.begin(), out.end(), [&](const cloud::Offer& a, const cloud::Offer& b) {
+    const double pa = offer_price(a, spot), pb = offer_price(b, spot);
+    if (pa != pb) return pa < pb;
+    const double ga = pa / a.gpu_count, gb = pb / b.gpu_count;
+    if (ga != gb) return ga < gb;
+    return std::tie(a.cloud, a.region, a.zone, a.instance_type) <
+           std::tie(b.cloud, b.region, b.zone, b.instance_type);
+  });
+  return out;
+}
+
+bool take_room(std::vector<Room>& rooms, const JobSpec& spec) {
+  const double gpus = task_gpus(spec);
+  std::vector<Room*> chosen;
+  for (Room& room : rooms) {
+    if (static_cast<int>(chosen.size()) == spec.num_nodes) break;
+    if (room.spot && !spec.use_spot) continue;  // on-demand work does not go to spot machines
+    cloud::Offer shape = room.offer;
+    shape.gpu_count = room.gpus;
+    shape.vcpus = static_cast<double>(room.cpu_milli) / 1000;
+    shape.memory_gib = static_cast<double>(room.memory_mib) / 1024;
+    JobSpec any_spot = spec;
+    any_spot.use_spot = false;  // a spot job may use an on-demand machine's room
+    if (offer_fits(shape, any_spot)) chosen.push_back(&room);
+  }
+  if (static_cast<int>(chosen.size()) < spec.num_nodes) return false;
+  for (Room* room : chosen) {
+    room->gpus -= gpus;
+    room->cpu_milli -= spec.resources.cpu_milli;
+    room->memory_mib -= spec.resources.memory_mib;
+  }
+  return true;
+}
+
+}  // namespace lepton::server

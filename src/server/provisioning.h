@@ -1,0 +1,63 @@
+// The cloud autoscaler's choices, kept pure so they are tested without processes: which offer
+// fits a job's tasks at the lowest hourly price, which failed offers to skip for a while, and
+// whether a task fits room on machines already launching.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cloud/catalog.h"
+#include "core/job.h"
+
+namespace lepton::server {
+
+// What one machine must hold for one task of `spec`: its GPUs (whole, or a share of one), CPU
+// and memory, of an accepted model, in an allowed cloud and region, spot when the job asks.
+bool offer_fits(const cloud::Offer& offer, const JobSpec& spec);
+
+// The hourly price of an offer as launched (spot or on-demand).
+double offer_price(const cloud::Offer& offer, bool spot);
+
+// Pools that failed (no capacity, quota), skipped until their time is up (SkyPilot walks the same
+// failing list on every retry; we do not).
+class FailureMemory {
+ public:
+  explicit FailureMemory(int64_t ttl_ms) : ttl_ms_(ttl_ms) {}
+  void failed(const std::string& pool, int64_t now_ms) { until_[pool] = now_ms + ttl_ms_; }
+  bool skip(const std::string& pool, int64_t now_ms) const {
+    auto it = until_.find(pool);
+    return it != until_.end() && now_ms < it->second;
+  }
+  // The pools still skipped, with when they may be tried again.
+  std::map<std::string, int64_t> active(int64_t now_ms) const;
+
+ private:
+  int64_t ttl_ms_;
+  std::map<std::string, int64_t> until_;
+};
+
+// The fitting offers for `spec`, cheapest first (by the price as launched, then price per GPU),
+// without the pools `memory` skips. `offers` is any list (the catalog, or a provider's offers).
+std::vector<cloud::Offer> candidate_offers(const std::vector<cloud::Offer>& offers,
+                                           const JobSpec& spec, const FailureMemory& memory,
+                                           int64_t now_ms);
+
+// Free room on a machine that is launching (or joined but not yet used): tasks of pending jobs
+// are counted into it before new machines are bought.
+struct Room {
+  std::string instance;
+  cloud::Offer offer;
+  bool spot = false;
+  double gpus = 0;  // whole GPUs free (a fractional task takes a whole one here)
+  int64_t cpu_milli = 0;
+  int64_t memory_mib = 0;
+};
+
+// Takes room for every task of `spec` (one task per machine, as the scheduler places them) from
+// `rooms`, all or nothing. Returns whether the job fits.
+bool take_room(std::vector<Room>& rooms, const JobSpec& spec);
+
+}  // namespace lepton::server

@@ -1,0 +1,113 @@
+#include "server/provisioning.h"
+
+#include <gtest/gtest.h>
+
+namespace lepton::server {
+namespace {
+
+cloud::Offer offer(std::string cloud, std::string type, std::string model, double gpus,
+                   double price, std::optional<double> spot, std::string region = "us-east-1") {
+  return {.cloud = std::move(cloud),
+          .instance_type = std::move(type),
+          .gpu_model = std::move(model),
+          .gpu_count = gpus,
+          .vcpus = 8 * gpus,
+          .memory_gib = 64 * gpus,
+          .price_per_hour = price,
+          .spot_price_per_hour = spot,
+          .region = std::move(region),
+          .zone = ""};
+}
+
+JobSpec job(int gpus, std::vector<std::string> models = {}) {
+  JobSpec s;
+  s.name = "train";
+  s.run = "true";
+  s.resources.cpu_milli = 1000;
+  s.resources.memory_mib = 1024;
+  s.resources.gpu_count = gpus;
+  s.resources.gpu_milli = 1000;
+  s.gpu_models = std::move(models);
+  return s;
+}
+
+const std::vector<cloud::Offer> kOffers = {
+    offer("aws", "p4d.24xlarge", "A100", 8, 32.77, 12.0),
+    offer("gcp", "a2-highgpu-1g", "A100", 1, 3.67, 1.10, "us-central1"),
+    offer("lambda", "gpu_1x_a100", "A100", 1, 1.29, std::nullopt, "us-west-1"),
+    offer("aws", "g5.xlarge", "A10G", 1, 1.01, 0.45),
+    offer("gcp", "a2-highgpu-8g", "A100", 8, 29.39, std::nullopt, "us-central1"),
+};
+
+TEST(Provisioning, CheapestFittingOfferFirst) {
+  FailureMemory memory(60'000);
+  auto c = candidate_offers(kOffers, job(1, {"A100"}), memory, 0);
+  ASSERT_EQ(c.size(), 4u);
+  EXPECT_EQ(c[0].instance_type, "gpu_1x_a100");
+  EXPECT_EQ(c[1].instance_type, "a2-highgpu-1g");
+  // 8 GPUs: only the 8-GPU machines, GCP's cheaper.
+  c = candidate_offers(kOffers, job(8, {"A100"}), memory, 0);
+  ASSERT_EQ(c.size(), 2u);
+  EXPECT_EQ(c[0].cloud, "gcp");
+  // Any model: the A10G machine is cheapest.
+  EXPECT_EQ(candidate_offers(kOffers, job(1), memory, 0)[0].instance_type, "g5.xlarge");
+}
+
+TEST(Provisioning, SpotCloudsAndRegionsAreHonoured) {
+  FailureMemory memory(60'000);
+  JobSpec s = job(1, {"A100"});
+  s.use_spot = true;
+  auto c = candidate_offers(kOffers, s, memory, 0);
+  ASSERT_EQ(c.size(), 2u);  // Lambda has no spot
+  EXPECT_EQ(c[0].cloud, "gcp");
+  EXPECT_DOUBLE_EQ(offer_price(c[0], true), 1.10);
+  s.clouds = {"aws"};
+  c = candidate_offers(kOffers, s, memory, 0);
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].instance_type, "p4d.24xlarge");
+  s.clouds.clear();
+  s.regions = {"us-central1"};
+  EXPECT_EQ(candidate_offers(kOffers, s, memory, 0).size(), 1u);
+  // CPU and memory are minimums a machine must meet.
+  JobSpec big = job(1, {"A100"});
+  big.resources.memory_mib = 200 * 1024;
+  EXPECT_EQ(candidate_offers(kOffers, big, memory, 0).size(), 2u);
+  // A job without GPUs gets no offer: the catalog sells GPU machines.
+  EXPECT_TRUE(candidate_offers(kOffers, job(0), memory, 0).empty());
+}
+
+TEST(Provisioning, FailedPoolsAreSkippedUntilTheirTimeIsUp) {
+  FailureMemory memory(60'000);
+  memory.failed(cloud::offer_pool(kOffers[2], false), 1000);
+  auto c = candidate_offers(kOffers, job(1, {"A100"}), memory, 2000);
+  EXPECT_EQ(c[0].instance_type, "a2-highgpu-1g");
+  EXPECT_EQ(memory.active(2000).size(), 1u);
+  c = candidate_offers(kOffers, job(1, {"A100"}), memory, 61'000);
+  EXPECT_EQ(c[0].instance_type, "gpu_1x_a100");
+  EXPECT_TRUE(memory.active(61'000).empty());
+  // Spot and on-demand are different pools.
+  EXPECT_NE(cloud::offer_pool(kOffers[0], true), cloud::offer_pool(kOffers[0], false));
+}
+
+TEST(Provisioning, RoomOnLaunchingMachinesIsUsedFirst) {
+  std::vector<Room> rooms = {{"i-1", kOffers[0], false, 8, 64'000, 512 * 1024}};
+  EXPECT_TRUE(take_room(rooms, job(4, {"A100"})));
+  EXPECT_TRUE(take_room(rooms, job(4, {"A100"})));
+  EXPECT_FALSE(take_room(rooms, job(1, {"A100"})));  // full
+  // A gang needs one machine per task, all or nothing.
+  rooms = {{"i-2", kOffers[1], false, 1, 8000, 64 * 1024}};
+  JobSpec gang = job(1, {"A100"});
+  gang.num_nodes = 2;
+  EXPECT_FALSE(take_room(rooms, gang));
+  EXPECT_DOUBLE_EQ(rooms[0].gpus, 1);
+  // On-demand work does not land on a spot machine; spot work may use on-demand room.
+  rooms = {{"i-3", kOffers[3], true, 1, 8000, 64 * 1024}};
+  EXPECT_FALSE(take_room(rooms, job(1)));
+  JobSpec spot = job(1);
+  spot.use_spot = true;
+  rooms[0].spot = false;
+  EXPECT_TRUE(take_room(rooms, spot));
+}
+
+}  // namespace
+}  // namespace lepton::server

@@ -1,0 +1,196 @@
+// End-to-end: the cloud autoscaler through a real `lepton server --demo-clouds-config`. Machines
+// are rented from the emulated clouds (cloud/sim_provider.h): each is a real `lepton agent`
+// process on this machine. Covers renting the cheapest fitting offer, failing over past a pool
+// without capacity, a spot interruption (notice, checkpoint, requeue, resume on a new machine),
+// cost records, and returning idle machines.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "tests/process.h"
+
+namespace lepton::e2e {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+class Clouds : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ =
+        fs::temp_directory_path() / ("lepton-cloud-" + std::to_string(getpid()) + "-" +
+                                     testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    port_ = free_port();
+    url_ = "http://127.0.0.1:" + std::to_string(port_);
+  }
+  void TearDown() override {
+    server_.reset();  // the emulated clouds end their machines with the server
+    run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
+    if (!HasFailure()) fs::remove_all(dir_);
+  }
+
+  void start_server(const json& clouds) {
+    std::ofstream(dir_ / "clouds.json") << clouds.dump();
+    server_ = std::make_unique<Process>(
+        std::vector<std::string>{LEPTON_BINARY, "server", "--data-dir", (dir_ / "data").string(),
+                                 "--port", std::to_string(port_), "--gateway-port", "-1",
+                                 "--demo-clouds-config", (dir_ / "clouds.json").string(),
+                                 "--cloud-idle", "2", "--preempt-grace", "10"},
+        (dir_ / "server.log").string());
+    ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 20s)) << log();
+  }
+
+  CommandResult cli(const std::string& args) {
+    return run_command(std::string(LEPTON_BINARY) + " " + args + " --server " + url_ +
+                       " --token-file " + (dir_ / "data" / "token").string());
+  }
+  json cli_json(const std::string& args) {
+    CommandResult r = cli(args);
+    EXPECT_EQ(r.exit_code, 0) << args << ": " << r.out;
+    return json::parse(r.out, nullptr, false);
+  }
+  std::string job_state(const std::string& id) {
+    json j = cli_json("job get " + id + " --json");
+    return j.is_object() ? j.value("state", "") : "";
+  }
+  std::string log() {
+    std::ifstream in(dir_ / "server.log");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  fs::path dir_;
+  int port_ = 0;
+  std::string url_;
+  std::unique_ptr<Process> server_;
+};
+
+// Counts to 20 in steps of 0.3 s from its checkpoint; on SIGTERM it reads the notice, saves the
+// step and the notice, and exits.
+constexpr const char* kTrainer = R"(name: train
+resources: {accelerators: "A100:1", cpus: 1, memory: 1}
+use_spot: true
+run: |
+  n=0; [ -f "$LEPTON_CHECKPOINT_DIR/step" ] && n=$(cat "$LEPTON_CHECKPOINT_DIR/step")
+  echo "resuming at step $n"
+  trap '. "$LEPTON_NOTICE_FILE"; echo "$LEPTON_PREEMPTION_NOTICE $LEPTON_PREEMPTION_GRACE_S" > "$LEPTON_CHECKPOINT_DIR/notice"; echo $n > "$LEPTON_CHECKPOINT_DIR/step"; exit 143' TERM
+  while [ $n -lt 20 ]; do n=$((n+1)); sleep 0.3; done
+  echo "finished at step $n"
+)";
+
+TEST_F(Clouds, SpotJobFailsOverIsInterruptedAndResumesFromItsCheckpoint) {
+  // The cheapest A100 spot pool has no capacity: the job must go to the next one.
+  json offers = json::parse(
+      run_command(std::string(LEPTON_BINARY) + " offers --gpu A100:1 --spot --json").out, nullptr,
+      false);
+  ASSERT_TRUE(offers.is_array() && offers.size() >= 3) << offers.dump();
+  auto pool = [](const json& o) {
+    std::string zone = o.value("zone", "");
+    return o.value("cloud", "") + "/" + o.value("region", "") + (zone.empty() ? "" : "/" + zone) +
+           "/" + o.value("instance_type", "") + "/spot";
+  };
+  const std::string cheapest = pool(offers[0]);
+  ASSERT_NE(cheapest, pool(offers[1]));
+  start_server(
+      {{"boot_s", 0.5}, {"notice_s", 5}, {"capacity", 4}, {"pool_capacity", {{cheapest, 0}}}});
+  std::ofstream(dir_ / "train.yaml") << kTrainer;
+  CommandResult run = cli("job run -f " + (dir_ / "train.yaml").string());
+  ASSERT_EQ(run.exit_code, 0) << run.out;
+  const std::string id = run.out.substr(0, run.out.find_first_of(" \n"));
+  ASSERT_TRUE(wait_until([&] { return job_state(id) == "RUNNING"; }, 30s)) << log();
+
+  json instances = cli_json("cloud ls --json");
+  ASSERT_EQ(instances.size(), 1u) << instances.dump();
+  const json first = instances[0];
+  EXPECT_TRUE(first.value("spot", false));
+  EXPECT_EQ(first.value("for_job", ""), id);
+  EXPECT_NE(pool(first), cheapest) << "rented the pool that has no capacity";
+  EXPECT_EQ(pool(first), pool(offers[1])) << "did not fail over to the next-cheapest offer";
+  EXPECT_EQ(first.value("node", ""), first.value("id", ""));
+
+  // Let it make progress, then interrupt its machine.
+  std::this_thread::sleep_for(1500ms);
+  CommandResult interrupt = cli("cloud interrupt " + first.value("id", ""));
+  ASSERT_EQ(interrupt.exit_code, 0) << interrupt.out;
+  // A replacement is rented at once, while the notice runs out.
+  ASSERT_TRUE(wait_until([&] { return cli_json("cloud ls --json").size() == 2; }, 10s)) << log();
+  ASSERT_TRUE(wait_until([&] { return job_state(id) == "SUCCEEDED"; }, 60s))
+      << log() << cli("cloud ls").out;
+
+  // The task got the notice and a grace, checkpointed, and the next attempt resumed from it.
+  const fs::path checkpoints = dir_ / "data" / "checkpoints" / id;
+  std::ifstream notice(checkpoints / "notice");
+  int flag = 0, grace = -1;
+  notice >> flag >> grace;
+  EXPECT_EQ(flag, 1);
+  EXPECT_GE(grace, 1);
+  EXPECT_LE(grace, 10);
+  int step = 0;
+  std::ifstream(checkpoints / "step") >> step;
+  EXPECT_GT(step, 0);
+  EXPECT_LT(step, 20);
+  const std::string logs = cli("job logs " + id).out;
+  EXPECT_NE(logs.find("resuming at step " + std::to_string(step)), std::string::npos) << logs;
+  EXPECT_NE(logs.find("finished at step 20"), std::string::npos) << logs;
+  json job = cli_json("job get " + id + " --json");
+  EXPECT_EQ(job.value("restarts", -1), 0) << "an interruption is not the job's failure";
+
+  // Both machines are billed; the job's cost covers its time on both.
+  json by_job = cli_json("cost --by job --json");
+  ASSERT_EQ(by_job["rows"].size(), 1u) << by_job.dump();
+  EXPECT_EQ(by_job["rows"][0].value("key", ""), id);
+  EXPECT_GT(by_job["rows"][0].value("cost_usd", 0.0), 0.0);
+  EXPECT_GE(by_job.value("total_usd", 0.0), by_job["rows"][0].value("cost_usd", 0.0));
+  json by_instance = cli_json("cost --by instance --json");
+  EXPECT_EQ(by_instance["rows"].size(), 2u) << by_instance.dump();
+
+  // Idle machines go back (--cloud-idle 2), and their agents with them.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        json all = cli_json("cloud ls --json");
+        return std::all_of(all.begin(), all.end(),
+                           [](const json& i) { return i.value("state", "") == "terminated"; });
+      },
+      20s))
+      << cli("cloud ls").out;
+  EXPECT_EQ(cli_json("node ls --json"), json::array());
+  EXPECT_TRUE(wait_until(
+      [&] {
+        // "[d]emo": the pattern does not match the shell running pgrep.
+        return run_command("pgrep -f '" + (dir_ / "data").string() + "/[d]emo-clouds'").exit_code !=
+               0;
+      },
+      10s));
+}
+
+TEST_F(Clouds, WorkThatFitsNoOfferWaitsAndSaysSo) {
+  start_server({{"boot_s", 0.5}, {"clouds", {"lambda"}}});
+  std::ofstream(dir_ / "spot.yaml") << "name: spot\nresources: {accelerators: \"H100:1\"}\n"
+                                       "use_spot: true\nrun: 'true'\n";
+  CommandResult run = cli("job run -f " + (dir_ / "spot.yaml").string());
+  ASSERT_EQ(run.exit_code, 0) << run.out;
+  const std::string id = run.out.substr(0, run.out.find_first_of(" \n"));
+  // Lambda sells no spot machines.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        json j = cli_json("job get " + id + " --json");
+        return j.value("reason", "").find("no cloud offer fits it") != std::string::npos;
+      },
+      15s))
+      << cli("job get " + id).out;
+  EXPECT_EQ(job_state(id), "PENDING");
+  EXPECT_TRUE(cli_json("cloud ls --json").empty());
+}
+
+}  // namespace
+}  // namespace lepton::e2e
