@@ -65,7 +65,7 @@ TEST(ParseSshTarget, BadInputNamesTheFieldAndThePart) {
 
 // What /bin/sh makes of a quoted word: the word itself, whatever it holds.
 TEST(ShellQuote, RoundTripsThroughSh) {
-  for (std::string s :
+  for (const std::string& s :
        {std::string(""), std::string("plain"), std::string("it's"), std::string("'"),
         std::string("''\\'"), std::string("$(touch /x) `id`"), std::string("a b\tc\nd"),
         std::string("\"$HOME\"; rm -rf ~ &"), std::string("*?[]{}!#~"), std::string("-n")}) {
