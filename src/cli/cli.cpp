@@ -84,6 +84,7 @@ int run(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "lepton 0.1.0");
   register_control_commands(app);
+  register_ssh_commands(app);
   register_queue_commands(app);
   register_deploy_commands(app);
   register_gateway_command(app);
