@@ -40,11 +40,11 @@ TEST(SpecJobJson, WritesTheCanonicalForm) {
             R"({"name":"train","resources":{"accelerators":"A100:8","cpus":4,"memory":16},)"
             R"("num_nodes":2,"envs":{"EPOCHS":"3"},"setup":"pip install x",)"
             R"("run":"python train.py","max_restarts":2,"queue":"team-a","priority":10,)"
-            R"("preemptible":false})");
+            R"("preemptible":false,"use_spot":false,"clouds":[],"regions":[]})");
   EXPECT_EQ(job_spec_to_json(make("c", {500, 512, 0, 0})),
             R"({"name":"c","resources":{"cpus":0.5,"memory":0.5},"num_nodes":1,"envs":{},)"
             R"("setup":"","run":"echo hi","max_restarts":0,"queue":"","priority":0,)"
-            R"("preemptible":true})");
+            R"("preemptible":true,"use_spot":false,"clouds":[],"regions":[]})");
   EXPECT_EQ(job_spec_to_json_value(make("f", {1000, 1024, 1, 250}, {"T4"}))["resources"].dump(),
             R"({"accelerators":"T4:0.25","cpus":1,"memory":1})");
   EXPECT_EQ(job_spec_to_json_value(
@@ -176,7 +176,7 @@ TEST(SpecJobJson, AcceptsStructuredResources) {
 TEST(SpecJobJson, Errors) {
   EXPECT_EQ(error(R"({"name":"j","run":"x","nodes":2})"),
             "nodes: unknown field, expected one of name, resources, num_nodes, envs, setup, run, "
-            "max_restarts, queue, priority, preemptible, kind");
+            "max_restarts, queue, priority, preemptible, kind, use_spot, clouds, regions");
   EXPECT_EQ(error(R"({"name":"j","run":"x","num_nodes":"2"})"),
             "num_nodes: expected an integer from 1 to 1024, got '2'");
   EXPECT_EQ(error(R"({"name":"j","run":"x","num_nodes":2.0})"),

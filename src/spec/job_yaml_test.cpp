@@ -188,10 +188,29 @@ TEST(SpecJobYaml, ErrorMessagesNamePositionFieldAndValue) {
             "job.yaml:3:15: max_restarts: expected an integer from 0 to 100, got '2.5'");
 }
 
+TEST(SpecJobYaml, WhereToRentMachines) {
+  auto r = parse_job_yaml(
+      "name: t\nrun: x\nresources: {accelerators: A100:1}\nuse_spot: true\nclouds: [AWS, gcp]\n"
+      "regions: us-east-1\n",
+      "job.yaml");
+  ASSERT_TRUE(r.is_ok()) << r.status().message();
+  EXPECT_TRUE(r->use_spot);
+  EXPECT_EQ(r->clouds, (std::vector<std::string>{"aws", "gcp"}));
+  EXPECT_EQ(r->regions, (std::vector<std::string>{"us-east-1"}));
+  EXPECT_EQ(error("name: t\nrun: x\nuse_spot: maybe\n"),
+            "job.yaml:3:11: use_spot: expected true or false, got 'maybe'");
+  EXPECT_NE(
+      error("name: t\nrun: x\nclouds: [aws, {a: 1}]\n").find("clouds: expected a list of names"),
+      std::string::npos);
+  EXPECT_NE(error("name: t\nrun: x\nclouds: [aws_1]\n").find("clouds: expected names"),
+            std::string::npos);
+}
+
 TEST(SpecJobYaml, UnknownFieldsListTheAllowedOnes) {
   EXPECT_EQ(error("name: j\nrun: x\nworkdir: .\n"),
             "job.yaml:3:1: workdir: unknown field, expected one of name, resources, num_nodes, "
-            "envs, setup, run, max_restarts, queue, priority, preemptible, kind");
+            "envs, setup, run, max_restarts, queue, priority, preemptible, kind, use_spot, clouds, "
+            "regions");
   EXPECT_EQ(error("name: j\nrun: x\nresources:\n  gpus: 1\n"),
             "job.yaml:4:3: resources.gpus: unknown field, expected one of accelerators, cpus, "
             "memory");
