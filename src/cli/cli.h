@@ -22,7 +22,7 @@ void register_queue_commands(CLI::App& app);
 void register_deploy_commands(CLI::App& app);
 void register_gateway_command(CLI::App& app);
 void register_cloud_commands(CLI::App& app);  // `cloud` and `cost`
-void register_ssh_commands(CLI::App& app);  // `node add` and `node remove`, after control
+void register_ssh_commands(CLI::App& app);    // `node add` and `node remove`, after control
 
 // Where the bundled data (traces, price catalogs) lives: $LEPTON_DATA_DIR, else `data/` next to
 // or above the binary, else the source tree's `data/`.
