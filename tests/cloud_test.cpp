@@ -31,10 +31,17 @@ class Clouds : public testing::Test {
     fs::create_directories(dir_);
     port_ = free_port();
     url_ = "http://127.0.0.1:" + std::to_string(port_);
+    // Replicas run `lepton-test-upstream` by name; rented machines' agents inherit this PATH.
+    const std::string path = fs::path(UPSTREAM_BINARY).parent_path().string() + ":" +
+                             (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
+    setenv("PATH", path.c_str(), 1);
   }
   void TearDown() override {
-    server_.reset();  // the emulated clouds end their machines with the server
+    if (server_) server_->stop();  // the emulated clouds end their machines with the server
+    server_.reset();
     run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
+    run_command("pkill -KILL -f 'lepton-test-upstream --port 2[0-9]* --id t" +
+                std::to_string(getpid()) + "' >/dev/null 2>&1");
     if (!HasFailure()) fs::remove_all(dir_);
   }
 
@@ -42,7 +49,7 @@ class Clouds : public testing::Test {
     std::ofstream(dir_ / "clouds.json") << clouds.dump();
     server_ = std::make_unique<Process>(
         std::vector<std::string>{LEPTON_BINARY, "server", "--data-dir", (dir_ / "data").string(),
-                                 "--port", std::to_string(port_), "--gateway-port", "-1",
+                                 "--port", std::to_string(port_), "--gateway-port", "0",
                                  "--demo-clouds-config", (dir_ / "clouds.json").string(),
                                  "--cloud-idle", "2", "--preempt-grace", "10"},
         (dir_ / "server.log").string());
@@ -190,6 +197,81 @@ TEST_F(Clouds, WorkThatFitsNoOfferWaitsAndSaysSo) {
       << cli("job get " + id).out;
   EXPECT_EQ(job_state(id), "PENDING");
   EXPECT_TRUE(cli_json("cloud ls --json").empty());
+}
+
+TEST_F(Clouds, SpotReplicasKeepAnOnDemandFloorAndAreReplacedWhenInterrupted) {
+  start_server({{"boot_s", 0.5}, {"notice_s", 3}, {"capacity", 4}});
+  const std::string upstream = "run: exec lepton-test-upstream --port $PORT --id t" +
+                               std::to_string(getpid()) + " --ttft-ms 10 --token-ms 10\n";
+  // Two replicas: one on demand (the floor), one on spot.
+  std::ofstream(dir_ / "chat.yaml")
+      << "kind: deployment\nname: chat\nresources: {accelerators: \"A100:1\", cpus: 1, "
+         "memory: 1}\nuse_spot: true\nreplicas: {min: 2, max: 2, min_on_demand: 1}\n"
+         "readiness: {path: /healthz}\n"
+      << upstream;
+  // Lambda sells no spot machines: a spot replica falls back to on demand.
+  std::ofstream(dir_ / "fallback.yaml")
+      << "kind: deployment\nname: fallback\nresources: {accelerators: \"A100:1\", cpus: 1, "
+         "memory: 1}\nuse_spot: true\nclouds: [lambda]\nreplicas: 1\n"
+         "readiness: {path: /healthz}\n"
+      << upstream;
+  ASSERT_EQ(cli("deploy create -f " + (dir_ / "chat.yaml").string()).exit_code, 0);
+  ASSERT_EQ(cli("deploy create -f " + (dir_ / "fallback.yaml").string()).exit_code, 0);
+  auto ready = [&](const std::string& name) {
+    json all = cli_json("deploy ls --json");
+    for (const json& d : all) {
+      if (d.value("name", "") == name) return d.value("ready_replicas", 0);
+    }
+    return -1;
+  };
+  ASSERT_TRUE(wait_until([&] { return ready("chat") == 2 && ready("fallback") == 1; }, 60s))
+      << cli("deploy ls").out << cli("cloud ls").out << log();
+  json instances = cli_json("cloud ls --json");
+  ASSERT_EQ(instances.size(), 3u) << instances.dump();
+  // chat: its floor replica on demand, the other on spot; fallback: on demand on Lambda.
+  int spot = 0, on_demand = 0;
+  std::string spot_id;
+  for (const json& i : instances) {
+    if (i.value("spot", false)) {
+      ++spot;
+      spot_id = i.value("id", "");
+    } else {
+      ++on_demand;
+    }
+  }
+  EXPECT_EQ(spot, 1) << instances.dump();
+  EXPECT_EQ(on_demand, 2) << instances.dump();
+  json fallback = cli_json("deploy get fallback --json");
+  ASSERT_EQ(fallback["replicas"].size(), 1u) << fallback.dump();
+  const std::string fallback_node = fallback["replicas"][0].value("node", "");
+  for (const json& i : instances) {
+    if (i.value("id", "") == fallback_node) {
+      EXPECT_EQ(i.value("cloud", ""), "lambda");
+      EXPECT_FALSE(i.value("spot", true));
+    }
+  }
+  EXPECT_TRUE(fallback_node.rfind("sim-lambda-", 0) == 0) << fallback.dump();
+
+  // The spot replica's machine is interrupted: a new spot machine replaces it, and the
+  // deployment is back to two ready replicas.
+  ASSERT_EQ(cli("cloud interrupt " + spot_id).exit_code, 0);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        json all = cli_json("cloud ls --json");
+        int live_spot = 0;
+        for (const json& i : all) {
+          if (i.value("spot", false) && i.value("state", "") != "terminated" &&
+              i.value("id", "") != spot_id) {
+            ++live_spot;
+          }
+        }
+        return live_spot == 1 && ready("chat") == 2;
+      },
+      60s))
+      << cli("deploy ls").out << cli("cloud ls").out;
+  EXPECT_EQ(cli_json("cloud ls --json").size(), 4u);
+  ASSERT_EQ(cli("deploy rm chat").exit_code, 0);
+  ASSERT_EQ(cli("deploy rm fallback").exit_code, 0);
 }
 
 }  // namespace

@@ -120,6 +120,51 @@ namespace {
 
 int exit_code_for(const std::string& state) { return state == "SUCCEEDED" ? 0 : 1; }
 
+// `job run --plan`: prints the server's plan (/api/v1/plan) and asks whether to submit. Returns
+// whether to go on.
+bool show_plan(Api& api, const JobSpec& spec, bool yes) {
+  json plan = api.call_feature("plan", "POST", "/api/v1/plan", spec::job_spec_to_json(spec));
+  std::printf("Plan for %s (%d node(s)%s):\n", spec.name.c_str(), spec.num_nodes,
+              spec.use_spot ? ", spot" : "");
+  const int fitting = plan.value("fitting_nodes", 0);
+  if (plan.value("fits_now", false)) {
+    std::printf("  fits on the current nodes (%d with room); nothing is rented, $0.00/h\n",
+                fitting);
+  } else if (!plan.value("clouds", false)) {
+    std::printf(
+        "  does not fit on the current nodes (%d with room) and no clouds are attached: "
+        "it waits for nodes\n",
+        fitting);
+  } else if (plan.value("offers", json::array()).empty()) {
+    std::printf("  does not fit on the current nodes, and no cloud offer fits it: it waits\n");
+  } else {
+    std::printf(
+        "  does not fit on the current nodes; the cheapest machines to rent, first "
+        "choice first:\n");
+    for (const json& o : plan["offers"]) {
+      char gpus[48];
+      std::snprintf(gpus, sizeof gpus, "%s:%g", o.value("gpu_model", "").c_str(),
+                    o.value("gpus", 0.0));
+      std::printf(
+          "    %s %s %s %s %s $%.2f/h x %d = $%.2f/h\n", pad(o.value("cloud", ""), 7).c_str(),
+          pad(o.value("region", ""), 14).c_str(), pad(o.value("instance_type", ""), 22).c_str(),
+          pad(gpus, 10).c_str(), o.value("spot", false) ? "spot     " : "on-demand",
+          o.value("price_per_hour", 0.0), o.value("machines", 1), o.value("total_per_hour", 0.0));
+    }
+  }
+  if (yes) return true;
+  if (!::isatty(STDIN_FILENO)) {
+    fail("job run --plan: not submitted (no terminal to ask on); add --yes to submit", 1);
+  }
+  std::printf("Submit? [y/N] ");
+  std::fflush(stdout);
+  std::string answer;
+  std::getline(std::cin, answer);
+  if (answer == "y" || answer == "Y" || answer == "yes") return true;
+  std::printf("not submitted\n");
+  return false;
+}
+
 void register_job_commands(CLI::App& app) {
   CLI::App* job = app.add_subcommand("job", "Submit and follow batch jobs");
   job->require_subcommand(1);
@@ -127,7 +172,7 @@ void register_job_commands(CLI::App& app) {
   struct RunFlags {
     ClientFlags client;
     std::string file;
-    bool wait = false, follow = false;
+    bool wait = false, follow = false, plan = false, yes = false;
   };
   auto run = std::make_shared<RunFlags>();
   CLI::App* run_cmd = job->add_subcommand("run", "Submit a job from a YAML spec; prints its id");
@@ -135,12 +180,17 @@ void register_job_commands(CLI::App& app) {
   run_cmd->add_option("-f,--file", run->file, "Job spec (YAML)")->required();
   run_cmd->add_flag("--wait", run->wait, "Wait for the end; exit non-zero unless it succeeded");
   run_cmd->add_flag("--follow", run->follow, "Stream rank 0's logs until the end");
+  run_cmd->add_flag("--plan", run->plan,
+                    "First show where it would run and what machines would be rented at what "
+                    "hourly price, and ask before submitting");
+  run_cmd->add_flag("-y,--yes", run->yes, "With --plan: submit without asking");
   run_cmd->callback([run] {
     auto text = sim::read_file(run->file);
     if (!text.is_ok()) fail(text.status().message(), 2);
     auto spec = spec::parse_job_yaml(*text, run->file);
     if (!spec.is_ok()) fail(spec.status().message(), 2);
     Api api(run->client);
+    if (run->plan && !show_plan(api, *spec, run->yes)) return;
     json j = api.call("POST", "/api/v1/jobs", spec::job_spec_to_json(*spec));
     const std::string id = j.value("id", "");
     std::printf("%s\n", id.c_str());

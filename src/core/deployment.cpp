@@ -16,6 +16,10 @@ Status validate_deployment_spec(const DeploymentSpec& spec) {
   if (spec.max_replicas < 1 || spec.max_replicas > kMaxReplicas) {
     return Status::invalid_argument("replicas.max: expected 1.." + std::to_string(kMaxReplicas));
   }
+  if (spec.min_on_demand < 0 || spec.min_on_demand > kMaxReplicas) {
+    return Status::invalid_argument("replicas.min_on_demand: expected 0.." +
+                                    std::to_string(kMaxReplicas));
+  }
   if (spec.min_replicas > spec.max_replicas) {
     return Status::invalid_argument("replicas: expected min <= max, got min " +
                                     std::to_string(spec.min_replicas) + " and max " +

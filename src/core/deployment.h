@@ -43,6 +43,9 @@ struct DeploymentSpec {
   int scale_to_zero_after_s = 300;
   std::string readiness_path = "/";  // GET must answer 2xx before a replica gets traffic
   bool token_auth = false;           // auth: token
+  // With replica.use_spot: this many replicas run on on-demand machines whatever happens; the
+  // rest on spot, falling back to on-demand when no spot machine can be rented.
+  int min_on_demand = 0;
 
   const std::string& name() const { return replica.name; }
   bool operator==(const DeploymentSpec&) const = default;

@@ -51,7 +51,8 @@ size_t NodeStateHash::operator()(const NodeState& s) const {
   mix(static_cast<uint64_t>(s.mem_total));
   mix(static_cast<uint64_t>(s.cpu_free));
   mix(static_cast<uint64_t>(s.mem_free));
-  mix(static_cast<uint64_t>(s.model + 1) << 8 | static_cast<uint64_t>(s.gpu_count));
+  mix(static_cast<uint64_t>(s.model + 1) << 16 | static_cast<uint64_t>(s.group) << 8 |
+      static_cast<uint64_t>(s.gpu_count));
   for (int i = 0; i < s.gpu_count; ++i) mix(static_cast<uint64_t>(s.gpu_free_sorted[i]));
   return static_cast<size_t>(h);
 }
@@ -66,11 +67,15 @@ Result<NodeId> ClusterState::add_node(const NodeSpec& spec) {
   if (spec.gpu_count > 0 && spec.gpu_model.empty()) {
     return Status::invalid_argument("model: expected a GPU model for a node with GPUs");
   }
+  if (spec.group < 0 || spec.group >= kMaxNodeGroups) {
+    return Status::invalid_argument("group: expected 0.." + std::to_string(kMaxNodeGroups - 1));
+  }
   Node node;
   node.spec = spec;
   node.state.cpu_total = node.state.cpu_free = spec.cpu_milli;
   node.state.mem_total = node.state.mem_free = spec.memory_mib;
   node.state.gpu_count = static_cast<int8_t>(spec.gpu_count);
+  node.state.group = static_cast<uint8_t>(spec.group);
   if (spec.gpu_count > 0) {
     auto model = add_model(spec.gpu_model);
     if (!model.is_ok()) return model.status();
@@ -114,6 +119,7 @@ ModelMask ClusterState::model_mask(const std::vector<std::string>& names) const 
 
 bool ClusterState::fits(const NodeState& state, const Request& request) {
   const Resources& r = request.res;
+  if (!(request.allowed_groups >> state.group & 1)) return false;
   if (r.cpu_milli > state.cpu_free || r.memory_mib > state.mem_free) return false;
   if (r.gpu_count == 0) return true;
   if (r.gpu_count > state.gpu_count) return false;

@@ -35,12 +35,20 @@ struct NodeSpec {
   int64_t memory_mib = 0;
   int gpu_count = 0;
   std::string gpu_model;  // empty when gpu_count is 0
+  // Which kind of machine it is, 0..kMaxNodeGroups-1, for work that accepts only some (the
+  // server: rented spot machines, or machines of one cloud and region). 0 for most.
+  int group = 0;
 };
 
-// A unit of work to place on one node: resources and the GPU models it accepts.
+inline constexpr int kMaxNodeGroups = 64;
+using GroupMask = uint64_t;
+inline constexpr GroupMask kAnyGroup = ~GroupMask{0};
+
+// A unit of work to place on one node: resources, the GPU models and the node groups it accepts.
 struct Request {
   Resources res;
   ModelMask allowed_models = kAnyModel;
+  GroupMask allowed_groups = kAnyGroup;
 };
 
 // The complete state that scores depend on. Free GPU capacities are kept sorted in descending
@@ -52,6 +60,7 @@ struct NodeState {
   int64_t mem_free = 0;
   ModelId model = kNoModel;
   int8_t gpu_count = 0;
+  uint8_t group = 0;
   std::array<int16_t, kMaxGpusPerNode> gpu_free_sorted{};  // first gpu_count entries are valid
 
   int64_t gpu_free_total() const;

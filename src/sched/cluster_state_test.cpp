@@ -40,6 +40,28 @@ TEST(ClusterState, FitsChecksEveryDimension) {
   EXPECT_FALSE(ClusterState::fits(s, req(1000, 1, 500, c.model_mask({"V100"}))));
 }
 
+TEST(ClusterState, WorkGoesOnlyToNodeGroupsItAccepts) {
+  ClusterState c;
+  NodeSpec spot = gpu_node("spot-1", 1, "A100");
+  spot.group = 3;
+  const NodeId own = *c.add_node(gpu_node("own", 1, "A100"));
+  const NodeId rented = *c.add_node(spot);
+  Request r = req(1000, 1, 1000);
+  r.allowed_groups = GroupMask{1};  // own nodes only
+  EXPECT_TRUE(ClusterState::fits(c.state(own), r));
+  EXPECT_FALSE(ClusterState::fits(c.state(rented), r));
+  // Even CPU-only work keeps to its groups.
+  Request cpu = req(1000, 0, 0);
+  cpu.allowed_groups = GroupMask{1} << 3;
+  EXPECT_FALSE(ClusterState::fits(c.state(own), cpu));
+  EXPECT_TRUE(ClusterState::fits(c.state(rented), cpu));
+  // Same shape, another group: another class.
+  EXPECT_EQ(c.live_classes().size(), 2u);
+  NodeSpec bad = gpu_node("bad", 1, "A100");
+  bad.group = kMaxNodeGroups;
+  EXPECT_NE(c.add_node(bad).status().message().find("group"), std::string::npos);
+}
+
 TEST(ClusterState, BindAndReleaseTrackFreeCapacity) {
   ClusterState c;
   NodeId a = *c.add_node(gpu_node("a", 2));

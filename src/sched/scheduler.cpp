@@ -22,6 +22,7 @@ std::string FilterReport::to_string() const {
     s += std::to_string(n) + " " + what;
     first = false;
   };
+  add(other_group, "not of an accepted kind (spot, cloud or region)");
   add(insufficient_cpu, "insufficient cpu");
   add(insufficient_memory, "insufficient memory");
   add(gpu_model_mismatch, "no gpu of an allowed model");
@@ -136,7 +137,9 @@ FilterReport Scheduler::explain(const ClusterState& cluster, const Request& requ
     const ClusterState::Class& c = cluster.node_class(cid);
     const int64_t n = static_cast<int64_t>(c.nodes.size());
     r.nodes += n;
-    if (res.cpu_milli > c.state.cpu_free) {
+    if (!(request.allowed_groups >> c.state.group & 1)) {
+      r.other_group += n;
+    } else if (res.cpu_milli > c.state.cpu_free) {
       r.insufficient_cpu += n;
     } else if (res.memory_mib > c.state.mem_free) {
       r.insufficient_memory += n;

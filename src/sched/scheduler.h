@@ -24,6 +24,7 @@ struct FilterReport {
   int64_t insufficient_memory = 0;
   int64_t gpu_model_mismatch = 0;
   int64_t insufficient_gpu = 0;
+  int64_t other_group = 0;        // machines of a kind it does not accept (spot, cloud, region)
   std::string to_string() const;  // "0/1213 nodes fit: 3 insufficient cpu, ..."
 };
 

@@ -18,6 +18,7 @@
 
 #include "cloud/sim_provider.h"
 #include "server/control_plane.h"
+#include "spec/job_json.h"
 
 namespace lepton::server {
 
@@ -211,9 +212,20 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       continue;  // at the limit; idle machines returning make room
     }
     std::vector<cloud::Offer> candidates = candidate_offers(all, job->spec, failures_, now_ms);
+    // A spot replica of a deployment falls back to on-demand machines when no spot one can be
+    // rented (SkyServe's policy): serving beats saving. Batch jobs wait for spot.
+    const size_t spot_offers = job->spec.use_spot ? candidates.size() : 0;
+    if (job->spec.use_spot && deployment_of_job_.count(job->record.id)) {
+      JobSpec on_demand = job->spec;
+      on_demand.use_spot = false;
+      for (cloud::Offer& o : candidate_offers(all, on_demand, failures_, now_ms)) {
+        candidates.push_back(std::move(o));
+      }
+    }
     bool launched = false;
-    for (const cloud::Offer& offer : candidates) {
-      const bool spot = job->spec.use_spot;
+    for (size_t c = 0; c < candidates.size(); ++c) {
+      const cloud::Offer& offer = candidates[c];
+      const bool spot = c < spot_offers;
       const std::string pool = cloud::offer_pool(offer, spot);
       cloud::ProvisionRequest request{
           .offer = offer,
@@ -267,6 +279,45 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
         save_job(j, batch);
       }
     }
+  }
+}
+
+void ControlPlane::bind_rented(store::WriteBatch& batch, int64_t now_ms) {
+  if (instances_.empty()) return;
+  std::set<std::string> busy;
+  for (const TaskKey& key : active_tasks_) busy.insert(tasks_.at(key).node);
+  for (const auto& [key, st] : stopping_) busy.insert(st.node);
+  std::set<std::string> stopping_jobs;
+  for (const auto& [key, st] : stopping_) stopping_jobs.insert(key.first);
+  std::map<std::string, std::vector<std::string>> joined_for;  // job -> its idle machines
+  for (const auto& [id, inst] : instances_) {
+    if (inst.ended_ms || inst.notice_ms || inst.for_job.empty() || busy.count(id)) continue;
+    auto node = nodes_.find(id);
+    if (node == nodes_.end() || !node->second.record.ready || cluster_.cordoned(node->second.id)) {
+      continue;
+    }
+    joined_for[inst.for_job].push_back(id);
+  }
+  for (const auto& [job_id, machines] : joined_for) {
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end() || it->second.record.state != JobState::kPending ||
+        stopping_jobs.count(job_id)) {
+      continue;
+    }
+    Job& job = it->second;
+    if (static_cast<int>(machines.size()) < job.spec.num_nodes) continue;  // the rest still boot
+    const sched::Request request = request_of(job);
+    std::vector<sched::Placement> placements;
+    for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
+      const sched::NodeId node = nodes_.at(machines[static_cast<size_t>(rank)]).id;
+      const sched::NodeState& state = cluster_.state(node);
+      if (!sched::ClusterState::fits(state, request)) break;
+      placements.push_back({node, cluster_.pick_gpus(node, request, state.gpu_free_sorted[0])});
+    }
+    if (static_cast<int>(placements.size()) != job.spec.num_nodes) continue;
+    for (const sched::Placement& p : placements) cluster_.bind(request, p);
+    sched_dirty_ = true;
+    assign(job, placements, batch, now_ms);
   }
 }
 
@@ -411,15 +462,39 @@ Status ControlPlane::load_instances() {
       inst.usage.push_back({u.value("job", ""), u.value("queue", ""), u.value("gpus", 0.0),
                             u.value("start_ms", int64_t{0}), u.value("end_ms", int64_t{0})});
     }
-    for (const CloudInstance::Use& u : inst.usage) {
-      if (u.end_ms) continue;
-      for (const auto& [key, task] : tasks_) {
-        if (key.first == u.job && task.node == r.id) open_use_[key] = r.id;
-      }
-    }
     instances_[r.id] = std::move(inst);
   }
   return Status::ok();
+}
+
+int ControlPlane::node_group(const std::string& node) {
+  auto it = instances_.find(node);
+  if (it == instances_.end()) return 0;
+  const CloudInstance& inst = it->second;
+  const NodeGroup group{inst.offer.cloud, inst.offer.region, inst.offer.zone, inst.info.spot};
+  auto known = std::find(node_groups_.begin(), node_groups_.end(), group);
+  if (known != node_groups_.end()) return static_cast<int>(known - node_groups_.begin()) + 1;
+  if (node_groups_.size() + 1 >= static_cast<size_t>(sched::kMaxNodeGroups)) {
+    // Out of group ids (63 kinds of rented machine): this one takes any work, as owned nodes do.
+    return 0;
+  }
+  node_groups_.push_back(group);
+  return static_cast<int>(node_groups_.size());
+}
+
+sched::GroupMask ControlPlane::allowed_groups(const JobSpec& spec) const {
+  sched::GroupMask mask = 1;  // machines of our own
+  auto in = [](const std::vector<std::string>& names, const std::string& a, const std::string& b) {
+    return names.empty() || std::find(names.begin(), names.end(), a) != names.end() ||
+           (!b.empty() && std::find(names.begin(), names.end(), b) != names.end());
+  };
+  for (size_t g = 0; g < node_groups_.size(); ++g) {
+    const NodeGroup& group = node_groups_[g];
+    if (group.spot && !spec.use_spot) continue;  // on-demand work stays off spot machines
+    if (!in(spec.clouds, group.cloud, "") || !in(spec.regions, group.region, group.zone)) continue;
+    mask |= sched::GroupMask{1} << (g + 1);
+  }
+  return mask;
 }
 
 json ControlPlane::list_instances(int64_t now_ms) const {
@@ -449,6 +524,47 @@ Result<json> ControlPlane::interrupt_instance(const std::string& id, int64_t now
   handle_notices(batch, now_ms);
   LEPTON_RETURN_IF_ERROR(commit(batch));
   return json{{"id", id}, {"interrupted", true}};
+}
+
+Result<json> ControlPlane::plan_job(const std::string& body, int64_t now_ms) const {
+  auto spec = spec::job_spec_from_json(body);
+  if (!spec.is_ok()) return spec.status();
+  // Placement only: the queue's admission (quota, fair share) is not judged here.
+  const Job job{{}, *spec, 0, 0, {}, false};
+  const sched::Request request = request_of(job);
+  int fitting = 0;
+  for (const auto& [name, node] : nodes_) {
+    if (node.record.ready && !cluster_.cordoned(node.id) &&
+        sched::ClusterState::fits(cluster_.state(node.id), request)) {
+      ++fitting;
+    }
+  }
+  json offers = json::array();
+  if (!providers_.empty()) {
+    std::vector<cloud::Offer> all;
+    for (const auto& p : providers_) {
+      auto list = p->offers(cloud::OfferQuery{});
+      if (list.is_ok()) all.insert(all.end(), list->begin(), list->end());
+    }
+    for (const cloud::Offer& o : candidate_offers(all, *spec, failures_, now_ms)) {
+      if (offers.size() == 5) break;
+      const double price = offer_price(o, spec->use_spot);
+      offers.push_back({{"cloud", o.cloud},
+                        {"region", o.region},
+                        {"zone", o.zone},
+                        {"instance_type", o.instance_type},
+                        {"gpu_model", o.gpu_model},
+                        {"gpus", o.gpu_count},
+                        {"spot", spec->use_spot},
+                        {"price_per_hour", price},
+                        {"machines", spec->num_nodes},
+                        {"total_per_hour", price * spec->num_nodes}});
+    }
+  }
+  return json{{"fits_now", fitting >= spec->num_nodes},
+              {"fitting_nodes", fitting},
+              {"clouds", !providers_.empty()},
+              {"offers", offers}};
 }
 
 Result<json> ControlPlane::cost(const std::string& by, int64_t now_ms) const {

@@ -53,10 +53,12 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::open(std::unique_ptr<store::
 }
 
 Status ControlPlane::load(int64_t now_ms) {
+  LEPTON_RETURN_IF_ERROR(load_instances());  // first: a rented node's group comes from it
   auto nodes = store_->list_nodes();
   if (!nodes.is_ok()) return nodes.status();
   for (store::NodeRecord& r : *nodes) {
-    sched::NodeSpec spec{r.name, r.cpu_milli, r.memory_mib, r.gpu_count, r.gpu_model};
+    sched::NodeSpec spec{r.name,      r.cpu_milli, r.memory_mib,
+                         r.gpu_count, r.gpu_model, node_group(r.name)};
     auto id = cluster_.add_node(spec);
     if (!id.is_ok()) return Status::internal("node " + r.name + ": " + id.status().message());
     if (!r.ready) cluster_.set_cordoned(*id, true);
@@ -99,7 +101,15 @@ Status ControlPlane::load(int64_t now_ms) {
     if (holds) active_tasks_.insert({t.job_id, t.rank});
     tasks_[{t.job_id, t.rank}] = t;
   }
-  LEPTON_RETURN_IF_ERROR(load_instances());
+  // Tasks still on rented machines: their cost records are open.
+  for (const auto& [id, inst] : instances_) {
+    for (const CloudInstance::Use& u : inst.usage) {
+      if (u.end_ms) continue;
+      for (const auto& [key, task] : tasks_) {
+        if (key.first == u.job && task.node == id) open_use_[key] = id;
+      }
+    }
+  }
   return load_deployments(now_ms);
 }
 
@@ -143,6 +153,7 @@ sched::Request ControlPlane::request_of(const Job& job) const {
   r.res = job.spec.resources;
   r.allowed_models =
       job.spec.gpu_models.empty() ? sched::kAnyModel : cluster_.model_mask(job.spec.gpu_models);
+  r.allowed_groups = allowed_groups(job.spec);
   return r;
 }
 
@@ -394,7 +405,8 @@ Result<json> ControlPlane::register_agent(const std::string& body, const std::st
   store::WriteBatch batch;
   auto it = nodes_.find(r.name);
   if (it == nodes_.end()) {
-    auto id = cluster_.add_node({r.name, r.cpu_milli, r.memory_mib, r.gpu_count, r.gpu_model});
+    auto id = cluster_.add_node(
+        {r.name, r.cpu_milli, r.memory_mib, r.gpu_count, r.gpu_model, node_group(r.name)});
     sched_dirty_ = true;
     if (!id.is_ok()) return id.status();
     node_names_[*id] = r.name;
@@ -823,6 +835,7 @@ Status ControlPlane::tick(int64_t now_ms) {
 
 void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
   if (pending_jobs_.empty()) return;
+  bind_rented(batch, now_ms);
   // A round changes nothing unless work, capacity or queues changed, or time passed (waiting
   // jobs earn reservations, victims finish stopping): skip it otherwise, but not for long.
   if (!sched_dirty_ && now_ms - last_round_ms_ < 1000) return;

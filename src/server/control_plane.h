@@ -69,6 +69,10 @@ class ControlPlane {
   json list_jobs() const;
   Result<json> get_job(const std::string& id) const;
   Result<json> cancel_job(const std::string& id, int64_t now_ms);
+  // Where a job (the body of submit_job) would run, without submitting it: {"fits_now",
+  // "fitting_nodes", "clouds" (whether machines can be rented), "offers": the cheapest fitting
+  // offers, first choice first, each with "machines" and "total_per_hour"}.
+  Result<json> plan_job(const std::string& body, int64_t now_ms) const;
   // Logs of one task's latest attempt from byte `offset`: {"data", "next_offset", "attempt",
   // "done"} ("done": the task has ended and every byte has arrived).
   Result<json> job_logs(const std::string& id, int rank, int64_t offset, size_t max_bytes) const;
@@ -216,6 +220,8 @@ class ControlPlane {
   void handle_notices(store::WriteBatch& batch, int64_t now_ms);
   void return_idle_instances(store::WriteBatch& batch, int64_t now_ms);
   void rent_for_pending(store::WriteBatch& batch, int64_t now_ms);
+  // Machines rented for a job take it as soon as they join, before other work can.
+  void bind_rented(store::WriteBatch& batch, int64_t now_ms);
   void end_instance(CloudInstance& inst, const std::string& why, store::WriteBatch& batch,
                     int64_t now_ms);
   // Removes a node whose machine is gone: its tasks are rescheduled (not the job's failure).
@@ -228,6 +234,16 @@ class ControlPlane {
   void track_use(const store::TaskRecord& task, bool was_active, bool active,
                  store::WriteBatch& batch);
   double instance_cost(const CloudInstance& inst, int64_t now_ms) const;
+  // Rented machines of one kind (cloud, region, zone, spot) form a scheduler node group, so work
+  // runs only where its spec allows (sched::Request::allowed_groups). Group 0: our own nodes,
+  // open to all work.
+  struct NodeGroup {
+    std::string cloud, region, zone;
+    bool spot = false;
+    bool operator==(const NodeGroup&) const = default;
+  };
+  int node_group(const std::string& node);  // adds the group when new
+  sched::GroupMask allowed_groups(const JobSpec& spec) const;
   Status load_deployments(int64_t now_ms);
   std::string replica_address(const Replica& r) const;  // "" until its task is placed
   bool replica_running(const Replica& r) const;
@@ -304,6 +320,7 @@ class ControlPlane {
   std::function<std::string()> bootstrap_script_;
   std::map<std::string, CloudInstance> instances_;  // by instance id (= node name)
   std::map<TaskKey, std::string> open_use_;         // task -> instance with its open Use
+  std::vector<NodeGroup> node_groups_;              // group i + 1
   FailureMemory failures_{0};
   int64_t last_cloud_round_ms_ = 0;
 };

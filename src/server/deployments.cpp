@@ -268,6 +268,18 @@ void ControlPlane::start_replica(Deployment& d, store::WriteBatch& batch, int64_
   JobSpec spec = d.spec.replica;
   spec.num_nodes = 1;
   spec.max_restarts = 0;
+  if (spec.use_spot) {
+    // The on-demand floor first: replicas in service that do not run on spot.
+    int on_demand = 0;
+    for (const Replica& r : d.replicas) {
+      auto job = jobs_.find(r.job);
+      if (r.draining_since_ms == 0 && job != jobs_.end() &&
+          !is_terminal(job->second.record.state) && !job->second.spec.use_spot) {
+        ++on_demand;
+      }
+    }
+    if (on_demand < d.spec.min_on_demand) spec.use_spot = false;
+  }
   const int port = d.spec.port > 0 ? d.spec.port : next_free_port();
   spec.envs["PORT"] = std::to_string(port);
   spec.envs["LEPTON_DEPLOYMENT"] = d.spec.name();

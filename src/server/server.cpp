@@ -332,6 +332,13 @@ class ServerImpl final : public Server {
       }
       return;
     }
+    if (kind == "plan" && parts.size() == 3) {
+      if (m != "POST") return method_not_allowed();
+      on_loop(std::move(respond), [this, body = std::move(req.body)] {
+        return to_response(cp_->plan_job(body, now_ms()));
+      });
+      return;
+    }
     if (kind == "instances" && parts.size() == 3) {
       if (m != "GET") return method_not_allowed();
       on_loop(std::move(respond), [this] { return json_response(cp_->list_instances(now_ms())); });

@@ -26,11 +26,12 @@ constexpr std::array<std::string_view, 14> kJobFields = {
     "name",  "resources", "num_nodes",   "envs", "setup",    "run",    "max_restarts",
     "queue", "priority",  "preemptible", "kind", "use_spot", "clouds", "regions"};
 // A deployment's replica fields (decoded as a job) and its own.
-constexpr std::array<std::string_view, 8> kReplicaFields = {
-    "name", "resources", "envs", "setup", "run", "queue", "priority", "preemptible"};
-constexpr std::array<std::string_view, 7> kDeploymentOwnFields = {
-    "kind", "port", "replicas", "autoscale", "readiness", "auth", "use_spot"};
-constexpr std::array<std::string_view, 2> kReplicaCountFields = {"min", "max"};
+constexpr std::array<std::string_view, 11> kReplicaFields = {
+    "name",     "resources",   "envs",     "setup",  "run",    "queue",
+    "priority", "preemptible", "use_spot", "clouds", "regions"};
+constexpr std::array<std::string_view, 6> kDeploymentOwnFields = {
+    "kind", "port", "replicas", "autoscale", "readiness", "auth"};
+constexpr std::array<std::string_view, 3> kReplicaCountFields = {"min", "max", "min_on_demand"};
 constexpr std::array<std::string_view, 4> kAutoscaleFields = {
     "target_in_flight", "window", "panic_window", "scale_to_zero_after"};
 constexpr std::array<std::string_view, 1> kReadinessFields = {"path"};
@@ -561,8 +562,12 @@ Result<DeploymentSpec> Decoder::decode_deployment(const Node& root) {
       if (const Node* m = find(*v, "max")) {
         LEPTON_RETURN_IF_ERROR(integer(*m, "replicas.max", 1, kMaxReplicas, spec.max_replicas));
       }
+      if (const Node* m = find(*v, "min_on_demand")) {
+        LEPTON_RETURN_IF_ERROR(
+            integer(*m, "replicas.min_on_demand", 0, kMaxReplicas, spec.min_on_demand));
+      }
     } else {
-      return fail(*v, "replicas", "a number of replicas, or {min: N, max: M}");
+      return fail(*v, "replicas", "a number of replicas, or {min: N, max: M, min_on_demand: K}");
     }
   }
   if (const Node* v = find(root, "autoscale"); v && v->kind != Kind::kNull) {
@@ -598,15 +603,6 @@ Result<DeploymentSpec> Decoder::decode_deployment(const Node& root) {
       return fail(*v, "auth", "public or token");
     }
     spec.token_auth = v->text == "token";
-  }
-  if (const Node* v = find(root, "use_spot"); v && v->kind != Kind::kNull) {
-    bool spot = false;
-    LEPTON_RETURN_IF_ERROR(boolean(*v, "use_spot", spot));
-    if (spot) {
-      return fail_got(*v, "use_spot",
-                      "false (spot replicas need cloud providers, which lepton does not have yet)",
-                      "true");
-    }
   }
   if (Status s = validate_deployment_spec(spec); !s.is_ok()) return place(s);
   return spec;

@@ -22,12 +22,14 @@ nlohmann::ordered_json deployment_spec_to_json_value(const DeploymentSpec& spec)
   ordered_json job = job_spec_to_json_value(spec.replica);
   ordered_json j = ordered_json::object();
   j["kind"] = "deployment";
-  for (const char* key :
-       {"name", "resources", "envs", "setup", "run", "queue", "priority", "preemptible"}) {
+  for (const char* key : {"name", "resources", "envs", "setup", "run", "queue", "priority",
+                          "preemptible", "use_spot", "clouds", "regions"}) {
     j[key] = job[key];
   }
   j["port"] = spec.port > 0 ? ordered_json(spec.port) : ordered_json(nullptr);
-  j["replicas"] = {{"min", spec.min_replicas}, {"max", spec.max_replicas}};
+  j["replicas"] = {{"min", spec.min_replicas},
+                   {"max", spec.max_replicas},
+                   {"min_on_demand", spec.min_on_demand}};
   j["autoscale"] = {{"target_in_flight", spec.target_in_flight},
                     {"window", spec.window_s},
                     {"panic_window", spec.panic_window_s},
