@@ -199,6 +199,26 @@ TEST_F(Clouds, WorkThatFitsNoOfferWaitsAndSaysSo) {
   EXPECT_TRUE(cli_json("cloud ls --json").empty());
 }
 
+TEST_F(Clouds, PlanShowsTheMachinesToRentAndAsksFirst) {
+  start_server({{"boot_s", 0.5}, {"clouds", {"aws"}}});
+  std::ofstream(dir_ / "big.yaml") << "name: big\nresources: {accelerators: \"A100:8\"}\n"
+                                      "num_nodes: 2\nrun: 'true'\n";
+  const std::string file = (dir_ / "big.yaml").string();
+  // No terminal to ask on, no --yes: nothing is submitted.
+  CommandResult asked = cli("job run -f " + file + " --plan < /dev/null");
+  EXPECT_EQ(asked.exit_code, 1) << asked.out;
+  EXPECT_NE(asked.out.find("does not fit on the current nodes; the cheapest machines to rent"),
+            std::string::npos)
+      << asked.out;
+  EXPECT_NE(asked.out.find("p4d.24xlarge"), std::string::npos) << asked.out;
+  EXPECT_NE(asked.out.find("x 2 = $"), std::string::npos) << asked.out;
+  EXPECT_NE(asked.out.find("add --yes to submit"), std::string::npos) << asked.out;
+  EXPECT_TRUE(cli_json("job ls --json").empty());
+  CommandResult yes = cli("job run -f " + file + " --plan --yes");
+  EXPECT_EQ(yes.exit_code, 0) << yes.out;
+  EXPECT_EQ(cli_json("job ls --json").size(), 1u);
+}
+
 TEST_F(Clouds, SpotReplicasKeepAnOnDemandFloorAndAreReplacedWhenInterrupted) {
   start_server({{"boot_s", 0.5}, {"notice_s", 3}, {"capacity", 4}});
   const std::string upstream = "run: exec lepton-test-upstream --port $PORT --id t" +
