@@ -72,7 +72,9 @@ Result<SimCloudOptions> SimCloudOptions::from_json(std::string_view text) {
     return Status::invalid_argument("sim clouds: expected a JSON object");
   }
   SimCloudOptions o;
-  for (const auto& [key, value] : j.items()) {
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& key = it.key();
+    const json& value = it.value();
     auto number = [&](double lo, double& out) -> Status {
       if (!value.is_number() || value.get<double>() < lo) {
         return Status::invalid_argument("sim clouds: " + key + ": expected a number >= " +
