@@ -219,6 +219,34 @@ TEST_F(Clouds, PlanShowsTheMachinesToRentAndAsksFirst) {
   EXPECT_EQ(cli_json("job ls --json").size(), 1u);
 }
 
+TEST_F(Clouds, AQueueThatSpentItsBudgetRentsNothing) {
+  start_server({{"boot_s", 0.5}, {"clouds", {"aws"}}});
+  ASSERT_EQ(cli("queue create team --budget 0").exit_code, 0);
+  std::ofstream(dir_ / "job.yaml") << "name: job\nqueue: team\nresources: {accelerators: "
+                                      "\"A10G:1\", cpus: 1, memory: 1}\nrun: 'true'\n";
+  CommandResult run = cli("job run -f " + (dir_ / "job.yaml").string());
+  ASSERT_EQ(run.exit_code, 0) << run.out;
+  const std::string id = run.out.substr(0, run.out.find_first_of(" \n"));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return cli_json("job get " + id + " --json")
+                   .value("reason", "")
+                   .find("queue team has spent $0.00 of its $0.00 budget") != std::string::npos;
+      },
+      15s))
+      << cli("job get " + id).out;
+  EXPECT_TRUE(cli_json("cloud ls --json").empty());
+  EXPECT_NE(cli("queue get team").out.find("budget:      $0 (spent $0.00"), std::string::npos)
+      << cli("queue get team").out;
+  // A budget raised: the machine is rented and the job runs.
+  ASSERT_EQ(cli("queue set team --budget 100").exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return job_state(id) == "SUCCEEDED"; }, 30s))
+      << cli("job get " + id).out << cli("cloud ls").out;
+  EXPECT_EQ(cli_json("cloud ls --json").size(), 1u);
+  json team = cli_json("queue get team --json");
+  EXPECT_GT(team.value("spent_usd", 0.0), 0.0) << team.dump();
+}
+
 TEST_F(Clouds, SpotReplicasKeepAnOnDemandFloorAndAreReplacedWhenInterrupted) {
   start_server({{"boot_s", 0.5}, {"notice_s", 3}, {"capacity", 4}});
   const std::string upstream = "run: exec lepton-test-upstream --port $PORT --id t" +

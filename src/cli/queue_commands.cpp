@@ -35,12 +35,13 @@ std::string queue_path(const std::string& name) {
 struct SpecFlags {
   ClientFlags client;
   std::string name, parent;
-  double gpus = 0, cpus = 0, weight = 1, limit_gpus = 0, limit_cpus = 0;
+  double gpus = 0, cpus = 0, weight = 1, limit_gpus = 0, limit_cpus = 0, budget = 0;
   int64_t memory_mib = 0, limit_memory_mib = 0;
-  bool no_limit = false;
+  bool no_limit = false, no_budget = false;
   CLI::Option *parent_opt = nullptr, *gpus_opt = nullptr, *cpus_opt = nullptr,
               *memory_opt = nullptr, *weight_opt = nullptr, *limit_gpus_opt = nullptr,
-              *limit_cpus_opt = nullptr, *limit_memory_opt = nullptr, *no_limit_opt = nullptr;
+              *limit_cpus_opt = nullptr, *limit_memory_opt = nullptr, *no_limit_opt = nullptr,
+              *budget_opt = nullptr;
 
   bool given(const CLI::Option* o) const { return o != nullptr && o->count() > 0; }
 };
@@ -59,7 +60,11 @@ void add_spec_flags(CLI::App* cmd, SpecFlags& f, bool set) {
   f.limit_cpus_opt = cmd->add_option("--limit-cpus", f.limit_cpus, "At most this many CPU cores");
   f.limit_memory_opt =
       cmd->add_option("--limit-memory-mib", f.limit_memory_mib, "At most this much memory, MiB");
+  f.budget_opt = cmd->add_option("--budget", f.budget,
+                                 "Dollars its jobs may spend on rented machines (then none are "
+                                 "rented for them)");
   if (set) {
+    cmd->add_flag("--no-budget", f.no_budget, "Remove the budget")->excludes(f.budget_opt);
     f.no_limit_opt = cmd->add_flag("--no-limit", f.no_limit, "Remove every limit");
     f.no_limit_opt->excludes(f.limit_gpus_opt)
         ->excludes(f.limit_cpus_opt)
@@ -118,6 +123,7 @@ std::string create_body(const SpecFlags& f) {
                      g.memory_mib < kUnlimited ? g.memory_mib : 0};
   if (f.given(f.weight_opt)) spec.weight = f.weight;
   if (Quota limit = given_limit(f); names_any(limit)) spec.limit = limit;
+  if (f.given(f.budget_opt)) spec.budget_usd = f.budget;
   if (Status s = validate_queue_spec(spec); !s.is_ok()) fail(s);
   return spec::queue_spec_to_json(spec).dump();
 }
@@ -135,10 +141,13 @@ std::string set_body(const SpecFlags& f) {
   }
   if (Quota limit = given_limit(f); names_any(limit)) body["limit"] = spec::quota_to_json(limit);
   if (f.no_limit) body["limit"] = nullptr;
+  if (f.given(f.budget_opt)) body["budget_usd"] = f.budget;
+  if (f.no_budget) body["budget_usd"] = nullptr;
   if (body.empty()) {
     fail("queue set " + f.name +
              ": nothing to change (give --parent, --gpus, --cpus, --memory-mib, --weight, "
-             "--limit-gpus, --limit-cpus, --limit-memory-mib or --no-limit)",
+             "--limit-gpus, --limit-cpus, --limit-memory-mib, --no-limit, --budget or "
+             "--no-budget)",
          2);
   }
   return body.dump();
@@ -195,6 +204,11 @@ void print_queue(const json& q) {
   std::printf("pending:     %s\n", describe_quota(field(q, "pending"), "-").c_str());
   std::printf("jobs:        %s running, %s pending\n", number(field(q, "jobs_running")).c_str(),
               number(field(q, "jobs_pending")).c_str());
+  const json budget = field(q, "budget_usd");
+  const json spent = field(q, "spent_usd");
+  std::printf("budget:      %s (spent $%.2f on rented machines)\n",
+              budget.is_number() ? ("$" + number(budget)).c_str() : "none",
+              spent.is_number() ? spent.get<double>() : 0.0);
 }
 
 void print_table(const json& queues) {

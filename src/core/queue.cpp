@@ -48,6 +48,9 @@ Status validate_queue_spec(const QueueSpec& spec) {
   if (!(spec.weight > 0 && spec.weight <= kMaxQueueWeight) || !std::isfinite(spec.weight)) {
     return Status::invalid_argument("weight: expected a number > 0 and <= 1000000");
   }
+  if (spec.budget_usd && !(*spec.budget_usd >= 0 && *spec.budget_usd <= kMaxQueueBudgetUsd)) {
+    return Status::invalid_argument("budget_usd: expected dollars from 0 to 1e12");
+  }
   const Quota zero;
   if (!zero.fits_in(spec.guaranteed)) {
     return Status::invalid_argument("guaranteed: expected amounts >= 0");

@@ -41,11 +41,15 @@ struct QueueSpec {
   double weight = 1.0;  // over-quota weight, > 0
   // Hard cap; must hold the guarantee. A dimension with no cap is kUnlimited.
   std::optional<Quota> limit;
+  // Dollars its jobs (and its children's) may spend on rented machines; once spent, no machine is
+  // rented for them (they still run on nodes lepton did not rent). None: no cap.
+  std::optional<double> budget_usd;
 
   bool operator==(const QueueSpec&) const = default;
 };
 
 inline constexpr double kMaxQueueWeight = 1e6;
+inline constexpr double kMaxQueueBudgetUsd = 1e12;
 inline constexpr int64_t kUnlimited = INT64_MAX / 4;  // sums of a few stay representable
 
 // Checks one queue's own invariants (name, weight, non-negative amounts, guarantee within the

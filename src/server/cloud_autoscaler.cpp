@@ -208,6 +208,14 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
   for (const Job* job : waiting) {
     if (take_room(rooms, job->spec)) continue;
     const std::string object = "job/" + job->record.id;
+    if (const std::string spent = budget_spent(job->spec, now_ms); !spent.empty()) {
+      if (job->record.reason.find("no machine is rented for it") == std::string::npos) {
+        Job& j = jobs_.at(job->record.id);
+        j.record.reason += "; " + spent;
+        save_job(j, batch);
+      }
+      continue;
+    }
     if (live + job->spec.num_nodes > options_.max_instances) {
       continue;  // at the limit; idle machines returning make room
     }
@@ -384,6 +392,47 @@ void ControlPlane::track_use(const store::TaskRecord& task, bool was_active, boo
     open_use_[key] = task.node;
     save_instance(inst->second, batch);
   }
+}
+
+double ControlPlane::queue_spend(const std::string& queue, int64_t now_ms) const {
+  auto under = [&](std::string q) {  // whether q is `queue` or below it
+    for (int depth = 0; depth < 64 && !q.empty(); ++depth) {
+      if (q == queue) return true;
+      auto it = queues_.find(q);
+      if (it == queues_.end()) return false;
+      q = it->second.parent;
+    }
+    return false;
+  };
+  double spent = 0;
+  for (const auto& [id, inst] : instances_) {
+    const double per_gpu_hour =
+        inst.offer.gpu_count > 0 ? inst.price_per_hour / inst.offer.gpu_count : 0;
+    const int64_t end = inst.ended_ms ? inst.ended_ms : now_ms;
+    for (const CloudInstance::Use& u : inst.usage) {
+      if (!under(u.queue)) continue;
+      spent += per_gpu_hour * u.gpus *
+               hours(std::max<int64_t>(0, (u.end_ms ? u.end_ms : end) - u.start_ms));
+    }
+  }
+  return spent;
+}
+
+std::string ControlPlane::budget_spent(const JobSpec& spec, int64_t now_ms) const {
+  std::string q = spec.queue.empty() ? kDefaultQueue : spec.queue;
+  for (int depth = 0; depth < 64 && !q.empty(); ++depth) {
+    auto it = queues_.find(q);
+    if (it == queues_.end()) return "";
+    if (it->second.budget_usd) {
+      const double spent = queue_spend(q, now_ms);
+      if (spent >= *it->second.budget_usd) {
+        return "queue " + q + " has spent " + money(spent) + " of its " +
+               money(*it->second.budget_usd) + " budget: no machine is rented for it";
+      }
+    }
+    q = it->second.parent;
+  }
+  return "";
 }
 
 double ControlPlane::instance_cost(const CloudInstance& inst, int64_t now_ms) const {

@@ -984,6 +984,7 @@ json ControlPlane::list_queues() const {
   json out = json::array();
   for (int q = 0; q < tree.size(); ++q) {
     json j = spec::queue_spec_to_json(tree.spec(q));
+    j["spent_usd"] = queue_spend(tree.spec(q).name, last_cloud_round_ms_);
     j["fair_share"] = spec::quota_to_json(fair[q]);
     j["in_use"] = spec::quota_to_json(loads[q].in_use);
     j["pending"] = spec::quota_to_json(loads[q].pending);

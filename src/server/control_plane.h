@@ -234,6 +234,11 @@ class ControlPlane {
   void track_use(const store::TaskRecord& task, bool was_active, bool active,
                  store::WriteBatch& batch);
   double instance_cost(const CloudInstance& inst, int64_t now_ms) const;
+  // What the jobs of `queue` and of the queues below it have cost on rented machines.
+  double queue_spend(const std::string& queue, int64_t now_ms) const;
+  // The first queue on the way from the job's queue to the top whose budget is spent, with why;
+  // empty when none is.
+  std::string budget_spent(const JobSpec& spec, int64_t now_ms) const;
   // Rented machines of one kind (cloud, region, zone, spot) form a scheduler node group, so work
   // runs only where its spec allows (sched::Request::allowed_groups). Group 0: our own nodes,
   // open to all work.

@@ -18,8 +18,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::array<std::string_view, 5> kQueueFields = {"name", "parent", "guaranteed", "weight",
-                                                          "limit"};
+constexpr std::array<std::string_view, 6> kQueueFields = {"name",   "parent", "guaranteed",
+                                                          "weight", "limit",  "budget_usd"};
 constexpr std::array<std::string_view, 3> kQuotaFields = {"gpus", "cpus", "memory_mib"};
 
 // The most a quota may name of each dimension: far above any cluster, far below kUnlimited (so
@@ -188,6 +188,16 @@ Result<QueueSpec> apply(QueueSpec spec, std::string_view body, bool create) {
     LEPTON_RETURN_IF_ERROR(merge_quota(*it, "limit", kUnlimited, limit));
     spec.limit = caps_nothing(limit) ? std::nullopt : std::optional<Quota>(limit);
   }
+  if (auto it = j.find("budget_usd"); it != j.end()) {
+    if (it->is_null()) {
+      spec.budget_usd.reset();
+    } else if (it->is_number() && it->get<double>() >= 0 &&
+               it->get<double>() <= kMaxQueueBudgetUsd) {
+      spec.budget_usd = it->get<double>();
+    } else {
+      return fail("budget_usd", "dollars from 0 to 1e12, or null for no budget", *it);
+    }
+  }
   LEPTON_RETURN_IF_ERROR(validate_queue_spec(spec));
   return spec;
 }
@@ -220,6 +230,7 @@ json queue_spec_to_json(const QueueSpec& spec) {
     j["weight"] = spec.weight;
   }
   j["limit"] = spec.limit && !caps_nothing(*spec.limit) ? quota_to_json(*spec.limit) : json();
+  j["budget_usd"] = spec.budget_usd ? json(*spec.budget_usd) : json();
   return j;
 }
 

@@ -110,11 +110,11 @@ TEST(SpecQueueJson, FractionalAmountsInMilliUnits) {
 TEST(SpecQueueJson, WritesTheCanonicalForm) {
   // nlohmann::json orders keys by name.
   EXPECT_EQ(queue_spec_to_json(team_a()).dump(),
-            R"({"guaranteed":{"cpus":16,"gpus":4,"memory_mib":65536},"limit":{"gpus":8},)"
-            R"("name":"team-a","parent":"research","weight":2})");
+            R"({"budget_usd":null,"guaranteed":{"cpus":16,"gpus":4,"memory_mib":65536},)"
+            R"("limit":{"gpus":8},"name":"team-a","parent":"research","weight":2})");
   EXPECT_EQ(queue_spec_to_json(named("a")).dump(),
-            R"({"guaranteed":{"cpus":0,"gpus":0,"memory_mib":0},"limit":null,"name":"a",)"
-            R"("parent":"","weight":1})");
+            R"({"budget_usd":null,"guaranteed":{"cpus":0,"gpus":0,"memory_mib":0},"limit":null,)"
+            R"("name":"a","parent":"","weight":1})");
   EXPECT_EQ(quota_to_json(Quota{2500, 8000, 32768}).dump(),
             R"({"cpus":8,"gpus":2.5,"memory_mib":32768})");
   EXPECT_EQ(quota_to_json(Quota{1, 1500, 0}).dump(), R"({"cpus":1.5,"gpus":0.001,"memory_mib":0})");
@@ -193,6 +193,20 @@ TEST(SpecQueueJson, RandomSpecsRoundTrip) {
   }
 }
 
+TEST(SpecQueueJson, Budgets) {
+  auto q = queue_spec_from_json(R"({"name":"a","budget_usd":250.5})");
+  ASSERT_TRUE(q.is_ok()) << q.status().message();
+  EXPECT_EQ(q->budget_usd, 250.5);
+  EXPECT_EQ(queue_spec_to_json(*q)["budget_usd"].dump(), "250.5");
+  auto cleared = update_queue_spec(*q, R"({"budget_usd":null})");
+  ASSERT_TRUE(cleared.is_ok());
+  EXPECT_FALSE(cleared->budget_usd.has_value());
+  EXPECT_EQ(error(R"({"name":"a","budget_usd":-1})"),
+            "budget_usd: expected dollars from 0 to 1e12, or null for no budget, got -1");
+  EXPECT_EQ(error(R"({"name":"a","budget_usd":"10"})"),
+            R"(budget_usd: expected dollars from 0 to 1e12, or null for no budget, got "10")");
+}
+
 TEST(SpecQueueJson, ErrorsNameTheField) {
   EXPECT_EQ(error(R"({"name":"a","guaranteed":{"gpus":"x"}})"),
             R"(guaranteed.gpus: expected a number >= 0, got "x")");
@@ -228,8 +242,9 @@ TEST(SpecQueueJson, ErrorsNameTheField) {
             "guaranteed: expected an object of gpus, cpus, memory_mib, got 4");
   EXPECT_EQ(error(R"({"name":"a","limit":"none"})"),
             R"(limit: expected an object of gpus, cpus, memory_mib, got "none")");
-  EXPECT_EQ(error(R"({"name":"a","quota":{}})"),
-            "quota: unknown field, expected one of name, parent, guaranteed, weight, limit");
+  EXPECT_EQ(
+      error(R"({"name":"a","quota":{}})"),
+      "quota: unknown field, expected one of name, parent, guaranteed, weight, limit, budget_usd");
   EXPECT_EQ(error(R"({"name":"a","weight":0})"),
             "weight: expected a number > 0 and <= 1000000, got 0");
   EXPECT_EQ(error(R"({"name":"a","weight":-2})"),
@@ -340,8 +355,9 @@ TEST(SpecQueueJson, UpdateIsAsStrictAsCreate) {
   EXPECT_EQ(error_updating(a, R"({"name":1})"), "name: expected a string, got 1");
   EXPECT_EQ(error_updating(a, R"({"guaranteed":{"gpus":"x"}})"),
             R"(guaranteed.gpus: expected a number >= 0, got "x")");
-  EXPECT_EQ(error_updating(a, R"({"colour":"red"})"),
-            "colour: unknown field, expected one of name, parent, guaranteed, weight, limit");
+  EXPECT_EQ(
+      error_updating(a, R"({"colour":"red"})"),
+      "colour: unknown field, expected one of name, parent, guaranteed, weight, limit, budget_usd");
   // The result is validated as a whole: a guarantee over the current limit is refused.
   EXPECT_EQ(error_updating(a, R"({"guaranteed":{"gpus":9}})"),
             "limit: must hold the guarantee (gpu=9 cpu=16 mem=65536Mi)");
