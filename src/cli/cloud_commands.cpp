@@ -41,7 +41,7 @@ void register_cloud_ls(CLI::App* cloud) {
       return;
     }
     std::printf("%s %s %s %s %s %s %s %s\n", pad("ID", 16).c_str(), pad("CLOUD", 7).c_str(),
-                pad("REGION", 14).c_str(), pad("TYPE", 22).c_str(), pad("GPUS", 10).c_str(),
+                pad("ZONE", 16).c_str(), pad("TYPE", 22).c_str(), pad("GPUS", 10).c_str(),
                 pad("PRICE/H", 12).c_str(), pad("STATE", 11).c_str(), "COST");
     for (const json& i : instances) {
       const std::string price =
@@ -54,7 +54,9 @@ void register_cloud_ls(CLI::App* cloud) {
       std::snprintf(gpus, sizeof gpus, "%s:%g", i.value("gpu_model", "").c_str(),
                     i.value("gpus", 0.0));
       std::printf("%s %s %s %s %s %s %s %s\n", pad(i.value("id", ""), 16).c_str(),
-                  pad(i.value("cloud", ""), 7).c_str(), pad(i.value("region", ""), 14).c_str(),
+                  pad(i.value("cloud", ""), 7).c_str(),
+                  pad(i.value("zone", "").empty() ? i.value("region", "") : i.value("zone", ""), 16)
+                      .c_str(),
                   pad(i.value("instance_type", ""), 22).c_str(), pad(gpus, 10).c_str(),
                   pad(price, 12).c_str(), pad(state, 11).c_str(),
                   dollars(i.value("cost_usd", 0.0)).c_str());

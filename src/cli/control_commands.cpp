@@ -147,9 +147,11 @@ bool show_plan(Api& api, const JobSpec& spec, bool yes) {
                     o.value("gpus", 0.0));
       std::printf(
           "    %s %s %s %s %s $%.2f/h x %d = $%.2f/h\n", pad(o.value("cloud", ""), 7).c_str(),
-          pad(o.value("region", ""), 14).c_str(), pad(o.value("instance_type", ""), 22).c_str(),
-          pad(gpus, 10).c_str(), o.value("spot", false) ? "spot     " : "on-demand",
-          o.value("price_per_hour", 0.0), o.value("machines", 1), o.value("total_per_hour", 0.0));
+          pad(o.value("zone", "").empty() ? o.value("region", "") : o.value("zone", ""), 16)
+              .c_str(),
+          pad(o.value("instance_type", ""), 22).c_str(), pad(gpus, 10).c_str(),
+          o.value("spot", false) ? "spot     " : "on-demand", o.value("price_per_hour", 0.0),
+          o.value("machines", 1), o.value("total_per_hour", 0.0));
     }
   }
   if (yes) return true;
@@ -446,6 +448,12 @@ void register_process_commands(CLI::App& app) {
                 a.gpus.empty() ? "GPUs from NVML" : ("GPUs " + a.gpus).c_str());
     if (!server->gateway_url().empty()) {
       std::printf("  gateway: %s/d/NAME/ reaches deployment NAME\n", server->gateway_url().c_str());
+    }
+    if (up->demo_clouds || !up->demo_clouds_config.empty()) {
+      std::printf(
+          "  clouds: emulated, priced from the catalog; work that does not fit rents a "
+          "machine (lepton cloud ls)\n"
+          "Try: lepton job run -f examples/spot-train.yaml --plan\n");
     }
     std::printf(
         "Try: lepton job run -f examples/hello.yaml --follow\n"
