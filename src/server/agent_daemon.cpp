@@ -72,8 +72,8 @@ class AgentImpl final : public AgentDaemon {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
-    for (auto& t : stoppers_) {
-      if (t.joinable()) t.join();
+    for (Stopper& s : stoppers_) {
+      if (s.thread.joinable()) s.thread.join();
     }
     if (mps_) (void)agent::stop_mps(*mps_);
   }
@@ -262,10 +262,22 @@ class AgentImpl final : public AgentDaemon {
     }
     // Forget the task at once; ending its processes may take the grace period.
     std::ofstream(fs::path(dir) / "forgotten") << "1\n";
-    stoppers_.emplace_back([dir, grace] {
-      if (agent::poll_task(dir).state == agent::TaskStatus::kRunning) {
-        (void)agent::terminate_task(dir, grace);
-      }
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    stoppers_.push_back({std::thread([dir, grace, done] {
+                           if (agent::poll_task(dir).state == agent::TaskStatus::kRunning) {
+                             (void)agent::terminate_task(dir, grace);
+                           }
+                           done->store(true);
+                         }),
+                         done});
+  }
+
+  // Joins the stoppers that have finished, so a long-lived agent does not keep their threads.
+  void join_finished_stoppers() {
+    std::erase_if(stoppers_, [](Stopper& s) {
+      if (!s.done->load()) return false;
+      s.thread.join();
+      return true;
     });
   }
 
@@ -276,6 +288,7 @@ class AgentImpl final : public AgentDaemon {
     }
     while (true) {
       agent::reap_children();
+      join_finished_stoppers();
       json body = build_heartbeat();
       auto r = net::http_request(url_, "POST",
                                  "/api/v1/agents/" + net::url_encode(options_.name) + "/heartbeat",
@@ -322,7 +335,11 @@ class AgentImpl final : public AgentDaemon {
   std::vector<agent::GpuDevice> gpus_;
   net::Url url_;
   std::map<TaskId, LocalTask> tasks_;  // loop thread only
-  std::vector<std::thread> stoppers_;  // loop thread only, joined in stop()
+  struct Stopper {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;  // set by the thread as it ends
+  };
+  std::vector<Stopper> stoppers_;  // loop thread only; finished ones joined each heartbeat
   std::optional<agent::MpsDaemon> mps_;
   std::string last_problem_;
   int interval_ms_ = 300;

@@ -1,0 +1,234 @@
+// The cloud autoscaler inside ControlPlane, with a provider fake kept in this process (the
+// end-to-end tests in tests/cloud_test.cpp use the emulated clouds and real agents).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "server/control_plane.h"
+#include "store/sqlite_store.h"
+
+namespace lepton::server {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Launches nothing: instances appear in list_instances() as the test says.
+class FakeProvider : public cloud::Provider {
+ public:
+  std::vector<cloud::Offer> catalog;
+  std::set<std::string> no_capacity;  // offer_pool() keys that fail with kUnavailable
+  std::vector<std::string> tried;     // offer_pool() of every provision call
+  std::vector<std::string> terminated;
+  std::map<std::string, cloud::Instance> instances;
+  std::vector<cloud::InterruptionNotice> notices;
+
+  std::string_view name() const override { return "fake"; }
+  Result<std::vector<cloud::Offer>> offers(const cloud::OfferQuery& query) const override {
+    return cloud::find_offers(catalog, query);
+  }
+  Result<std::vector<cloud::Instance>> provision(const cloud::ProvisionRequest& r) override {
+    const std::string pool = cloud::offer_pool(r.offer, r.spot);
+    tried.push_back(pool);
+    if (no_capacity.count(pool)) return Status(StatusCode::kUnavailable, "no capacity");
+    std::vector<cloud::Instance> out;
+    for (int i = 0; i < r.count; ++i) {
+      cloud::Instance inst;
+      inst.id = "i-" + std::to_string(instances.size() + 1);
+      inst.cloud = r.offer.cloud;
+      inst.instance_type = r.offer.instance_type;
+      inst.region = r.offer.region;
+      inst.spot = r.spot;
+      inst.state = cloud::InstanceState::kRunning;
+      instances[inst.id] = inst;
+      out.push_back(inst);
+    }
+    return out;
+  }
+  Status terminate(const std::vector<std::string>& ids) override {
+    for (const std::string& id : ids) {
+      terminated.push_back(id);
+      instances[id].state = cloud::InstanceState::kTerminated;
+    }
+    return Status::ok();
+  }
+  Result<std::vector<cloud::Instance>> list_instances() override {
+    std::vector<cloud::Instance> out;
+    for (const auto& [id, i] : instances) out.push_back(i);
+    return out;
+  }
+  Result<std::vector<cloud::InterruptionNotice>> interruption_notices() override { return notices; }
+};
+
+cloud::Offer offer(std::string type, double gpus, double price, double spot) {
+  return {.cloud = "aws",
+          .instance_type = std::move(type),
+          .gpu_model = "A100",
+          .gpu_count = gpus,
+          .vcpus = 8 * gpus,
+          .memory_gib = 32 * gpus,
+          .price_per_hour = price,
+          .spot_price_per_hour = spot,
+          .region = "us-east-1",
+          .zone = ""};
+}
+
+class CloudAutoscalerTest : public testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ =
+        fs::temp_directory_path() / ("lepton-cas-" + std::to_string(getpid()) + "-" +
+                                     testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    provider_ = std::make_shared<FakeProvider>();
+    provider_->catalog = {offer("one", 1, 1.0, 0.4), offer("two", 2, 3.0, 1.0)};
+    open();
+  }
+  void TearDown() override {
+    cp_.reset();
+    fs::remove_all(dir_);
+  }
+  void open() {
+    cp_.reset();
+    auto store = store::open_sqlite_store((dir_ / "lepton.db").string());
+    ASSERT_TRUE(store.is_ok()) << store.status().message();
+    auto cp = ControlPlane::open(std::move(*store),
+                                 {.data_dir = dir_.string(),
+                                  .node_timeout_ms = 600'000,
+                                  .cloud_idle_ms = 60'000,
+                                  .failover_ttl_ms = 600'000},
+                                 now_);
+    ASSERT_TRUE(cp.is_ok()) << cp.status().message();
+    cp_ = std::move(*cp);
+    cp_->set_clouds({provider_}, [] { return std::string("true"); });
+  }
+  // One second later: a cloud round runs.
+  void tick() {
+    now_ += 1000;
+    ASSERT_TRUE(cp_->tick(now_).is_ok());
+  }
+  std::string submit(const std::string& spec_json) {
+    auto r = cp_->submit_job(spec_json, now_);
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    return r.is_ok() ? (*r)["id"].get<std::string>() : "";
+  }
+  // The machine's agent joins, as the bootstrap script would make it.
+  void join(const std::string& id, int gpus) {
+    json body = {{"name", id},
+                 {"cpu_milli", 8000 * gpus},
+                 {"memory_mib", 32768 * gpus},
+                 {"gpu_count", gpus},
+                 {"gpu_model", "A100"}};
+    ASSERT_TRUE(cp_->register_agent(body.dump(), "127.0.0.1", now_).is_ok());
+  }
+  json beat(const std::string& node, json tasks = json::array()) {
+    auto r = cp_->heartbeat(node, json{{"tasks", tasks}}.dump(), now_);
+    EXPECT_TRUE(r.is_ok()) << r.status().message();
+    return r.is_ok() ? *r : json();
+  }
+  std::string state(const std::string& job) { return cp_->get_job(job)->value("state", ""); }
+
+  fs::path dir_;
+  std::shared_ptr<FakeProvider> provider_;
+  std::unique_ptr<ControlPlane> cp_;
+  int64_t now_ = 1'000'000'000;
+};
+
+const char* kOneGpu =
+    R"({"name":"a","resources":{"accelerators":"A100:1","cpus":1,"memory":1},"run":"true"})";
+
+TEST_F(CloudAutoscalerTest, FailsOverAtOnceAndRemembersTheFailedPool) {
+  provider_->no_capacity.insert("aws/us-east-1/one");
+  const std::string a = submit(kOneGpu);
+  tick();
+  EXPECT_EQ(provider_->tried, (std::vector<std::string>{"aws/us-east-1/one", "aws/us-east-1/two"}));
+  // A second job: the failed pool is skipped, and the room left on the two-GPU machine is used.
+  submit(kOneGpu);
+  tick();
+  EXPECT_EQ(provider_->tried.size(), 2u);
+  // A third needs a machine: still not the remembered pool.
+  submit(kOneGpu);
+  tick();
+  ASSERT_EQ(provider_->tried.size(), 3u);
+  EXPECT_EQ(provider_->tried[2], "aws/us-east-1/two");
+  // Ten minutes later the pool is tried again.
+  now_ += 600'000;
+  submit(kOneGpu);
+  tick();
+  EXPECT_EQ(provider_->tried.back(), "aws/us-east-1/one");
+  EXPECT_EQ(state(a), "PENDING");
+}
+
+TEST_F(CloudAutoscalerTest, AMachineTakesItsJobAndIsReturnedOnlyWhenIdle) {
+  const std::string a = submit(kOneGpu);
+  tick();
+  ASSERT_EQ(provider_->instances.size(), 1u);
+  join("i-1", 1);
+  tick();
+  EXPECT_EQ(state(a), "SCHEDULED");
+  json reply = beat("i-1");
+  ASSERT_EQ(reply["start"].size(), 1u);
+  json start = reply["start"][0];
+  json running = {{"job_id", start["job_id"]},
+                  {"rank", 0},
+                  {"attempt", start["attempt"]},
+                  {"state", "RUNNING"}};
+  beat("i-1", json::array({running}));
+  // Two hours of work: busy machines are never returned.
+  for (int i = 0; i < 120; ++i) {
+    now_ += 59'000;
+    beat("i-1", json::array({running}));
+    tick();
+  }
+  EXPECT_TRUE(provider_->terminated.empty());
+  json exited = running;
+  exited["state"] = "EXITED";
+  exited["exit_code"] = 0;
+  beat("i-1", json::array({exited}));
+  EXPECT_EQ(state(a), "SUCCEEDED");
+  for (int i = 0; i < 59; ++i) tick();
+  EXPECT_TRUE(provider_->terminated.empty());  // idle for less than a minute
+  tick();
+  tick();
+  EXPECT_EQ(provider_->terminated, (std::vector<std::string>{"i-1"}));
+  // Charged: the job two hours (120 x 60 s) of one GPU at $1/h; the rest of the bill is idle.
+  auto cost = cp_->cost("job", now_);
+  ASSERT_TRUE(cost.is_ok());
+  ASSERT_EQ((*cost)["rows"].size(), 1u);
+  EXPECT_NEAR((*cost)["rows"][0].value("cost_usd", 0.0), 2.0, 0.01);
+  EXPECT_NEAR(cost->value("total_usd", 0.0), cost->value("idle_usd", 0.0) + 2.0, 1e-9);
+  EXPECT_GT(cost->value("idle_usd", 0.0), 0.0);
+  EXPECT_EQ(cp_->cost("team", now_).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(CloudAutoscalerTest, OnDemandWorkStaysOffSpotMachinesAcrossARestart) {
+  submit(R"({"name":"s","resources":{"accelerators":"A100:1","cpus":1,"memory":1},
+             "use_spot":true,"run":"true"})");
+  tick();
+  ASSERT_EQ(provider_->tried, (std::vector<std::string>{"aws/us-east-1/one/spot"}));
+  open();  // the control plane restarts before the machine joins
+  EXPECT_EQ(cp_->list_instances(now_).size(), 1u);
+  join("i-1", 1);
+  // An on-demand job does not take the spot machine: it gets a machine of its own.
+  const std::string od = submit(kOneGpu);
+  tick();
+  tick();
+  EXPECT_EQ(provider_->tried.back(), "aws/us-east-1/one");
+  EXPECT_NE(cp_->get_job(od)->dump().find("not of an accepted kind"), std::string::npos)
+      << cp_->get_job(od)->dump();
+}
+
+TEST_F(CloudAutoscalerTest, ASpentBudgetStopsRenting) {
+  auto q = cp_->create_queue(R"({"name":"team","budget_usd":0})", now_);
+  ASSERT_TRUE(q.is_ok()) << q.status().message();
+  const std::string a =
+      submit(R"({"name":"a","queue":"team","resources":{"accelerators":"A100:1"},"run":"true"})");
+  tick();
+  tick();
+  EXPECT_TRUE(provider_->tried.empty());
+  EXPECT_NE(cp_->get_job(a)->value("reason", "").find("queue team has spent $0.00 of its $0.00"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace lepton::server
