@@ -109,7 +109,7 @@ TEST_F(Clouds, SpotJobFailsOverIsInterruptedAndResumesFromItsCheckpoint) {
   const std::string cheapest = pool(offers[0]);
   ASSERT_NE(cheapest, pool(offers[1]));
   start_server(
-      {{"boot_s", 0.5}, {"notice_s", 5}, {"capacity", 4}, {"pool_capacity", {{cheapest, 0}}}});
+      {{"boot_s", 0.5}, {"notice_s", 8}, {"capacity", 4}, {"pool_capacity", {{cheapest, 0}}}});
   std::ofstream(dir_ / "train.yaml") << kTrainer;
   CommandResult run = cli("job run -f " + (dir_ / "train.yaml").string());
   ASSERT_EQ(run.exit_code, 0) << run.out;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -148,6 +149,15 @@ class SimProvider::Impl {
 
   Impl(std::vector<Offer> catalog, SimCloudOptions options)
       : catalog_(std::move(catalog)), options_(std::move(options)), random_(options_.seed) {
+    // Ids continue after those of earlier runs on this state directory: an id names one machine
+    // for good (the server keeps the bills of ended ones).
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(options_.state_dir + "/instances", ec)) {
+      const std::string name = entry.path().filename().string();
+      const size_t dash = name.rfind('-');
+      if (dash == std::string::npos) continue;
+      launched_ = std::max<int64_t>(launched_, std::atoll(name.c_str() + dash + 1));
+    }
     thread_ = std::thread([this] { run(); });
   }
 
@@ -232,8 +242,13 @@ class SimProvider::Impl {
       fs::create_directories(inst.dir, ec);
       if (ec) return Status::internal("sim: cannot create " + inst.dir + ": " + ec.message());
       {
-        std::ofstream script(inst.dir + "/bootstrap.sh");
+        // The script may hold credentials (the API token): readable by this user only.
+        const std::string path = inst.dir + "/bootstrap.sh";
+        std::ofstream script(path);
         script << request.bootstrap_script;
+        script.close();
+        fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write,
+                        fs::perm_options::replace, ec);
       }
       out.push_back(inst.info);
       instances_.emplace(inst.info.id, std::move(inst));
@@ -331,6 +346,8 @@ class SimProvider::Impl {
         ::dup2(out, 2);
       }
       if (in >= 0) ::dup2(in, 0);
+      // Nothing of the server (its listening sockets) goes to the emulated machine.
+      ::close_range(3, ~0U, 0);
       if (::chdir(inst.dir.c_str()) != 0) ::_exit(127);
       const char* argv[] = {"/bin/sh", script.c_str(), nullptr};
       ::execve("/bin/sh", const_cast<char* const*>(argv), envp.data());
@@ -387,8 +404,11 @@ class SimProvider::Impl {
       }
       children_ = std::move(alive);
       for (const auto& [id, inst] : instances_) {
+        // Ended (reaped here, or by another reaper in this process, such as the agent of
+        // `lepton up`, which is a subreaper): never signal that group again.
         if (inst.group > 0 && inst.info.state != InstanceState::kTerminated &&
-            ::waitpid(inst.group, nullptr, WNOHANG) == inst.group) {
+            (::waitpid(inst.group, nullptr, WNOHANG) == inst.group ||
+             (::kill(inst.group, 0) != 0 && errno == ESRCH))) {
           // The bootstrap (the agent) ended by itself; its tasks may live on until terminate().
           const_cast<SimInstance&>(inst).group = 0;
         }

@@ -165,6 +165,24 @@ TEST_F(SimProviderTest, TerminateKillsTheInstanceAndFreesItsPool) {
   EXPECT_EQ(p->terminate({"sim-aws-99"}).code(), StatusCode::kNotFound);
 }
 
+TEST_F(SimProviderTest, IdsAreNotReusedByALaterRun) {
+  std::string first;
+  {
+    auto p = make({.boot_s = 60});
+    auto launched = p->provision(request(tiny_catalog()[0], false, "true"));
+    ASSERT_TRUE(launched.is_ok());
+    first = launched->front().id;
+  }
+  auto p = make({.boot_s = 60});
+  auto launched = p->provision(request(tiny_catalog()[0], false, "true"));
+  ASSERT_TRUE(launched.is_ok());
+  EXPECT_EQ(first, "sim-aws-1");
+  EXPECT_EQ(launched->front().id, "sim-aws-2");
+  // The bootstrap script may hold the API token: only its owner reads it.
+  const auto perms = fs::status(dir_ / "instances" / "sim-aws-2" / "bootstrap.sh").permissions();
+  EXPECT_EQ(perms & (fs::perms::group_read | fs::perms::others_read), fs::perms::none);
+}
+
 TEST(SimCloudOptions, ReadsJsonAndNamesBadFields) {
   auto o = SimCloudOptions::from_json(
       R"({"boot_s": 1.5, "capacity": 2, "pool_capacity": {"aws/us-east-1/g5.xlarge/spot": 0},

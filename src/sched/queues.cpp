@@ -189,6 +189,7 @@ bool fits_bound(const Quota& use, const Quota& bound) {
 struct ShapeKey {
   Resources res;
   ModelMask models;
+  GroupMask groups;
   int tasks;
   bool operator==(const ShapeKey&) const = default;
 };
@@ -199,6 +200,7 @@ struct ShapeKeyHash {
     h ^= (static_cast<uint64_t>(k.res.gpu_count) << 32 | static_cast<uint32_t>(k.res.gpu_milli)) +
          (h << 6) + (h >> 2);
     h ^= k.models + static_cast<uint64_t>(k.tasks) * 0x100000001B3ull + (h << 6) + (h >> 2);
+    h ^= k.groups + (h << 6) + (h >> 2);
     return static_cast<size_t>(h);
   }
 };
@@ -393,7 +395,7 @@ class Cycle {
 
   // Places every task of `w` on distinct nodes, all or nothing; binds on success.
   std::optional<std::vector<Placement>> place(const Work& w, std::string& why) {
-    const ShapeKey key{w.task.res, w.task.allowed_models, w.tasks};
+    const ShapeKey key{w.task.res, w.task.allowed_models, w.task.allowed_groups, w.tasks};
     if (auto f = failed_.find(key); f != failed_.end()) {
       why = f->second;
       return std::nullopt;
@@ -421,7 +423,8 @@ class Cycle {
   // Remembers that work of this shape does not fit in this cycle (binds only take capacity away,
   // so it will not fit later in the cycle either). Not for work placed under a reservation.
   void remember_failure(const Work& w, const std::string& why) {
-    failed_.emplace(ShapeKey{w.task.res, w.task.allowed_models, w.tasks}, why);
+    failed_.emplace(ShapeKey{w.task.res, w.task.allowed_models, w.task.allowed_groups, w.tasks},
+                    why);
   }
 
   // Nodes a reservation for `w` should hold: those that could hold a task when empty, with the
@@ -733,6 +736,7 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
       if (still) {
         result.waiting[w->id].text =
             "waiting for " + std::to_string(r->second.size()) + " preempted job(s) to stop";
+        result.waiting[w->id].no_capacity = false;
         result.waiting[w->id].preempting = r->second;
         continue;
       }
@@ -817,6 +821,7 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     }
     WaitReason& why = result.waiting[w->id];
     why.text = "preempting " + std::to_string(chosen.size()) + " job(s) to make room";
+    why.no_capacity = false;  // room is being made: renting a machine too would waste one
     std::vector<uint64_t> ids;
     for (size_t i : chosen) {
       const RunningWork& v = running[i];

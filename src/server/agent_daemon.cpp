@@ -234,8 +234,11 @@ class AgentImpl final : public AgentDaemon {
     auto& checkpoints = launch.env["LEPTON_CHECKPOINT_DIR"];
     if (checkpoints.empty()) checkpoints = options_.work_dir + "/checkpoints/" + id.job_id;
     fs::create_directories(checkpoints, ec);
-    // Where a preemption notice is written before the SIGTERM (see stop_task).
+    // Where a preemption notice is written before the SIGTERM (see stop_task); until then it says
+    // there is none, so a task may source it on any SIGTERM.
     launch.env["LEPTON_NOTICE_FILE"] = dir + "/notice";
+    std::ofstream(fs::path(dir) / "notice")
+        << "LEPTON_PREEMPTION_NOTICE=0\nLEPTON_PREEMPTION_GRACE_S=0\n";
     auto pid = agent::start_task(launch);
     if (!pid.is_ok()) {
       // Record the failure as the task's exit, so the server learns of it.

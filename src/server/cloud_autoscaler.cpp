@@ -44,11 +44,31 @@ void ControlPlane::set_clouds(std::vector<std::shared_ptr<cloud::Provider>> prov
   providers_ = std::move(providers);
   bootstrap_script_ = std::move(bootstrap_script);
   failures_ = FailureMemory(options_.failover_ttl_ms);
+  // Stored machines find their provider again by name.
+  for (auto& [id, inst] : instances_) {
+    for (size_t p = 0; p < providers_.size(); ++p) {
+      if (providers_[p]->name() == inst.provider_name) inst.provider = p;
+    }
+  }
 }
 
 void ControlPlane::cloud_round(store::WriteBatch& batch, int64_t now_ms) {
-  if (providers_.empty() || now_ms - last_cloud_round_ms_ < kCloudRoundMs) return;
+  if (now_ms - last_cloud_round_ms_ < kCloudRoundMs) return;
   last_cloud_round_ms_ = now_ms;
+  // Machines whose provider this server does not have (it was started without it) cannot be
+  // watched or returned; their bill stops here, and the event says so.
+  for (auto& [id, inst] : instances_) {
+    if (inst.ended_ms) continue;
+    const bool attached = inst.provider < providers_.size() &&
+                          providers_[inst.provider]->name() == inst.provider_name;
+    if (!attached) {
+      end_instance(inst,
+                   "its provider (" + inst.provider_name +
+                       ") is not attached to this server; check it by hand",
+                   batch, now_ms);
+    }
+  }
+  if (providers_.empty()) return;
   sync_instances(batch, now_ms);
   handle_notices(batch, now_ms);
   return_idle_instances(batch, now_ms);
@@ -118,7 +138,7 @@ void ControlPlane::handle_notices(store::WriteBatch& batch, int64_t now_ms) {
       std::tm tm{};
       if (!n.time.empty() && strptime(n.time.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) {
         const int64_t ends_ms = static_cast<int64_t>(timegm(&tm)) * 1000;
-        grace_ms = std::clamp<int64_t>(ends_ms - now_ms - 2000, 1000, options_.preempt_grace_ms);
+        grace_ms = std::min(options_.preempt_grace_ms, std::max<int64_t>(ends_ms - now_ms - 2000, 0));
       }
       std::set<std::string> jobs;
       for (const TaskKey& key : active_tasks_) {
@@ -181,7 +201,7 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     const bool owner_waits =
         owner != jobs_.end() && owner->second.record.state == JobState::kPending;
     if (inst.joined_ms && now_ms - inst.joined_ms > kFreshMs && !owner_waits) continue;
-    rooms.push_back({id, inst.offer, inst.info.spot, inst.offer.gpu_count,
+    rooms.push_back({id, inst.for_job, inst.offer, inst.info.spot, inst.offer.gpu_count,
                      static_cast<int64_t>(inst.offer.vcpus * 1000),
                      static_cast<int64_t>(inst.offer.memory_gib * 1024)});
   }
@@ -206,7 +226,7 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     return 0;
   };
   for (const Job* job : waiting) {
-    if (take_room(rooms, job->spec)) continue;
+    if (take_room(rooms, job->spec, job->record.id)) continue;
     const std::string object = "job/" + job->record.id;
     if (const std::string spent = budget_spent(job->spec, now_ms); !spent.empty()) {
       if (job->record.reason.find("no machine is rented for it") == std::string::npos) {
@@ -260,19 +280,20 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       for (const cloud::Instance& i : *result) {
         CloudInstance inst;
         inst.provider = p;
+        inst.provider_name = std::string(providers_[p]->name());
         inst.info = i;
         inst.offer = offer;
         inst.price_per_hour = offer_price(offer, spot);
         inst.for_job = job->record.id;
         inst.launched_ms = now_ms;
         save_instance(inst, batch);
-        rooms.push_back({i.id, offer, spot, offer.gpu_count,
+        rooms.push_back({i.id, job->record.id, offer, spot, offer.gpu_count,
                          static_cast<int64_t>(offer.vcpus * 1000),
                          static_cast<int64_t>(offer.memory_gib * 1024)});
         instances_[i.id] = std::move(inst);
         ++live;
       }
-      (void)take_room(rooms, job->spec);
+      (void)take_room(rooms, job->spec, job->record.id);
       event(batch, now_ms, object,
             "renting " + std::to_string(result->size()) + " x " + pool + " at " +
                 money(offer_price(offer, spot)) + "/h each");
@@ -454,7 +475,7 @@ json ControlPlane::instance_json(const CloudInstance& inst) const {
                      {"end_ms", u.end_ms}});
   }
   const cloud::Offer& o = inst.offer;
-  json j = {{"provider", providers_.empty() ? "" : std::string(providers_[inst.provider]->name())},
+  json j = {{"provider", inst.provider_name},
             {"cloud", o.cloud},
             {"region", o.region},
             {"zone", o.zone},
@@ -484,6 +505,8 @@ Status ControlPlane::load_instances() {
     if (!j.is_object()) return Status::internal("instance " + r.id + ": stored record unreadable");
     CloudInstance inst;
     inst.info.id = r.id;
+    inst.provider_name = j.value("provider", "");
+    inst.provider = SIZE_MAX;  // until set_clouds() finds it
     inst.offer.cloud = j.value("cloud", "");
     inst.offer.region = j.value("region", "");
     inst.offer.zone = j.value("zone", "");
@@ -514,6 +537,11 @@ Status ControlPlane::load_instances() {
     instances_[r.id] = std::move(inst);
   }
   return Status::ok();
+}
+
+bool ControlPlane::going_away(const std::string& node) const {
+  auto it = instances_.find(node);
+  return it != instances_.end() && it->second.notice_ms && !it->second.ended_ms;
 }
 
 int ControlPlane::node_group(const std::string& node) {
@@ -562,6 +590,12 @@ json ControlPlane::list_instances(int64_t now_ms) const {
 Result<json> ControlPlane::interrupt_instance(const std::string& id, int64_t now_ms) {
   auto it = instances_.find(id);
   if (it == instances_.end()) return Status::not_found("instance " + id + ": not found");
+  if (it->second.ended_ms) {
+    return Status(StatusCode::kConflict, "instance " + id + ": has already ended");
+  }
+  if (it->second.provider >= providers_.size()) {
+    return Status::invalid_argument("instance " + id + ": its provider is not attached");
+  }
   auto* sim = dynamic_cast<cloud::SimProvider*>(providers_[it->second.provider].get());
   if (!sim) {
     return Status::invalid_argument(

@@ -218,6 +218,23 @@ TEST_F(CloudAutoscalerTest, OnDemandWorkStaysOffSpotMachinesAcrossARestart) {
       << cp_->get_job(od)->dump();
 }
 
+TEST_F(CloudAutoscalerTest, AMachineNoticedBeforeItJoinsTakesNoWork) {
+  const char* spot = R"({"name":"s","resources":{"accelerators":"A100:1","cpus":1,"memory":1},
+                         "use_spot":true,"run":"true"})";
+  const std::string a = submit(spot);
+  tick();
+  ASSERT_EQ(provider_->instances.size(), 1u);
+  provider_->notices.push_back({"i-1", "Server.SpotInstanceTermination", ""});
+  tick();
+  join("i-1", 1);
+  tick();
+  EXPECT_EQ(state(a), "PENDING");              // not on the machine that is going away
+  EXPECT_EQ(provider_->instances.size(), 2u);  // a replacement was rented
+  join("i-2", 1);
+  tick();
+  EXPECT_EQ(state(a), "SCHEDULED");
+}
+
 TEST_F(CloudAutoscalerTest, ASpentBudgetStopsRenting) {
   auto q = cp_->create_queue(R"({"name":"team","budget_usd":0})", now_);
   ASSERT_TRUE(q.is_ok()) << q.status().message();

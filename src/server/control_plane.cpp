@@ -411,6 +411,7 @@ Result<json> ControlPlane::register_agent(const std::string& body, const std::st
     if (!id.is_ok()) return id.status();
     node_names_[*id] = r.name;
     nodes_[r.name] = Node{r, *id, now_ms};
+    if (going_away(r.name)) cluster_.set_cordoned(*id, true);
     event(batch, now_ms, "node/" + r.name, "registered");
   } else {
     Node& node = it->second;
@@ -427,7 +428,7 @@ Result<json> ControlPlane::register_agent(const std::string& body, const std::st
     node.record.address = r.address;
     node.record.last_heartbeat_ms = now_ms;
     node.seen_ms = now_ms;
-    cluster_.set_cordoned(node.id, false);
+    cluster_.set_cordoned(node.id, going_away(r.name));
     sched_dirty_ = true;
   }
   batch.nodes.push_back(nodes_[r.name].record);
@@ -553,7 +554,7 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
   node.seen_ms = now_ms;
   if (!node.record.ready) {
     node.record.ready = true;
-    cluster_.set_cordoned(node.id, false);
+    cluster_.set_cordoned(node.id, going_away(node_name));
     sched_dirty_ = true;
     event(batch, now_ms, "node/" + node_name, "back");
   }

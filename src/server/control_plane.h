@@ -201,7 +201,8 @@ class ControlPlane {
   // Clouds (cloud_autoscaler.cpp): once a second, learn what the providers did, act on
   // interruption notices, return idle machines, and rent machines for work that does not fit.
   struct CloudInstance {
-    size_t provider = 0;  // index into providers_
+    size_t provider = 0;        // index into providers_ (SIZE_MAX: not attached)
+    std::string provider_name;  // Provider::name()
     cloud::Instance info;
     cloud::Offer offer;
     double price_per_hour = 0;
@@ -248,6 +249,8 @@ class ControlPlane {
     bool operator==(const NodeGroup&) const = default;
   };
   int node_group(const std::string& node);  // adds the group when new
+  // A rented machine with an interruption notice: it takes no new work.
+  bool going_away(const std::string& node) const;
   sched::GroupMask allowed_groups(const JobSpec& spec) const;
   Status load_deployments(int64_t now_ms);
   std::string replica_address(const Replica& r) const;  // "" until its task is placed

@@ -87,10 +87,18 @@ std::vector<cloud::Offer> candidate_offers(const std::vector<cloud::Offer>& offe
   return out;
 }
 
-bool take_room(std::vector<Room>& rooms, const JobSpec& spec) {
+bool take_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job) {
   const double gpus = task_gpus(spec);
-  std::vector<Room*> chosen;
+  std::vector<Room*> order;
   for (Room& room : rooms) {
+    if (room.for_job == job) order.push_back(&room);
+  }
+  for (Room& room : rooms) {
+    if (room.for_job != job) order.push_back(&room);
+  }
+  std::vector<Room*> chosen;
+  for (Room* candidate : order) {
+    Room& room = *candidate;
     if (static_cast<int>(chosen.size()) == spec.num_nodes) break;
     if (room.spot && !spec.use_spot) continue;  // on-demand work does not go to spot machines
     cloud::Offer shape = room.offer;

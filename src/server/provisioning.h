@@ -49,6 +49,7 @@ std::vector<cloud::Offer> candidate_offers(const std::vector<cloud::Offer>& offe
 // are counted into it before new machines are bought.
 struct Room {
   std::string instance;
+  std::string for_job;  // the job it was rented for
   cloud::Offer offer;
   bool spot = false;
   double gpus = 0;  // whole GPUs free (a fractional task takes a whole one here)
@@ -56,8 +57,8 @@ struct Room {
   int64_t memory_mib = 0;
 };
 
-// Takes room for every task of `spec` (one task per machine, as the scheduler places them) from
-// `rooms`, all or nothing. Returns whether the job fits.
-bool take_room(std::vector<Room>& rooms, const JobSpec& spec);
+// Takes room for every task of job `job` (one task per machine, as the scheduler places them)
+// from `rooms`, all or nothing, the machines rented for it first. Returns whether the job fits.
+bool take_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job);
 
 }  // namespace lepton::server

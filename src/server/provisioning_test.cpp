@@ -89,24 +89,32 @@ TEST(Provisioning, FailedPoolsAreSkippedUntilTheirTimeIsUp) {
   EXPECT_NE(cloud::offer_pool(kOffers[0], true), cloud::offer_pool(kOffers[0], false));
 }
 
+TEST(Provisioning, AJobTakesTheMachineRentedForItFirst) {
+  std::vector<Room> rooms = {{"i-1", "j-1", kOffers[3], false, 1, 8000, 64 * 1024},
+                             {"i-2", "j-2", kOffers[3], false, 1, 8000, 64 * 1024}};
+  EXPECT_TRUE(take_room(rooms, job(1), "j-2"));
+  EXPECT_DOUBLE_EQ(rooms[0].gpus, 1);
+  EXPECT_DOUBLE_EQ(rooms[1].gpus, 0);
+}
+
 TEST(Provisioning, RoomOnLaunchingMachinesIsUsedFirst) {
-  std::vector<Room> rooms = {{"i-1", kOffers[0], false, 8, 64'000, 512 * 1024}};
-  EXPECT_TRUE(take_room(rooms, job(4, {"A100"})));
-  EXPECT_TRUE(take_room(rooms, job(4, {"A100"})));
-  EXPECT_FALSE(take_room(rooms, job(1, {"A100"})));  // full
+  std::vector<Room> rooms = {{"i-1", "", kOffers[0], false, 8, 64'000, 512 * 1024}};
+  EXPECT_TRUE(take_room(rooms, job(4, {"A100"}), "j-1"));
+  EXPECT_TRUE(take_room(rooms, job(4, {"A100"}), "j-1"));
+  EXPECT_FALSE(take_room(rooms, job(1, {"A100"}), "j-1"));  // full
   // A gang needs one machine per task, all or nothing.
-  rooms = {{"i-2", kOffers[1], false, 1, 8000, 64 * 1024}};
+  rooms = {{"i-2", "", kOffers[1], false, 1, 8000, 64 * 1024}};
   JobSpec gang = job(1, {"A100"});
   gang.num_nodes = 2;
-  EXPECT_FALSE(take_room(rooms, gang));
+  EXPECT_FALSE(take_room(rooms, gang, "j-1"));
   EXPECT_DOUBLE_EQ(rooms[0].gpus, 1);
   // On-demand work does not land on a spot machine; spot work may use on-demand room.
-  rooms = {{"i-3", kOffers[3], true, 1, 8000, 64 * 1024}};
-  EXPECT_FALSE(take_room(rooms, job(1)));
+  rooms = {{"i-3", "", kOffers[3], true, 1, 8000, 64 * 1024}};
+  EXPECT_FALSE(take_room(rooms, job(1), "j-1"));
   JobSpec spot = job(1);
   spot.use_spot = true;
   rooms[0].spot = false;
-  EXPECT_TRUE(take_room(rooms, spot));
+  EXPECT_TRUE(take_room(rooms, spot, "j-1"));
 }
 
 }  // namespace

@@ -399,7 +399,12 @@ class ServerImpl final : public Server {
 
 std::string bootstrap_script(const std::string& server_url, const std::string& token) {
   std::error_code ec;
-  const std::string self = fs::read_symlink("/proc/self/exe", ec).string();
+  std::string self = fs::read_symlink("/proc/self/exe", ec).string();
+  // Rebuilt while running: the link names the old file as deleted; the new one is at the path.
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (self.size() > kDeleted.size() && self.ends_with(kDeleted)) {
+    self.resize(self.size() - kDeleted.size());
+  }
   auto quote = [](const std::string& s) {
     std::string q = "'";
     for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
