@@ -897,7 +897,10 @@ void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
       queue_scheduler_->cycle(cluster_, *scheduler_, pending, running, stopping, now_ms);
   auto job_by_seq = [&](uint64_t seq) -> Job& { return jobs_.at(job_order_.at(seq - 1)); };
   for (const auto& [seq, placements] : result.started) {
-    assign(job_by_seq(seq), placements, batch, now_ms);
+    Job& job = job_by_seq(seq);
+    std::vector<sched::Placement> chosen = placements;
+    spread_replica(job, chosen);
+    assign(job, chosen, batch, now_ms);
   }
   for (const auto& [seq, why] : result.waiting) {
     Job& job = job_by_seq(seq);

@@ -198,6 +198,9 @@ class ControlPlane {
   void drain_replica(Deployment& d, Replica& r, const std::string& why, store::WriteBatch& batch,
                      int64_t now_ms);
   void save_deployment(const Deployment& d, store::WriteBatch& batch) const;
+  // Moves a replica the scheduler placed next to another replica of its deployment to a node
+  // with fewer of them, when one has room: losing a node then takes fewer replicas down.
+  void spread_replica(const Job& job, std::vector<sched::Placement>& placements);
   // Clouds (cloud_autoscaler.cpp): once a second, learn what the providers did, act on
   // interruption notices, return idle machines, and rent machines for work that does not fit.
   struct CloudInstance {

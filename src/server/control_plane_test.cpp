@@ -338,6 +338,17 @@ class DeploymentControllerTest : public ControlPlaneTest {
   json running_ = json::array();
 };
 
+TEST_F(DeploymentControllerTest, ReplicasSpreadOverNodesWithRoom) {
+  add_node("cpu-2", 0);
+  add_node("cpu-3", 0);
+  ASSERT_TRUE(cp_->create_deployment(spec(R"(,"replicas":3)"), now_).is_ok());
+  for (int i = 0; i < 3; ++i) round();
+  std::set<std::string> nodes;
+  const json d = deployment();
+  for (const json& r : d["replicas"]) nodes.insert(r.value("node", ""));
+  EXPECT_EQ(nodes, (std::set<std::string>{"cpu-1", "cpu-2", "cpu-3"})) << deployment().dump(2);
+}
+
 TEST_F(DeploymentControllerTest, RollingUpdateKeepsTheDesiredCountReady) {
   ASSERT_TRUE(cp_->create_deployment(spec(R"(,"replicas":2)"), now_).is_ok());
   for (int i = 0; i < 5; ++i) round();

@@ -291,6 +291,41 @@ void ControlPlane::start_replica(Deployment& d, store::WriteBatch& batch, int64_
             ", port " + std::to_string(port) + ")");
 }
 
+void ControlPlane::spread_replica(const Job& job, std::vector<sched::Placement>& placements) {
+  auto dep = deployment_of_job_.find(job.record.id);
+  if (dep == deployment_of_job_.end() || placements.size() != 1) return;
+  auto d = deployments_.find(dep->second);
+  if (d == deployments_.end()) return;
+  std::map<sched::NodeId, int> replicas_on;  // the deployment's other running replicas
+  for (const Replica& r : d->second.replicas) {
+    if (r.job == job.record.id || !active_tasks_.count({r.job, 0})) continue;
+    auto node = nodes_.find(tasks_.at({r.job, 0}).node);
+    if (node != nodes_.end()) ++replicas_on[node->second.id];
+  }
+  const sched::NodeId chosen = placements[0].node;
+  auto here = replicas_on.find(chosen);
+  if (here == replicas_on.end()) return;  // the only one there already
+  const sched::Request request = request_of(job);
+  cluster_.release(request, placements[0]);  // so the node's room is seen as the others' is
+  sched::NodeId best = chosen;
+  int fewest = here->second;
+  for (const auto& [name, node] : nodes_) {
+    auto on = replicas_on.find(node.id);
+    const int count = on == replicas_on.end() ? 0 : on->second;
+    if (count >= fewest || !node.record.ready || cluster_.cordoned(node.id) ||
+        !sched::ClusterState::fits(cluster_.state(node.id), request)) {
+      continue;
+    }
+    best = node.id;
+    fewest = count;
+  }
+  if (best != chosen) {
+    placements[0] = {best,
+                     cluster_.pick_gpus(best, request, cluster_.state(best).gpu_free_sorted[0])};
+  }
+  cluster_.bind(request, placements[0]);
+}
+
 void ControlPlane::drain_replica(Deployment& d, Replica& r, const std::string& why,
                                  store::WriteBatch& batch, int64_t now_ms) {
   r.draining_since_ms = now_ms;
