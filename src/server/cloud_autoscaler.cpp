@@ -138,7 +138,8 @@ void ControlPlane::handle_notices(store::WriteBatch& batch, int64_t now_ms) {
       std::tm tm{};
       if (!n.time.empty() && strptime(n.time.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) {
         const int64_t ends_ms = static_cast<int64_t>(timegm(&tm)) * 1000;
-        grace_ms = std::min(options_.preempt_grace_ms, std::max<int64_t>(ends_ms - now_ms - 2000, 0));
+        grace_ms =
+            std::min(options_.preempt_grace_ms, std::max<int64_t>(ends_ms - now_ms - 2000, 0));
       }
       std::set<std::string> jobs;
       for (const TaskKey& key : active_tasks_) {
