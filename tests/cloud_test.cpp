@@ -32,9 +32,7 @@ class Clouds : public testing::Test {
     port_ = free_port();
     url_ = "http://127.0.0.1:" + std::to_string(port_);
     // Replicas run `lepton-test-upstream` by name; rented machines' agents inherit this PATH.
-    const std::string path = fs::path(UPSTREAM_BINARY).parent_path().string() + ":" +
-                             (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
-    setenv("PATH", path.c_str(), 1);
+    put_first_on_path(fs::path(UPSTREAM_BINARY).parent_path().string());
   }
   void TearDown() override {
     if (server_) server_->stop();  // the emulated clouds end their machines with the server

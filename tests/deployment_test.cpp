@@ -37,9 +37,7 @@ class Deployments : public testing::Test {
     port_ = free_port();
     url_ = "http://127.0.0.1:" + std::to_string(port_);
     // Replicas run `lepton-test-upstream` by name: the agent's tasks inherit this PATH.
-    const std::string path = fs::path(UPSTREAM_BINARY).parent_path().string() + ":" +
-                             (std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin:/bin");
-    setenv("PATH", path.c_str(), 1);
+    put_first_on_path(fs::path(UPSTREAM_BINARY).parent_path().string());
     up_ = std::make_unique<Process>(
         std::vector<std::string>{LEPTON_BINARY, "up", "--data-dir", (dir_ / "server").string(),
                                  "--port", std::to_string(port_), "--gateway-port", "0", "--gpus",

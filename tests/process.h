@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <thread>
@@ -63,6 +64,12 @@ inline bool wait_until(const std::function<bool()>& ready, std::chrono::millisec
 
 // A loopback port that was free a moment ago.
 int free_port();
+
+// Puts `dir` first on this process's PATH; the processes it starts (and their tasks) inherit it.
+inline void put_first_on_path(const std::string& dir) {
+  const char* path = std::getenv("PATH");
+  setenv("PATH", (dir + ":" + (path ? path : "/usr/bin:/bin")).c_str(), 1);
+}
 
 struct CommandResult {
   int exit_code;

@@ -56,6 +56,15 @@ class SimProviderTest : public ::testing::Test {
     return std::move(*p);
   }
 
+  // The pid a booted instance's script wrote to pid.txt (0 when it did not within 10 s).
+  pid_t booted_pid(const std::string& id) {
+    const fs::path file = dir_ / "instances" / id / "pid.txt";
+    if (!eventually([&] { return fs::exists(file) && fs::file_size(file) > 0; })) return 0;
+    pid_t pid = 0;
+    std::ifstream(file) >> pid;
+    return pid;
+  }
+
   // Waits up to 10 s for `pred`.
   template <class F>
   bool eventually(F pred) {
@@ -128,10 +137,7 @@ TEST_F(SimProviderTest, AnInterruptionPostsANoticeThenKillsTheInstance) {
   auto launched = p->provision(request(tiny_catalog()[0], true, "echo $$ > pid.txt\nsleep 60\n"));
   ASSERT_TRUE(launched.is_ok());
   const std::string id = launched->front().id;
-  const fs::path pid_file = dir_ / "instances" / id / "pid.txt";
-  ASSERT_TRUE(eventually([&] { return fs::exists(pid_file) && fs::file_size(pid_file) > 0; }));
-  pid_t pid = 0;
-  std::ifstream(pid_file) >> pid;
+  const pid_t pid = booted_pid(id);
   ASSERT_GT(pid, 0);
   EXPECT_TRUE(alive(pid));
   EXPECT_FALSE(p->interrupt("nope").is_ok());
@@ -153,10 +159,8 @@ TEST_F(SimProviderTest, TerminateKillsTheInstanceAndFreesItsPool) {
   auto launched = p->provision(request(tiny_catalog()[0], false, "echo $$ > pid.txt\nsleep 60\n"));
   ASSERT_TRUE(launched.is_ok());
   const std::string id = launched->front().id;
-  const fs::path pid_file = dir_ / "instances" / id / "pid.txt";
-  ASSERT_TRUE(eventually([&] { return fs::exists(pid_file) && fs::file_size(pid_file) > 0; }));
-  pid_t pid = 0;
-  std::ifstream(pid_file) >> pid;
+  const pid_t pid = booted_pid(id);
+  ASSERT_GT(pid, 0);
   EXPECT_FALSE(p->provision(request(tiny_catalog()[0], false, "true")).is_ok());
   EXPECT_FALSE(p->interrupt(id).is_ok());  // on demand
   ASSERT_TRUE(p->terminate({id}).is_ok());
