@@ -329,6 +329,7 @@ struct ServeFlags {
   std::string checkpoint_dir;
   double cloud_idle_s = 300;
   int max_instances = 16;
+  std::vector<std::string> pool_limits;
 };
 
 void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
@@ -368,9 +369,37 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
                   "Seconds a rented machine may sit without work before it is returned")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("--pool-limit", f.pool_limits,
+                  "POOL=MIN:MAX, repeatable: bounds on rented machines of a pool (cloud, "
+                  "cloud/region, or a whole pool as in lepton cloud ls; MIN needs a whole pool; "
+                  "MAX may be empty)");
   cmd->add_option("--max-instances", f.max_instances, "Rented machines at once")
       ->capture_default_str()
       ->check(CLI::Range(0, 10000));
+}
+
+// "POOL=MIN:MAX" (MAX may be empty: no max).
+Result<std::pair<std::string, server::PoolLimit>> parse_pool_limit(const std::string& text) {
+  const size_t eq = text.find('=');
+  const size_t colon = text.find(':', eq == std::string::npos ? 0 : eq);
+  if (eq == std::string::npos || eq == 0 || colon == std::string::npos) {
+    return Status::invalid_argument("expected POOL=MIN:MAX, such as aws=0:4");
+  }
+  server::PoolLimit limit;
+  const std::string min = text.substr(eq + 1, colon - eq - 1), max = text.substr(colon + 1);
+  auto number = [](const std::string& s, int& out) {
+    if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos) {
+      return false;
+    }
+    out = std::stoi(s);
+    return true;
+  };
+  if (!number(min, limit.min)) return Status::invalid_argument("MIN: expected a whole number");
+  if (!max.empty() && !number(max, limit.max)) {
+    return Status::invalid_argument("MAX: expected a whole number, or nothing for no max");
+  }
+  if (limit.min > limit.max) return Status::invalid_argument("expected MIN <= MAX");
+  return std::make_pair(text.substr(0, eq), limit);
 }
 
 std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
@@ -385,6 +414,11 @@ std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
   o.control.reserve_after_ms = static_cast<int64_t>(f.reserve_after_s * 1000);
   o.control.cloud_idle_ms = static_cast<int64_t>(f.cloud_idle_s * 1000);
   o.control.max_instances = f.max_instances;
+  for (const std::string& text : f.pool_limits) {
+    auto limit = parse_pool_limit(text);
+    if (!limit.is_ok()) fail("--pool-limit '" + text + "': " + limit.status().message(), 2);
+    o.control.pool_limits[limit->first] = limit->second;
+  }
   o.control.checkpoint_dir = f.checkpoint_dir;
   if (f.demo_clouds || !f.demo_clouds_config.empty()) {
     cloud::SimCloudOptions sim;

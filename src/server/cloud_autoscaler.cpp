@@ -73,6 +73,75 @@ void ControlPlane::cloud_round(store::WriteBatch& batch, int64_t now_ms) {
   handle_notices(batch, now_ms);
   return_idle_instances(batch, now_ms);
   rent_for_pending(batch, now_ms);
+  keep_pool_minimums(batch, now_ms);
+}
+
+namespace {
+bool pool_matches(const std::string& key, const std::string& pool) {
+  return pool == key || (pool.size() > key.size() && pool.compare(0, key.size(), key) == 0 &&
+                         pool[key.size()] == '/');
+}
+}  // namespace
+
+int ControlPlane::live_in_pool(const std::string& key) const {
+  int n = 0;
+  for (const auto& [id, inst] : instances_) {
+    if (!inst.ended_ms && pool_matches(key, cloud::offer_pool(inst.offer, inst.info.spot))) ++n;
+  }
+  return n;
+}
+
+std::string ControlPlane::pool_limit_reached(const std::string& pool, int count) const {
+  for (const auto& [key, limit] : options_.pool_limits) {
+    if (pool_matches(key, pool) && live_in_pool(key) + count > limit.max) {
+      return key + " is at its max of " + std::to_string(limit.max);
+    }
+  }
+  return "";
+}
+
+void ControlPlane::keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms) {
+  for (const auto& [key, limit] : options_.pool_limits) {
+    const int missing = limit.min - live_in_pool(key);
+    if (missing <= 0) continue;
+    for (size_t p = 0; p < providers_.size(); ++p) {
+      auto offers = providers_[p]->offers(cloud::OfferQuery{});
+      if (!offers.is_ok()) continue;
+      for (const cloud::Offer& o : *offers) {
+        const bool spot = cloud::offer_pool(o, true) == key;
+        if (!spot && cloud::offer_pool(o, false) != key) continue;
+        if (failures_.skip(key, now_ms)) return;
+        auto result = providers_[p]->provision(
+            {.offer = o,
+             .spot = spot,
+             .count = missing,
+             .bootstrap_script = bootstrap_script_ ? bootstrap_script_() : std::string(),
+             .labels = {{"lepton-pool", key}},
+             .idempotency_key = key + "-" + std::to_string(now_ms)});
+        if (!result.is_ok()) {
+          failures_.failed(key, now_ms);
+          event(batch, now_ms, "pool/" + key,
+                "cannot keep its minimum: " + result.status().message());
+          return;
+        }
+        for (const cloud::Instance& i : *result) {
+          CloudInstance inst;
+          inst.provider = p;
+          inst.provider_name = std::string(providers_[p]->name());
+          inst.info = i;
+          inst.offer = o;
+          inst.price_per_hour = offer_price(o, spot);
+          inst.launched_ms = now_ms;
+          save_instance(inst, batch);
+          instances_[i.id] = std::move(inst);
+        }
+        event(batch, now_ms, "pool/" + key,
+              "renting " + std::to_string(missing) + " to keep its minimum of " +
+                  std::to_string(limit.min));
+        break;
+      }
+    }
+  }
 }
 
 void ControlPlane::sync_instances(store::WriteBatch& batch, int64_t now_ms) {
@@ -172,6 +241,12 @@ void ControlPlane::return_idle_instances(store::WriteBatch& batch, int64_t now_m
     }
     if (!inst.idle_since_ms) inst.idle_since_ms = now_ms;
     if (now_ms - inst.idle_since_ms < options_.cloud_idle_ms) continue;
+    const std::string pool = cloud::offer_pool(inst.offer, inst.info.spot);
+    bool needed = false;  // by a pool minimum
+    for (const auto& [key, limit] : options_.pool_limits) {
+      needed |= limit.min > 0 && pool_matches(key, pool) && live_in_pool(key) <= limit.min;
+    }
+    if (needed) continue;
     if (Status s = providers_[inst.provider]->terminate({id}); !s.is_ok()) {
       event(batch, now_ms, "instance/" + id, "cannot terminate: " + s.message());
       continue;
@@ -252,10 +327,15 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       }
     }
     bool launched = false;
+    std::string limited;  // the pool limit that kept an offer out
     for (size_t c = 0; c < candidates.size(); ++c) {
       const cloud::Offer& offer = candidates[c];
       const bool spot = c < spot_offers;
       const std::string pool = cloud::offer_pool(offer, spot);
+      if (std::string why = pool_limit_reached(pool, job->spec.num_nodes); !why.empty()) {
+        if (limited.empty()) limited = "pool " + why;
+        continue;
+      }
       cloud::ProvisionRequest request{
           .offer = offer,
           .spot = spot,
@@ -300,6 +380,12 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
                 money(offer_price(offer, spot)) + "/h each");
       launched = true;
       break;
+    }
+    if (!launched && !limited.empty() &&
+        job->record.reason.find("is at its max of") == std::string::npos) {
+      Job& j = jobs_.at(job->record.id);
+      j.record.reason += "; " + limited;
+      save_job(j, batch);
     }
     if (!launched && candidates.empty()) {
       // Said once per reason: the scheduler's text stays, the event log has the cloud's side.

@@ -235,6 +235,41 @@ TEST_F(CloudAutoscalerTest, AMachineNoticedBeforeItJoinsTakesNoWork) {
   EXPECT_EQ(state(a), "SCHEDULED");
 }
 
+TEST_F(CloudAutoscalerTest, PoolLimitsBoundAndKeepMachines) {
+  // At most one machine of "one", and one of "two" kept even when idle.
+  auto store = store::open_sqlite_store((dir_ / "limits.db").string());
+  ASSERT_TRUE(store.is_ok());
+  ControlPlaneOptions o{.data_dir = dir_.string(), .cloud_idle_ms = 1000};
+  o.pool_limits["aws/us-east-1/one"] = {.min = 0, .max = 1};
+  o.pool_limits["aws/us-east-1/two"] = {.min = 1, .max = 4};
+  auto cp = ControlPlane::open(std::move(*store), o, now_);
+  ASSERT_TRUE(cp.is_ok());
+  cp_ = std::move(*cp);
+  cp_->set_clouds({provider_}, [] { return std::string("true"); });
+  tick();
+  EXPECT_EQ(provider_->tried, (std::vector<std::string>{"aws/us-east-1/two"}));  // the minimum
+  join("i-1", 2);
+  for (int i = 0; i < 5; ++i) tick();
+  EXPECT_TRUE(provider_->terminated.empty());  // idle, but the pool's minimum
+  // Two jobs of two GPUs: the first runs on the kept machine, the second rents another "two"
+  // (a "one" machine is too small).
+  const char* two_gpus =
+      R"({"name":"b","resources":{"accelerators":"A100:2","cpus":1,"memory":1},"run":"true"})";
+  submit(two_gpus);
+  submit(two_gpus);
+  tick();
+  tick();
+  EXPECT_EQ(provider_->tried.size(), 2u);
+  // One-GPU jobs: "one" is capped at one machine, then "two" is used.
+  submit(kOneGpu);
+  submit(kOneGpu);
+  submit(kOneGpu);
+  tick();
+  std::map<std::string, int> per_pool;
+  for (const std::string& p : provider_->tried) ++per_pool[p];
+  EXPECT_EQ(per_pool["aws/us-east-1/one"], 1);
+}
+
 TEST_F(CloudAutoscalerTest, ASpentBudgetStopsRenting) {
   auto q = cp_->create_queue(R"({"name":"team","budget_usd":0})", now_);
   ASSERT_TRUE(q.is_ok()) << q.status().message();

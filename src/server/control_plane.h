@@ -7,6 +7,7 @@
 #pragma once
 
 #include <array>
+#include <climits>
 #include <deque>
 #include <functional>
 #include <map>
@@ -33,6 +34,13 @@ namespace lepton::server {
 
 using nlohmann::json;
 
+// Bounds on rented machines of a pool. The key is an offer_pool() (cloud/catalog.h) or a prefix of
+// one at a '/': "aws", "aws/us-east-1", "gcp/us-central1/us-central1-a/a2-highgpu-1g/spot".
+struct PoolLimit {
+  int min = 0;        // kept rented even when idle (only for a key naming one pool)
+  int max = INT_MAX;  // never more at once
+};
+
 struct ControlPlaneOptions {
   std::string data_dir;             // job logs are kept under DATA_DIR/logs
   int64_t node_timeout_ms = 10000;  // a node missing heartbeats this long is lost
@@ -55,6 +63,7 @@ struct ControlPlaneOptions {
   int64_t failover_ttl_ms = 600'000;  // a pool that failed to launch is skipped this long
   int64_t boot_timeout_ms = 600'000;  // a machine that has not joined by then is returned
   int max_instances = 16;             // rented machines at once
+  std::map<std::string, PoolLimit> pool_limits{};
 };
 
 class ControlPlane {
@@ -224,6 +233,11 @@ class ControlPlane {
   void handle_notices(store::WriteBatch& batch, int64_t now_ms);
   void return_idle_instances(store::WriteBatch& batch, int64_t now_ms);
   void rent_for_pending(store::WriteBatch& batch, int64_t now_ms);
+  // Rents machines for pools below their minimum.
+  void keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms);
+  int live_in_pool(const std::string& key) const;  // rented machines a pool limit key covers
+  // The first limit `count` more machines of `pool` would break ("aws: at its max of 4"), or "".
+  std::string pool_limit_reached(const std::string& pool, int count) const;
   // Machines rented for a job take it as soon as they join, before other work can.
   void bind_rented(store::WriteBatch& batch, int64_t now_ms);
   void end_instance(CloudInstance& inst, const std::string& why, store::WriteBatch& batch,
