@@ -11,6 +11,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "tests/process.h"
 
@@ -37,9 +38,13 @@ class Clouds : public testing::Test {
   void TearDown() override {
     if (server_) server_->stop();  // the emulated clouds end their machines with the server
     server_.reset();
-    run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
-    run_command("pkill -KILL -f 'lepton-test-upstream --port 2[0-9]* --id t" +
-                std::to_string(getpid()) + "' >/dev/null 2>&1");
+    // Twice: a task wrapper may have been about to start its replica at the first pass.
+    for (int pass = 0; pass < 2; ++pass) {
+      if (pass) std::this_thread::sleep_for(300ms);
+      run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
+      run_command("pkill -KILL -f 'lepton-test-upstream --port 2[0-9]* --id t" +
+                  std::to_string(getpid()) + "' >/dev/null 2>&1");
+    }
     if (!HasFailure()) fs::remove_all(dir_);
   }
 
@@ -272,8 +277,13 @@ TEST_F(Clouds, SpotReplicasKeepAnOnDemandFloorAndAreReplacedWhenInterrupted) {
   };
   ASSERT_TRUE(wait_until([&] { return ready("chat") == 2 && ready("fallback") == 1; }, 60s))
       << cli("deploy ls").out << cli("cloud ls").out << log();
-  json instances = cli_json("cloud ls --json");
-  ASSERT_EQ(instances.size(), 3u) << instances.dump();
+  // The machines in use (a replica that failed to start, on a slow machine, may have had its
+  // machine returned and another rented: only the live ones count).
+  json instances = json::array();
+  for (const json& i : cli_json("cloud ls --json")) {
+    if (i.value("state", "") != "terminated") instances.push_back(i);
+  }
+  ASSERT_EQ(instances.size(), 3u) << cli("cloud ls").out;
   // chat: its floor replica on demand, the other on spot; fallback: on demand on Lambda.
   int spot = 0, on_demand = 0;
   std::string spot_id;
@@ -315,7 +325,15 @@ TEST_F(Clouds, SpotReplicasKeepAnOnDemandFloorAndAreReplacedWhenInterrupted) {
       },
       60s))
       << cli("deploy ls").out << cli("cloud ls").out;
-  EXPECT_EQ(cli_json("cloud ls --json").size(), 4u);
+  // The interrupted machine has ended.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (const json& i : cli_json("cloud ls --json")) {
+          if (i.value("id", "") == spot_id) return i.value("state", "") == "terminated";
+        }
+        return false;
+      },
+      30s));
   ASSERT_EQ(cli("deploy rm chat").exit_code, 0);
   ASSERT_EQ(cli("deploy rm fallback").exit_code, 0);
 }

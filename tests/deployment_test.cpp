@@ -47,9 +47,13 @@ class Deployments : public testing::Test {
   }
   void TearDown() override {
     up_.reset();
-    run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
-    run_command("pkill -KILL -f 'lepton-test-upstream --port 2[0-9][0-9][0-9][0-9] --id " + tag() +
-                "' >/dev/null 2>&1");
+    // Twice: a task wrapper may have been about to start its replica at the first pass.
+    for (int pass = 0; pass < 2; ++pass) {
+      if (pass) std::this_thread::sleep_for(300ms);
+      run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
+      run_command("pkill -KILL -f 'lepton-test-upstream --port 2[0-9][0-9][0-9][0-9] --id " +
+                  tag() + "' >/dev/null 2>&1");
+    }
     if (!HasFailure()) fs::remove_all(dir_);
   }
 

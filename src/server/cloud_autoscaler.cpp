@@ -437,6 +437,23 @@ void ControlPlane::bind_rented(store::WriteBatch& batch, int64_t now_ms) {
   }
 }
 
+std::vector<sched::NodeId> ControlPlane::hold_rented_machines() {
+  std::vector<sched::NodeId> held;
+  if (instances_.empty()) return held;
+  std::set<std::string> busy;
+  for (const TaskKey& key : active_tasks_) busy.insert(tasks_.at(key).node);
+  for (const auto& [id, inst] : instances_) {
+    if (inst.ended_ms || inst.notice_ms || busy.count(id)) continue;
+    auto owner = jobs_.find(inst.for_job);
+    if (owner == jobs_.end() || owner->second.record.state != JobState::kPending) continue;
+    auto node = nodes_.find(id);
+    if (node == nodes_.end() || cluster_.cordoned(node->second.id)) continue;
+    cluster_.set_cordoned(node->second.id, true);
+    held.push_back(node->second.id);
+  }
+  return held;
+}
+
 void ControlPlane::end_instance(CloudInstance& inst, const std::string& why,
                                 store::WriteBatch& batch, int64_t now_ms) {
   inst.ended_ms = now_ms;

@@ -893,8 +893,12 @@ void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
   for (auto& [id, r] : stopping_work) running.push_back(std::move(r));
   for (auto& [id, r] : by_job) running.push_back(std::move(r));
 
+  // Machines rented for jobs that still wait for them are kept for those jobs (bind_rented places
+  // them): other work taking one would leave its job to rent again.
+  const std::vector<sched::NodeId> held = hold_rented_machines();
   sched::CycleResult result =
       queue_scheduler_->cycle(cluster_, *scheduler_, pending, running, stopping, now_ms);
+  for (sched::NodeId id : held) cluster_.set_cordoned(id, false);
   auto job_by_seq = [&](uint64_t seq) -> Job& { return jobs_.at(job_order_.at(seq - 1)); };
   for (const auto& [seq, placements] : result.started) {
     Job& job = job_by_seq(seq);

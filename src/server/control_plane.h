@@ -240,6 +240,9 @@ class ControlPlane {
   std::string pool_limit_reached(const std::string& pool, int count) const;
   // Machines rented for a job take it as soon as they join, before other work can.
   void bind_rented(store::WriteBatch& batch, int64_t now_ms);
+  // Cordons the free machines rented for jobs that are still pending, for one scheduling cycle;
+  // returns them (the caller uncordons them after the cycle).
+  std::vector<sched::NodeId> hold_rented_machines();
   void end_instance(CloudInstance& inst, const std::string& why, store::WriteBatch& batch,
                     int64_t now_ms);
   // Removes a node whose machine is gone: its tasks are rescheduled (not the job's failure).
