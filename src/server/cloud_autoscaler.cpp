@@ -302,14 +302,14 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     return 0;
   };
   for (const Job* job : waiting) {
+    // Why no machine is rented for it, shown after its reason; kept in memory (it changes with
+    // every round, and the store has the events).
+    std::string& note = jobs_.at(job->record.id).cloud_note;
+    note.clear();
     if (take_room(rooms, job->spec, job->record.id)) continue;
     const std::string object = "job/" + job->record.id;
-    if (const std::string spent = budget_spent(job->spec, now_ms); !spent.empty()) {
-      if (job->record.reason.find("no machine is rented for it") == std::string::npos) {
-        Job& j = jobs_.at(job->record.id);
-        j.record.reason += "; " + spent;
-        save_job(j, batch);
-      }
+    if (std::string spent = budget_spent(job->spec, now_ms); !spent.empty()) {
+      note = std::move(spent);
       continue;
     }
     if (live + job->spec.num_nodes > options_.max_instances) {
@@ -381,20 +381,8 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       launched = true;
       break;
     }
-    if (!launched && !limited.empty() &&
-        job->record.reason.find("is at its max of") == std::string::npos) {
-      Job& j = jobs_.at(job->record.id);
-      j.record.reason += "; " + limited;
-      save_job(j, batch);
-    }
-    if (!launched && candidates.empty()) {
-      // Said once per reason: the scheduler's text stays, the event log has the cloud's side.
-      if (job->record.reason.find("no cloud offer") == std::string::npos) {
-        Job& j = jobs_.at(job->record.id);
-        j.record.reason += "; no cloud offer fits it now";
-        save_job(j, batch);
-      }
-    }
+    if (!launched && !limited.empty()) note = limited;
+    if (!launched && candidates.empty()) note = "no cloud offer fits it now";
   }
 }
 
@@ -717,7 +705,7 @@ Result<json> ControlPlane::plan_job(const std::string& body, int64_t now_ms) con
   auto spec = spec::job_spec_from_json(body);
   if (!spec.is_ok()) return spec.status();
   // Placement only: the queue's admission (quota, fair share) is not judged here.
-  const Job job{{}, *spec, 0, 0, {}, false};
+  const Job job{{}, *spec, 0, 0, {}, false, {}};
   const sched::Request request = request_of(job);
   int fitting = 0;
   for (const auto& [name, node] : nodes_) {

@@ -86,7 +86,7 @@ Status ControlPlane::load(int64_t now_ms) {
     job_order_.push_back(r.id);
     const int64_t seq = static_cast<int64_t>(job_order_.size());
     if (r.state == JobState::kPending) pending_jobs_.emplace(seq, r.id);
-    jobs_[r.id] = Job{r, std::move(*spec), seq, r.updated_ms, {}, false};
+    jobs_[r.id] = Job{r, std::move(*spec), seq, r.updated_ms, {}, false, {}};
   }
   auto tasks = store_->list_tasks("");
   if (!tasks.is_ok()) return tasks.status();
@@ -265,12 +265,17 @@ json ControlPlane::job_json(const Job& job) const {
           {"queue", job.spec.queue.empty() ? std::string(kDefaultQueue) : job.spec.queue},
           {"state", job_state_name(job.record.state)},
           {"restarts", job.record.restarts},
-          {"reason", job.record.reason},
+          {"reason", reason_of(job)},
           {"preempting", job.preempting},
           {"created_ms", job.record.created_ms},
           {"updated_ms", job.record.updated_ms},
           {"spec", json::parse(job.record.spec_json)},
           {"tasks", tasks}};
+}
+
+std::string ControlPlane::reason_of(const Job& job) {
+  if (job.cloud_note.empty() || job.record.state != JobState::kPending) return job.record.reason;
+  return job.record.reason.empty() ? job.cloud_note : job.record.reason + "; " + job.cloud_note;
 }
 
 json ControlPlane::list_jobs() const {
@@ -281,7 +286,7 @@ json ControlPlane::list_jobs() const {
                    {"name", job.record.name},
                    {"state", job_state_name(job.record.state)},
                    {"restarts", job.record.restarts},
-                   {"reason", job.record.reason},
+                   {"reason", reason_of(job)},
                    {"created_ms", job.record.created_ms}});
   }
   return out;
@@ -764,6 +769,7 @@ void ControlPlane::assign(Job& job, const std::vector<sched::Placement>& placeme
   job.started_ms = now_ms;
   job.preempting.clear();
   job.no_capacity = false;
+  job.cloud_note.clear();
   save_job(job, batch);
   event(batch, now_ms, "job/" + job.record.id, "scheduled");
 }

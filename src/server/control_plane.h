@@ -142,6 +142,7 @@ class ControlPlane {
     int64_t started_ms = 0;  // when it was last placed (progress a preemption would lose)
     std::vector<std::string> preempting;  // jobs being preempted to make room for this one
     bool no_capacity = false;             // the last round found no node with room for it
+    std::string cloud_note;  // why no machine is rented for it (not stored); see reason_of()
   };
   // A task of a preempted job that is still stopping: its resources stay held until `until_ms`.
   struct Stopping {
@@ -313,6 +314,8 @@ class ControlPlane {
   void update_job_state(Job& job, store::WriteBatch& batch, int64_t now_ms);
   json task_start_message(const Job& job, const store::TaskRecord& task) const;
   json job_json(const Job& job) const;
+  // Why a job waits: its stored reason, then the cloud autoscaler's note.
+  static std::string reason_of(const Job& job);
   std::string log_path(const std::string& job, int rank, int attempt) const;
   void event(store::WriteBatch& batch, int64_t now_ms, std::string object, std::string message);
   // Every change of a task or job goes through these: they queue the record for the store and

@@ -358,8 +358,8 @@ void ControlPlane::reconcile(Deployment& d, store::WriteBatch& batch, int64_t no
       }
       std::string how =
           job == jobs_.end() ? "vanished" : std::string(job_state_name(job->second.record.state));
-      if (job != jobs_.end() && !job->second.record.reason.empty()) {
-        how += ": " + job->second.record.reason;
+      if (job != jobs_.end() && !reason_of(job->second).empty()) {
+        how += ": " + reason_of(job->second);
       }
       event(batch, now_ms, deployment_object(name),
             "replica " + it->job + " ended (" + how + "); a new one starts");
@@ -519,7 +519,7 @@ json ControlPlane::deployment_json(const Deployment& d, int64_t now_ms) const {
                         {"ready", is_ready},
                         {"draining", r.draining_since_ms != 0},
                         {"in_flight", seen == d.observed.end() ? 0 : seen->second.in_flight},
-                        {"reason", job.record.reason}});
+                        {"reason", reason_of(job)}});
   }
   // Requests per second and latency percentiles over the last minute.
   double rps = 0;
