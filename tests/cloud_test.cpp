@@ -25,11 +25,7 @@ using namespace std::chrono_literals;
 class Clouds : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ =
-        fs::temp_directory_path() / ("lepton-cloud-" + std::to_string(getpid()) + "-" +
-                                     testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("cloud", testing::UnitTest::GetInstance()->current_test_info()->name());
     port_ = free_port();
     url_ = "http://127.0.0.1:" + std::to_string(port_);
     // Replicas run `lepton-test-upstream` by name; rented machines' agents inherit this PATH.

@@ -20,11 +20,7 @@ using namespace std::chrono_literals;
 class Cluster : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ =
-        fs::temp_directory_path() / ("lepton-e2e-" + std::to_string(getpid()) + "-" +
-                                     testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("e2e", testing::UnitTest::GetInstance()->current_test_info()->name());
     port_ = free_port();
     url_ = "http://127.0.0.1:" + std::to_string(port_);
   }

@@ -29,11 +29,7 @@ constexpr const char* kChat =
 class Deployments : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ =
-        fs::temp_directory_path() / ("lepton-dep-" + std::to_string(getpid()) + "-" +
-                                     testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("dep", testing::UnitTest::GetInstance()->current_test_info()->name());
     port_ = free_port();
     url_ = "http://127.0.0.1:" + std::to_string(port_);
     // Replicas run `lepton-test-upstream` by name: the agent's tasks inherit this PATH.

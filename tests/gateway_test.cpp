@@ -24,11 +24,7 @@ using namespace std::chrono_literals;
 class Gateway : public testing::Test {
  protected:
   void SetUp() override {
-    dir_ =
-        fs::temp_directory_path() / ("lepton-gw-" + std::to_string(getpid()) + "-" +
-                                     testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = fresh_test_dir("gw", testing::UnitTest::GetInstance()->current_test_info()->name());
     port_a_ = free_port();
     port_b_ = free_port();
     gw_port_ = free_port();

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <thread>
@@ -60,6 +61,16 @@ inline bool wait_until(const std::function<bool()>& ready, std::chrono::millisec
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return ready();
+}
+
+// An empty directory TMP/lepton-KIND-PID-TEST for one test (removed first if left over).
+inline std::filesystem::path fresh_test_dir(const std::string& kind, const std::string& test) {
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() /
+      ("lepton-" + kind + "-" + std::to_string(getpid()) + "-" + test);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
 }
 
 // A loopback port that was free a moment ago.

@@ -27,15 +27,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string iso_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
+// Now plus `seconds`, in ISO 8601 (UTC).
 std::string iso_in(double seconds) {
   const std::time_t t = std::time(nullptr) + static_cast<std::time_t>(std::ceil(seconds));
   std::tm tm{};
@@ -229,7 +221,7 @@ class SimProvider::Impl {
       inst.info.zone = known->zone;
       inst.info.spot = request.spot;
       inst.info.private_ip = "127.0.0.1";
-      inst.info.launch_time = iso_now();
+      inst.info.launch_time = iso_in(0);
       inst.info.labels = request.labels;
       inst.offer = *known;
       inst.dir = options_.state_dir + "/instances/" + inst.info.id;

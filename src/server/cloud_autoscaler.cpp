@@ -83,6 +83,40 @@ bool pool_matches(const std::string& key, const std::string& pool) {
 }
 }  // namespace
 
+std::vector<std::pair<size_t, cloud::Offer>> ControlPlane::provider_offers() const {
+  std::vector<std::pair<size_t, cloud::Offer>> out;
+  for (size_t p = 0; p < providers_.size(); ++p) {
+    auto list = providers_[p]->offers(cloud::OfferQuery{});
+    if (!list.is_ok()) continue;  // this round goes without its offers
+    for (cloud::Offer& o : *list) out.emplace_back(p, std::move(o));
+  }
+  return out;
+}
+
+void ControlPlane::record_rented(size_t provider, const cloud::Instance& instance,
+                                 const cloud::Offer& offer, bool spot, const std::string& for_job,
+                                 store::WriteBatch& batch, int64_t now_ms) {
+  CloudInstance inst;
+  inst.provider = provider;
+  inst.provider_name = std::string(providers_[provider]->name());
+  inst.info = instance;
+  inst.offer = offer;
+  inst.price_per_hour = offer_price(offer, spot);
+  inst.for_job = for_job;
+  inst.launched_ms = now_ms;
+  save_instance(inst, batch);
+  instances_[instance.id] = std::move(inst);
+}
+
+std::set<std::string> ControlPlane::nodes_with_tasks(bool with_stopping) const {
+  std::set<std::string> nodes;
+  for (const TaskKey& key : active_tasks_) nodes.insert(tasks_.at(key).node);
+  if (with_stopping) {
+    for (const auto& [key, st] : stopping_) nodes.insert(st.node);
+  }
+  return nodes;
+}
+
 int ControlPlane::live_in_pool(const std::string& key) const {
   int n = 0;
   for (const auto& [id, inst] : instances_) {
@@ -104,42 +138,28 @@ void ControlPlane::keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms) 
   for (const auto& [key, limit] : options_.pool_limits) {
     const int missing = limit.min - live_in_pool(key);
     if (missing <= 0) continue;
-    for (size_t p = 0; p < providers_.size(); ++p) {
-      auto offers = providers_[p]->offers(cloud::OfferQuery{});
-      if (!offers.is_ok()) continue;
-      for (const cloud::Offer& o : *offers) {
-        const bool spot = cloud::offer_pool(o, true) == key;
-        if (!spot && cloud::offer_pool(o, false) != key) continue;
-        if (failures_.skip(key, now_ms)) return;
-        auto result = providers_[p]->provision(
-            {.offer = o,
-             .spot = spot,
-             .count = missing,
-             .bootstrap_script = bootstrap_script_ ? bootstrap_script_() : std::string(),
-             .labels = {{"lepton-pool", key}},
-             .idempotency_key = key + "-" + std::to_string(now_ms)});
-        if (!result.is_ok()) {
-          failures_.failed(key, now_ms);
-          event(batch, now_ms, "pool/" + key,
-                "cannot keep its minimum: " + result.status().message());
-          return;
-        }
-        for (const cloud::Instance& i : *result) {
-          CloudInstance inst;
-          inst.provider = p;
-          inst.provider_name = std::string(providers_[p]->name());
-          inst.info = i;
-          inst.offer = o;
-          inst.price_per_hour = offer_price(o, spot);
-          inst.launched_ms = now_ms;
-          save_instance(inst, batch);
-          instances_[i.id] = std::move(inst);
-        }
+    for (const auto& [p, o] : provider_offers()) {
+      const bool spot = cloud::offer_pool(o, true) == key;
+      if (!spot && cloud::offer_pool(o, false) != key) continue;
+      if (failures_.skip(key, now_ms)) return;
+      auto result = providers_[p]->provision(
+          {.offer = o,
+           .spot = spot,
+           .count = missing,
+           .bootstrap_script = bootstrap_script_ ? bootstrap_script_() : std::string(),
+           .labels = {{"lepton-pool", key}},
+           .idempotency_key = key + "-" + std::to_string(now_ms)});
+      if (!result.is_ok()) {
+        failures_.failed(key, now_ms);
         event(batch, now_ms, "pool/" + key,
-              "renting " + std::to_string(missing) + " to keep its minimum of " +
-                  std::to_string(limit.min));
-        break;
+              "cannot keep its minimum: " + result.status().message());
+        return;
       }
+      for (const cloud::Instance& i : *result) record_rented(p, i, o, spot, "", batch, now_ms);
+      event(batch, now_ms, "pool/" + key,
+            "renting " + std::to_string(missing) + " to keep its minimum of " +
+                std::to_string(limit.min));
+      break;
     }
   }
 }
@@ -226,9 +246,7 @@ void ControlPlane::handle_notices(store::WriteBatch& batch, int64_t now_ms) {
 }
 
 void ControlPlane::return_idle_instances(store::WriteBatch& batch, int64_t now_ms) {
-  std::set<std::string> busy;
-  for (const TaskKey& key : active_tasks_) busy.insert(tasks_.at(key).node);
-  for (const auto& [key, st] : stopping_) busy.insert(st.node);
+  const std::set<std::string> busy = nodes_with_tasks(/*with_stopping=*/true);
   for (auto& [id, inst] : instances_) {
     if (inst.ended_ms || !inst.joined_ms) continue;
     // Rented for a job that still waits (say, for its old machine's notice to run out): kept.
@@ -265,8 +283,7 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
   }
   if (waiting.empty()) return;
   // Room on machines that are launching, or joined and not used yet.
-  std::set<std::string> used;
-  for (const TaskKey& key : active_tasks_) used.insert(tasks_.at(key).node);
+  const std::set<std::string> used = nodes_with_tasks(/*with_stopping=*/false);
   std::vector<Room> rooms;
   int live = 0;
   for (const auto& [id, inst] : instances_) {
@@ -277,21 +294,12 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     const bool owner_waits =
         owner != jobs_.end() && owner->second.record.state == JobState::kPending;
     if (inst.joined_ms && now_ms - inst.joined_ms > kFreshMs && !owner_waits) continue;
-    rooms.push_back({id, inst.for_job, inst.offer, inst.info.spot, inst.offer.gpu_count,
-                     static_cast<int64_t>(inst.offer.vcpus * 1000),
-                     static_cast<int64_t>(inst.offer.memory_gib * 1024)});
+    rooms.push_back(room_on(id, inst.for_job, inst.offer, inst.info.spot));
   }
   // Every provider's offers, once per round.
-  std::vector<std::pair<size_t, cloud::Offer>> offers;
+  const std::vector<std::pair<size_t, cloud::Offer>> offers = provider_offers();
   std::vector<cloud::Offer> all;
-  for (size_t p = 0; p < providers_.size(); ++p) {
-    auto list = providers_[p]->offers(cloud::OfferQuery{});
-    if (!list.is_ok()) continue;
-    for (cloud::Offer& o : *list) {
-      offers.emplace_back(p, o);
-      all.push_back(std::move(o));
-    }
-  }
+  for (const auto& [p, o] : offers) all.push_back(o);
   auto provider_of = [&](const cloud::Offer& o) -> size_t {
     for (const auto& [p, offer] : offers) {
       if (offer.cloud == o.cloud && offer.region == o.region && offer.zone == o.zone &&
@@ -359,19 +367,8 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
         break;
       }
       for (const cloud::Instance& i : *result) {
-        CloudInstance inst;
-        inst.provider = p;
-        inst.provider_name = std::string(providers_[p]->name());
-        inst.info = i;
-        inst.offer = offer;
-        inst.price_per_hour = offer_price(offer, spot);
-        inst.for_job = job->record.id;
-        inst.launched_ms = now_ms;
-        save_instance(inst, batch);
-        rooms.push_back({i.id, job->record.id, offer, spot, offer.gpu_count,
-                         static_cast<int64_t>(offer.vcpus * 1000),
-                         static_cast<int64_t>(offer.memory_gib * 1024)});
-        instances_[i.id] = std::move(inst);
+        record_rented(p, i, offer, spot, job->record.id, batch, now_ms);
+        rooms.push_back(room_on(i.id, job->record.id, offer, spot));
         ++live;
       }
       (void)take_room(rooms, job->spec, job->record.id);
@@ -388,9 +385,7 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
 
 void ControlPlane::bind_rented(store::WriteBatch& batch, int64_t now_ms) {
   if (instances_.empty()) return;
-  std::set<std::string> busy;
-  for (const TaskKey& key : active_tasks_) busy.insert(tasks_.at(key).node);
-  for (const auto& [key, st] : stopping_) busy.insert(st.node);
+  const std::set<std::string> busy = nodes_with_tasks(/*with_stopping=*/true);
   std::set<std::string> stopping_jobs;
   for (const auto& [key, st] : stopping_) stopping_jobs.insert(key.first);
   std::map<std::string, std::vector<std::string>> joined_for;  // job -> its idle machines
@@ -428,8 +423,7 @@ void ControlPlane::bind_rented(store::WriteBatch& batch, int64_t now_ms) {
 std::vector<sched::NodeId> ControlPlane::hold_rented_machines() {
   std::vector<sched::NodeId> held;
   if (instances_.empty()) return held;
-  std::set<std::string> busy;
-  for (const TaskKey& key : active_tasks_) busy.insert(tasks_.at(key).node);
+  const std::set<std::string> busy = nodes_with_tasks(/*with_stopping=*/false);
   for (const auto& [id, inst] : instances_) {
     if (inst.ended_ms || inst.notice_ms || busy.count(id)) continue;
     auto owner = jobs_.find(inst.for_job);
@@ -717,10 +711,7 @@ Result<json> ControlPlane::plan_job(const std::string& body, int64_t now_ms) con
   json offers = json::array();
   if (!providers_.empty()) {
     std::vector<cloud::Offer> all;
-    for (const auto& p : providers_) {
-      auto list = p->offers(cloud::OfferQuery{});
-      if (list.is_ok()) all.insert(all.end(), list->begin(), list->end());
-    }
+    for (const auto& [p, o] : provider_offers()) all.push_back(o);
     for (const cloud::Offer& o : candidate_offers(all, *spec, failures_, now_ms)) {
       if (offers.size() == 5) break;
       const double price = offer_price(o, spec->use_spot);

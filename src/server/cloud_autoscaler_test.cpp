@@ -270,6 +270,29 @@ TEST_F(CloudAutoscalerTest, PoolLimitsBoundAndKeepMachines) {
   EXPECT_EQ(per_pool["aws/us-east-1/one"], 1);
 }
 
+TEST_F(CloudAutoscalerTest, MachinesOfAProviderNotAttachedEndAndStopBilling) {
+  submit(kOneGpu);
+  tick();
+  ASSERT_EQ(cp_->list_instances(now_).size(), 1u);
+  // The server restarts without clouds: the machine can be neither watched nor returned.
+  cp_.reset();
+  auto store = store::open_sqlite_store((dir_ / "lepton.db").string());
+  ASSERT_TRUE(store.is_ok());
+  auto cp = ControlPlane::open(std::move(*store), {.data_dir = dir_.string()}, now_);
+  ASSERT_TRUE(cp.is_ok());
+  cp_ = std::move(*cp);
+  tick();
+  json listed = cp_->list_instances(now_);
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].value("state", ""), "terminated");
+  EXPECT_NE(listed[0].value("end_reason", "").find("provider (fake) is not attached"),
+            std::string::npos)
+      << listed.dump();
+  const double billed = listed[0].value("cost_usd", 0.0);
+  now_ += 3'600'000;
+  EXPECT_DOUBLE_EQ(cp_->list_instances(now_)[0].value("cost_usd", 0.0), billed);
+}
+
 TEST_F(CloudAutoscalerTest, ASpentBudgetStopsRenting) {
   auto q = cp_->create_queue(R"({"name":"team","budget_usd":0})", now_);
   ASSERT_TRUE(q.is_ok()) << q.status().message();

@@ -236,7 +236,16 @@ class ControlPlane {
   void rent_for_pending(store::WriteBatch& batch, int64_t now_ms);
   // Rents machines for pools below their minimum.
   void keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms);
-  int live_in_pool(const std::string& key) const;  // rented machines a pool limit key covers
+  int live_in_pool(const std::string& key) const;
+  // Every provider's offers, with the provider's index.
+  std::vector<std::pair<size_t, cloud::Offer>> provider_offers() const;
+  // Records a machine just rented (memory and batch).
+  void record_rented(size_t provider, const cloud::Instance& instance, const cloud::Offer& offer,
+                     bool spot, const std::string& for_job, store::WriteBatch& batch,
+                     int64_t now_ms);
+  // Nodes running a task (and, with_stopping, those whose preempted tasks are still stopping).
+  std::set<std::string> nodes_with_tasks(
+      bool with_stopping) const;  // rented machines a pool limit key covers
   // The first limit `count` more machines of `pool` would break ("aws: at its max of 4"), or "".
   std::string pool_limit_reached(const std::string& pool, int count) const;
   // Machines rented for a job take it as soon as they join, before other work can.

@@ -155,6 +155,22 @@ std::string openapi_document() {
   paths["/api/v1/deployments/{name}/scale"] = {
       {"post",
        op("set replica bounds: {\"min\": N, \"max\": M}", "200", {{"parameters", {name_param}}})}};
+  // Clouds (docs/clouds.md).
+  paths["/api/v1/plan"] = {
+      {"post", op("where a job (the body of POST /api/v1/jobs) would run and what would be "
+                  "rented, without submitting it",
+                  "200")}};
+  paths["/api/v1/instances"] = {
+      {"get", op("machines rented from clouds: price, state, node, cost so far", "200")}};
+  paths["/api/v1/instances/{id}/interrupt"] = {
+      {"post", op("post a spot interruption notice (emulated clouds only)", "200",
+                  {{"parameters", {id_param}}})}};
+  const json by_param = {
+      {"name", "by"},
+      {"in", "query"},
+      {"schema", {{"type", "string"}, {"enum", {"job", "queue", "cloud", "instance"}}}}};
+  paths["/api/v1/cost"] = {
+      {"get", op("spend on rented machines, grouped", "200", {{"parameters", {by_param}}})}};
   return doc.dump();
 }
 

@@ -57,6 +57,18 @@ struct Room {
   int64_t memory_mib = 0;
 };
 
+// All of a machine of `offer` as room.
+inline Room room_on(std::string instance, std::string for_job, const cloud::Offer& offer,
+                    bool spot) {
+  return {std::move(instance),
+          std::move(for_job),
+          offer,
+          spot,
+          offer.gpu_count,
+          static_cast<int64_t>(offer.vcpus * 1000),
+          static_cast<int64_t>(offer.memory_gib * 1024)};
+}
+
 // Takes room for every task of job `job` (one task per machine, as the scheduler places them)
 // from `rooms`, all or nothing, the machines rented for it first. Returns whether the job fits.
 bool take_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job);

@@ -51,6 +51,9 @@ TEST_F(ServerTest, OpenEndpoints) {
   auto openapi = nlohmann::json::parse(call("GET", "/api/v1/openapi.json", "", false).body);
   EXPECT_EQ(openapi["openapi"], "3.0.3");
   EXPECT_TRUE(openapi["paths"].contains("/api/v1/jobs"));
+  for (const char* path : {"/api/v1/plan", "/api/v1/instances", "/api/v1/cost"}) {
+    EXPECT_TRUE(openapi["paths"].contains(path)) << path;
+  }
   // The token file is private.
   auto perms = fs::status(dir_ / "token").permissions();
   EXPECT_EQ(perms & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
