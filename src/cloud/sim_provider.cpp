@@ -321,7 +321,9 @@ class SimProvider::Impl {
         "LEPTON_SIM_GPUS=" + gpu_text(inst.offer),
         "LEPTON_SIM_CPUS=" + std::to_string(static_cast<int64_t>(inst.offer.vcpus)),
         "LEPTON_SIM_MEMORY_GIB=" + std::to_string(static_cast<int64_t>(inst.offer.memory_gib))};
-    for (const char* keep : {"PATH", "HOME", "USER", "LANG"}) {
+    // What a machine's own setup would provide: a command and library path (a lepton built
+    // against libraries outside the system's, CUDA's), a home and a temporary folder.
+    for (const char* keep : {"PATH", "LD_LIBRARY_PATH", "HOME", "USER", "LANG", "TMPDIR"}) {
       if (const char* v = std::getenv(keep)) env.push_back(std::string(keep) + "=" + v);
     }
     std::vector<char*> envp;

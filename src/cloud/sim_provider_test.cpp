@@ -90,10 +90,16 @@ ProvisionRequest request(const Offer& offer, bool spot, std::string script) {
 bool alive(pid_t pid) { return ::kill(pid, 0) == 0; }
 
 TEST_F(SimProviderTest, BootRunsTheScriptWithTheMachineInItsEnvironment) {
+  // A lepton linked against libraries outside the system's needs its library path on the
+  // emulated machine too (on a lent GPU machine the agent did not start without it); the
+  // server's other variables stay behind.
+  ::setenv("LD_LIBRARY_PATH", "/opt/lepton-libs", 1);
+  ::setenv("LEPTON_SERVER_ONLY", "secret", 1);
   auto p = make({.boot_s = 0.1});
   auto launched = p->provision(request(tiny_catalog()[0], false,
                                        "echo \"$LEPTON_INSTANCE_ID $LEPTON_SIM_GPUS "
-                                       "$LEPTON_SIM_CPUS $LEPTON_SIM_MEMORY_GIB\" > booted\n"));
+                                       "$LEPTON_SIM_CPUS $LEPTON_SIM_MEMORY_GIB "
+                                       "$LD_LIBRARY_PATH [$LEPTON_SERVER_ONLY]\" > booted\n"));
   ASSERT_TRUE(launched.is_ok()) << launched.status().message();
   ASSERT_EQ(launched->size(), 1u);
   const Instance& inst = launched->front();
@@ -104,7 +110,9 @@ TEST_F(SimProviderTest, BootRunsTheScriptWithTheMachineInItsEnvironment) {
   std::ifstream in(booted);
   std::string line;
   std::getline(in, line);
-  EXPECT_EQ(line, inst.id + " A10G:1 4 16");
+  ::unsetenv("LD_LIBRARY_PATH");
+  ::unsetenv("LEPTON_SERVER_ONLY");
+  EXPECT_EQ(line, inst.id + " A10G:1 4 16 /opt/lepton-libs []");
   auto listed = p->list_instances();
   ASSERT_TRUE(listed.is_ok());
   ASSERT_EQ(listed->size(), 1u);
