@@ -126,6 +126,12 @@ json policy_json(const sim::CostPolicyResult& r) {
           {"jobs_unplaceable", r.jobs_unplaceable},
           {"instances_launched", r.instances_launched},
           {"gpu_hours_billed", round_to(r.gpu_hours_billed, 0.01)},
+          {"gap_usd",
+           {{"boot", round_to(r.boot_usd, 0.01)},
+            {"idle", round_to(r.idle_usd, 0.01)},
+            {"unused_share", round_to(r.unused_share_usd, 0.01)},
+            {"premium", round_to(r.premium_usd, 0.01)},
+            {"redone", round_to(r.redone_usd, 0.01)}}},
           {"spot_instance_hours", round_to(r.spot_instance_hours, 0.01)},
           {"on_demand_instance_hours", round_to(r.on_demand_instance_hours, 0.01)},
           {"seconds", round_to(r.seconds, 0.001)}};
@@ -268,6 +274,15 @@ void run_cost(CostFlags f) {
     }
     list.push_back(policy_json(v));
     results.push_back(v);
+  }
+  if (!f.json && !results.empty()) {
+    std::printf("\nwhere the gap to the bound goes, $:\n%-15s %10s %10s %10s %13s %10s %10s\n",
+                "policy", "gap", "boot", "idle", "unused share", "premium", "redone");
+    for (const auto& v : results) {
+      std::printf("%-15s %10.2f %10.2f %10.2f %13.2f %10.2f %10.2f\n", v.policy.c_str(),
+                  v.cost_usd - v.lower_bound_usd, v.boot_usd, v.idle_usd, v.unused_share_usd,
+                  v.premium_usd, v.redone_usd);
+    }
   }
   const sim::CostOptions& o = f.options;
   json report = {

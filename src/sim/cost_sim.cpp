@@ -79,17 +79,21 @@ class CostSim {
         pools_(pools),
         opt_(options),
         runs_(jobs.size()),
+        cheapest_(jobs.size(), 0.0),
         in_use_(pools.size(), 0),
         failed_until_(pools.size(), -std::numeric_limits<double>::infinity()) {}
 
   CostPolicyResult run() {
     for (size_t j = 0; j < jobs_.size(); ++j) {
+      const double work = jobs_[j].gpu_share() * jobs_[j].duration_s / 3600.0;
+      if (work > 0) cheapest_[j] = job_lower_bound(jobs_[j], pools_) / work;
       runs_[j].remaining = jobs_[j].duration_s;
       push(jobs_[j].arrival_s, kArrive, static_cast<int>(j), 0);
     }
     while (!events_.empty()) {
       Event e = events_.top();
       events_.pop();
+      account(e.t);
       now_ = e.t;
       switch (e.kind) {
         case kArrive:
@@ -135,6 +139,35 @@ class CostSim {
   }
 
   bool shares_gpus() const { return policy_ == Policy::kLepton; }
+
+  // Splits what the machines alive since the last event cost, up to `t`, into the terms of
+  // CostPolicyResult::boot_usd..premium_usd, and the jobs' work at their cheapest price.
+  void account(double t) {
+    for (int i : alive_) {
+      const Instance& in = instances_[i];
+      const double from = std::max(accounted_to_, in.launch);
+      if (t <= from) continue;
+      const CostPool& pool = pools_[in.pool];
+      const double per_gpu = pool.price_per_gpu_hour() / 3600.0;  // per GPU-second
+      const double booting = std::max(0.0, std::min(t, in.ready) - from);
+      const double running = t - from - booting;
+      result_.boot_usd += booting * pool.gpu_count * per_gpu;
+      if (running <= 0) continue;
+      if (in.jobs.empty()) {
+        result_.idle_usd += running * pool.gpu_count * per_gpu;
+        continue;
+      }
+      double used = 0;
+      for (int j : in.jobs) {
+        const double share = jobs_[j].gpu_share();
+        used += share;
+        result_.premium_usd += running * share * (per_gpu - cheapest_[j] / 3600.0);
+        work_usd_ += running * share * cheapest_[j] / 3600.0;
+      }
+      result_.unused_share_usd += running * (pool.gpu_count - used) * per_gpu;
+    }
+    accounted_to_ = t;
+  }
 
   const Candidates& candidates(int j) {
     const CostJob& job = jobs_[j];
@@ -431,6 +464,7 @@ class CostSim {
       r.p99_jct_s = jct[std::min(k, jct.size() - 1)];
     }
     if (r.gpu_hours_completed > 0) r.cost_per_gpu_hour = r.cost_usd / r.gpu_hours_completed;
+    r.redone_usd = work_usd_ - r.lower_bound_usd;
     for (const Instance& in : instances_) end = std::max(end, in.end);
     const int kPoints = 200;
     r.curve.clear();
@@ -451,6 +485,9 @@ class CostSim {
   const std::vector<CostPool>& pools_;
   const CostOptions& opt_;
   std::vector<JobRun> runs_;
+  std::vector<double> cheapest_;  // per job: the lowest price per GPU-hour of a pool that fits
+  double accounted_to_ = 0;       // account() has split the cost up to this time
+  double work_usd_ = 0;           // jobs' run time x share at their cheapest price
   std::vector<Instance> instances_;
   std::vector<int> alive_;
   std::vector<int> in_use_;

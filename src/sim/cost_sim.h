@@ -96,6 +96,15 @@ struct CostPolicyResult {
   int64_t jobs_unplaceable = 0;  // no pool of this policy fits them, or all have capacity 0
   int64_t instances_launched = 0;
   double gpu_hours_billed = 0;  // GPUs x billed hours of every instance
+  // Where cost_usd - lower_bound_usd goes, in dollars (they add up to it, give or take the work
+  // of jobs that did not complete): machines booting, machines without jobs, GPU shares left
+  // free on machines with jobs, jobs on pools dearer per GPU than their cheapest, and work paid
+  // more than once (redone after interruptions).
+  double boot_usd = 0;
+  double idle_usd = 0;
+  double unused_share_usd = 0;
+  double premium_usd = 0;
+  double redone_usd = 0;
   double spot_instance_hours = 0;
   double on_demand_instance_hours = 0;
   double seconds = 0;                 // wall-clock time of the run

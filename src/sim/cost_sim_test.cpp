@@ -64,6 +64,12 @@ TEST(CostSim, HandComputedSingleJob) {
     EXPECT_EQ(r.jobs_completed, 1) << policy;
     EXPECT_EQ(r.instances_launched, 1) << policy;
     EXPECT_NEAR(r.cost_per_gpu_hour, 4020.0 / 3600.0, 1e-9) << policy;
+    // The gap is the boot and the idle time, nothing else.
+    EXPECT_NEAR(r.boot_usd, 120.0 / 3600.0, 1e-9) << policy;
+    EXPECT_NEAR(r.idle_usd, 300.0 / 3600.0, 1e-9) << policy;
+    EXPECT_NEAR(r.unused_share_usd, 0.0, 1e-9) << policy;
+    EXPECT_NEAR(r.premium_usd, 0.0, 1e-9) << policy;
+    EXPECT_NEAR(r.redone_usd, 0.0, 1e-9) << policy;
     ASSERT_FALSE(r.curve.empty());
     EXPECT_NEAR(r.curve.back().cost_usd, r.cost_usd, 1e-9) << policy;
   }
@@ -186,6 +192,9 @@ TEST(CostSim, LeptonPacksFractionalJobsOntoOneGpu) {
   EXPECT_NEAR(lepton.lower_bound_usd, 1.0, 1e-9);
   EXPECT_EQ(cheapest.instances_launched, 2);
   EXPECT_NEAR(cheapest.cost_usd, 2.0, 1e-9);
+  // Each of cheapest-first's machines leaves half its GPU unused.
+  EXPECT_NEAR(cheapest.unused_share_usd, 1.0, 1e-9);
+  EXPECT_NEAR(lepton.unused_share_usd, 0.0, 1e-9);
 }
 
 TEST(CostSim, LeptonLaunchesAMultiGpuInstanceWhenItFillsIt) {
@@ -266,6 +275,13 @@ TEST(CostSim, LowerBoundIsBelowEveryPolicyOnRandomInputs) {
       ASSERT_EQ(r.jobs_completed, static_cast<int64_t>(c.jobs.size()));
       EXPECT_NEAR(r.lower_bound_usd, bound, 1e-6 * (1 + bound));
       EXPECT_GE(r.cost_usd, bound - 1e-9);
+      // The terms of the gap add up to it and none is negative.
+      EXPECT_NEAR(r.boot_usd + r.idle_usd + r.unused_share_usd + r.premium_usd + r.redone_usd,
+                  r.cost_usd - r.lower_bound_usd, 1e-6 * (1 + r.cost_usd));
+      for (double term : {r.boot_usd, r.idle_usd, r.unused_share_usd, r.premium_usd}) {
+        EXPECT_GE(term, -1e-9);
+      }
+      EXPECT_GE(r.redone_usd, -1e-6 * (1 + bound));
     }
   }
 }
