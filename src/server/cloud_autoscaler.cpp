@@ -334,6 +334,24 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
         candidates.push_back(std::move(o));
       }
     }
+    // A deployment's replicas spread over cloud regions: within spot and within on-demand
+    // offers, those where fewer of its replicas are come first, then the cheaper (so one
+    // region's outage or wave of spot interruptions takes fewer of them).
+    if (auto dep = deployment_of_job_.find(job->record.id); dep != deployment_of_job_.end()) {
+      if (auto d = deployments_.find(dep->second); d != deployments_.end()) {
+        const std::map<std::string, int> at = replica_locations(d->second, job->record.id);
+        auto crowding = [&](const cloud::Offer& o) {
+          auto it = at.find(o.cloud + "/" + o.region);
+          return it == at.end() ? 0 : it->second;
+        };
+        auto by_crowding = [&](const cloud::Offer& a, const cloud::Offer& b) {
+          return crowding(a) < crowding(b);
+        };
+        const auto split = candidates.begin() + static_cast<std::ptrdiff_t>(spot_offers);
+        std::stable_sort(candidates.begin(), split, by_crowding);
+        std::stable_sort(split, candidates.end(), by_crowding);
+      }
+    }
     bool launched = false;
     std::string limited;  // the pool limit that kept an offer out
     for (size_t c = 0; c < candidates.size(); ++c) {

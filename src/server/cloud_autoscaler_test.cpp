@@ -305,5 +305,41 @@ TEST_F(CloudAutoscalerTest, ASpentBudgetStopsRenting) {
             std::string::npos);
 }
 
+TEST_F(CloudAutoscalerTest, ReplicasSpreadOverRegions) {
+  // The same machine in two regions, one a little dearer: a batch job's machines all go to the
+  // cheaper, a deployment's replicas go one to each region, then back to the cheaper.
+  cloud::Offer west = offer("one", 1, 1.0, 0.5);
+  west.region = "us-west-2";
+  provider_->catalog = {offer("one", 1, 1.0, 0.4), west};
+  ASSERT_TRUE(cp_->create_deployment(
+                     R"({"kind":"deployment","name":"chat","resources":{"accelerators":"A100:1"},)"
+                     R"("run":"serve","use_spot":true,"replicas":3})",
+                     now_)
+                  .is_ok());
+  for (int i = 0; i < 3; ++i) tick();
+  std::vector<std::string> tried = provider_->tried;
+  std::sort(tried.begin(), tried.end());
+  EXPECT_EQ(tried, (std::vector<std::string>{"aws/us-east-1/one/spot", "aws/us-east-1/one/spot",
+                                             "aws/us-west-2/one/spot"}));
+  // A replica placed on a node: it goes to the region with fewer replicas.
+  for (const auto& [id, inst] : provider_->instances) join(id, 1);
+  tick();
+  std::map<std::string, int> per_region;
+  const json d = *cp_->get_deployment("chat", now_);
+  for (const json& r : d["replicas"]) {
+    const std::string node = r.value("node", "");
+    ASSERT_TRUE(provider_->instances.count(node)) << d.dump(2);
+    ++per_region[provider_->instances[node].region];
+  }
+  EXPECT_EQ(per_region, (std::map<std::string, int>{{"us-east-1", 2}, {"us-west-2", 1}}));
+
+  // A batch job is not spread: two of them rent in the cheaper region.
+  provider_->tried.clear();
+  submit(kOneGpu);
+  submit(kOneGpu);
+  tick();
+  EXPECT_EQ(provider_->tried, (std::vector<std::string>{"aws/us-east-1/one", "aws/us-east-1/one"}));
+}
+
 }  // namespace
 }  // namespace lepton::server

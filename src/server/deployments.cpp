@@ -291,6 +291,31 @@ void ControlPlane::start_replica(Deployment& d, store::WriteBatch& batch, int64_
             ", port " + std::to_string(port) + ")");
 }
 
+std::string ControlPlane::location_of(const std::string& node) const {
+  auto inst = instances_.find(node);
+  if (inst == instances_.end()) return "";
+  return inst->second.offer.cloud + "/" + inst->second.offer.region;
+}
+
+std::map<std::string, int> ControlPlane::replica_locations(const Deployment& d,
+                                                           const std::string& job) const {
+  std::map<std::string, int> at;
+  for (const Replica& r : d.replicas) {
+    if (r.job == job) continue;
+    if (active_tasks_.count({r.job, 0})) {
+      ++at[location_of(tasks_.at({r.job, 0}).node)];
+      continue;
+    }
+    for (const auto& [id, inst] : instances_) {
+      if (!inst.ended_ms && inst.for_job == r.job) {
+        ++at[location_of(id)];
+        break;
+      }
+    }
+  }
+  return at;
+}
+
 void ControlPlane::spread_replica(const Job& job, std::vector<sched::Placement>& placements) {
   auto dep = deployment_of_job_.find(job.record.id);
   if (dep == deployment_of_job_.end() || placements.size() != 1) return;
@@ -302,22 +327,31 @@ void ControlPlane::spread_replica(const Job& job, std::vector<sched::Placement>&
     auto node = nodes_.find(tasks_.at({r.job, 0}).node);
     if (node != nodes_.end()) ++replicas_on[node->second.id];
   }
+  const std::map<std::string, int> in_location = replica_locations(d->second, job.record.id);
+  // Fewer replicas in the node's cloud region first, then on the node itself.
+  auto crowding = [&](const std::string& name, sched::NodeId id) {
+    auto at = in_location.find(location_of(name));
+    auto on = replicas_on.find(id);
+    return std::make_pair(at == in_location.end() ? 0 : at->second,
+                          on == replicas_on.end() ? 0 : on->second);
+  };
   const sched::NodeId chosen = placements[0].node;
-  auto here = replicas_on.find(chosen);
-  if (here == replicas_on.end()) return;  // the only one there already
+  std::pair<int, int> least{0, 0};
+  for (const auto& [name, node] : nodes_) {
+    if (node.id == chosen) least = crowding(name, node.id);
+  }
+  if (least == std::make_pair(0, 0)) return;  // nothing of the deployment near it
   const sched::Request request = request_of(job);
   cluster_.release(request, placements[0]);  // so the node's room is seen as the others' is
   sched::NodeId best = chosen;
-  int fewest = here->second;
   for (const auto& [name, node] : nodes_) {
-    auto on = replicas_on.find(node.id);
-    const int count = on == replicas_on.end() ? 0 : on->second;
-    if (count >= fewest || !node.record.ready || cluster_.cordoned(node.id) ||
+    const std::pair<int, int> here = crowding(name, node.id);
+    if (here >= least || !node.record.ready || cluster_.cordoned(node.id) ||
         !sched::ClusterState::fits(cluster_.state(node.id), request)) {
       continue;
     }
     best = node.id;
-    fewest = count;
+    least = here;
   }
   if (best != chosen) {
     placements[0] = {best,
