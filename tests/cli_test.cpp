@@ -220,4 +220,34 @@ TEST(Offers, ListsCheapestFirst) {
   EXPECT_NE(bad.err.find("--gpu 'NOPE:1'"), std::string::npos) << bad.err;
 }
 
+TEST(Up, BadCloudFlagsGetAClearErrorAndExitCode2) {
+  // Each fails before anything starts: no data directory is written.
+  const fs::path dir = fs::temp_directory_path() / ("lepton-up-flags-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string up =
+      "up --data-dir " + (dir / "data").string() + " --port 0 --gateway-port -1 --gpus none ";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--pool-limit aws", "--pool-limit 'aws': expected POOL=MIN:MAX, such as aws=0:4"},
+      {"--pool-limit aws=3:1", "--pool-limit 'aws=3:1': expected MIN <= MAX"},
+      {"--pool-limit aws=x:2", "--pool-limit 'aws=x:2': MIN: expected a whole number"},
+      {"--pool-limit aws=0:y", "MAX: expected a whole number, or nothing for no max"},
+      {"--pool-limit aws=2:", "a MIN above 0 needs a whole pool"},
+      {"--demo-clouds-config " + (dir / "missing.json").string(), "cannot open the file"},
+      {"--demo-clouds-config " + (dir / "negative.json").string(),
+       "sim clouds: boot_s: expected a number >= 0"},
+      {"--demo-clouds-config " + (dir / "unknown.json").string(),
+       "sim clouds: bogus: unknown field (expected boot_s, notice_s"},
+  };
+  std::ofstream(dir / "negative.json") << R"({"boot_s": -1})";
+  std::ofstream(dir / "unknown.json") << R"({"capacity": 4, "bogus": 1})";
+  for (const auto& [flags, message] : cases) {
+    CliRun r = lepton(up + flags);
+    EXPECT_EQ(r.exit_code, 2) << flags << ": " << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << flags << ": " << r.err;
+    EXPECT_FALSE(fs::exists(dir / "data")) << flags;
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace

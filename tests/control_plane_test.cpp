@@ -230,6 +230,28 @@ TEST_F(Cluster, CancelledJobsLeaveNoProcesses) {
       << run_command("ps aux | grep " + marker).out;
 }
 
+TEST_F(Cluster, AnOrdinaryStopReadsNoPreemptionNotice) {
+  // A task that checkpoints on a spot notice sources $LEPTON_NOTICE_FILE in its SIGTERM handler;
+  // on a plain cancel the file must say there is no notice.
+  start_server();
+  start_agent("a1");
+  wait_for_nodes(1);
+  const fs::path out = dir_ / "notice.txt";
+  const std::string id = submit(write_spec(
+      "trap",
+      "name: trap\nresources: {cpus: 1, memory: 0.1}\nrun: |\n  trap '. \"$LEPTON_NOTICE_FILE\"; "
+      "echo \"notice=$LEPTON_PREEMPTION_NOTICE grace=$LEPTON_PREEMPTION_GRACE_S\" > " +
+          out.string() + "; exit 143' TERM\n  touch " + out.string() +
+          ".ready\n  while true; do sleep 0.1; done\n"));
+  ASSERT_TRUE(wait_until([&] { return fs::exists(out.string() + ".ready"); }, 20s));
+  ASSERT_EQ(cli("job cancel " + id).exit_code, 0);
+  ASSERT_TRUE(wait_until([&] { return fs::exists(out) && fs::file_size(out) > 0; }, 20s));
+  std::ifstream in(out);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "notice=0 grace=0");
+}
+
 TEST_F(Cluster, LargeAndBinaryOutputArrivesWhole) {
   start_server();
   start_agent("a1");

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -399,7 +400,15 @@ Result<std::pair<std::string, server::PoolLimit>> parse_pool_limit(const std::st
     return Status::invalid_argument("MAX: expected a whole number, or nothing for no max");
   }
   if (limit.min > limit.max) return Status::invalid_argument("expected MIN <= MAX");
-  return std::make_pair(text.substr(0, eq), limit);
+  const std::string pool = text.substr(0, eq);
+  // A minimum is kept by renting, which needs one kind of machine: CLOUD/REGION[/ZONE]/TYPE.
+  if (limit.min > 0 && std::count(pool.begin(), pool.end(), '/') < 2) {
+    return Status::invalid_argument(
+        "a MIN above 0 needs a whole pool, CLOUD/REGION[/ZONE]/TYPE[/spot] as lepton cloud ls "
+        "names it, not '" +
+        pool + "'");
+  }
+  return std::make_pair(pool, limit);
 }
 
 std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
