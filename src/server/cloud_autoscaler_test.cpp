@@ -305,6 +305,36 @@ TEST_F(CloudAutoscalerTest, ASpentBudgetStopsRenting) {
             std::string::npos);
 }
 
+TEST_F(CloudAutoscalerTest, AMachineRentedForAWaitingGangIsHeldForIt) {
+  // A gang of two rents two machines; the first joins alone. A one-GPU job that arrives then
+  // must not take it (the gang would have to rent again): it rents its own.
+  const std::string gang = submit(
+      R"({"name":"g","num_nodes":2,"resources":{"accelerators":"A100:1","cpus":1,"memory":1},)"
+      R"("run":"true"})");
+  tick();
+  ASSERT_EQ(provider_->instances.size(), 2u);
+  join("i-1", 1);
+  tick();
+  EXPECT_EQ(state(gang), "PENDING");
+  const std::string single = submit(kOneGpu);
+  for (int i = 0; i < 3; ++i) tick();
+  json task = (*cp_->get_job(single))["tasks"][0];
+  EXPECT_NE(task.value("node", ""), "i-1") << "the gang's machine was taken";
+  ASSERT_EQ(provider_->instances.size(), 3u) << "the single job rents its own machine";
+  join("i-2", 1);
+  join("i-3", 1);
+  tick();
+  EXPECT_EQ(state(gang), "SCHEDULED");
+  EXPECT_EQ(state(single), "SCHEDULED");
+  std::set<std::string> gang_nodes;
+  const json gang_job = *cp_->get_job(gang);
+  for (const json& t : gang_job["tasks"]) gang_nodes.insert(t.value("node", ""));
+  EXPECT_EQ(gang_nodes, (std::set<std::string>{"i-1", "i-2"}));
+  EXPECT_EQ((*cp_->get_job(single))["tasks"][0].value("node", ""), "i-3");
+  // One call for the gang's two machines, one for the single job's: nothing rented twice.
+  EXPECT_EQ(provider_->tried.size(), 2u);
+}
+
 TEST_F(CloudAutoscalerTest, ReplicasSpreadOverRegions) {
   // The same machine in two regions, one a little dearer: a batch job's machines all go to the
   // cheaper, a deployment's replicas go one to each region, then back to the cheaper.
