@@ -1,5 +1,6 @@
 #include "cloud/aws_ec2_provider.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace lepton::cloud::aws {
@@ -38,9 +39,15 @@ Ec2Provider::Ec2Provider(Ec2ProviderConfig config, std::vector<Offer> catalog,
 }
 
 Result<std::vector<Offer>> Ec2Provider::offers(const OfferQuery& query) const {
+  // This provider launches in its configured region only (the subnet's): a query for other
+  // regions finds nothing here.
+  if (!query.regions.empty() && std::find(query.regions.begin(), query.regions.end(),
+                                          config_.region) == query.regions.end()) {
+    return std::vector<Offer>{};
+  }
   OfferQuery q = query;
   q.clouds = {"aws"};
-  if (q.regions.empty()) q.regions = {config_.region};
+  q.regions = {config_.region};
   return find_offers(catalog_, q);
 }
 

@@ -459,6 +459,17 @@ TEST(Ec2ProviderTest, OffersAreTheCatalogsAwsOffersInTheRegion) {
   ASSERT_EQ(offers->size(), 1u);
   EXPECT_EQ((*offers)[0].region, "us-east-1");
   EXPECT_EQ((*offers)[0].cloud, "aws");
+  // Another region is not this provider's to launch in, even when asked for.
+  OfferQuery west;
+  west.regions = {"us-west-2"};
+  auto none = provider.offers(west);
+  ASSERT_TRUE(none.is_ok());
+  EXPECT_TRUE(none->empty());
+  west.regions = {"us-west-2", "us-east-1"};
+  auto both = provider.offers(west);
+  ASSERT_TRUE(both.is_ok());
+  ASSERT_EQ(both->size(), 1u);
+  EXPECT_EQ((*both)[0].region, "us-east-1");
 }
 
 TEST(Ec2ProviderTest, StateCodesIgnoreTheHighByte) {
