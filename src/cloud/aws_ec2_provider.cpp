@@ -10,6 +10,20 @@ constexpr int kMaxDescribePages = 1000;  // a transport that always returns a ne
 
 }  // namespace
 
+std::string ec2_user_data(const std::string& bootstrap_script) {
+  // cloud-init runs user data that starts with "#!" as root at first boot. The agent must join
+  // under the instance id (the node name the autoscaler matches), which the instance metadata
+  // service gives, with an IMDSv2 session token.
+  return "#!/bin/sh\n"
+         "imds=http://169.254.169.254/latest\n"
+         "imds_token=$(curl -fsS -X PUT \"$imds/api/token\" "
+         "-H 'X-aws-ec2-metadata-token-ttl-seconds: 300')\n"
+         "LEPTON_INSTANCE_ID=$(curl -fsS -H \"X-aws-ec2-metadata-token: $imds_token\" "
+         "\"$imds/meta-data/instance-id\")\n"
+         "export LEPTON_INSTANCE_ID\n" +
+         bootstrap_script;
+}
+
 cloud::InstanceState ec2_instance_state(int code) {
   switch (code & 0xFF) {
     case 0:
@@ -101,7 +115,7 @@ Result<std::vector<Instance>> Ec2Provider::provision(const ProvisionRequest& req
   p.instance_type = offer.instance_type;
   p.min_count = request.count;
   p.max_count = request.count;
-  p.user_data = request.bootstrap_script;
+  p.user_data = ec2_user_data(request.bootstrap_script);
   p.spot = request.spot;
   p.tags.push_back({config_.pool_tag_key, config_.pool_tag_value});
   for (const auto& [key, value] : request.labels) p.tags.push_back({key, value});

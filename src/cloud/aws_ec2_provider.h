@@ -71,6 +71,10 @@ class Ec2Provider final : public Provider {
   Ec2Clock clock_;
 };
 
+// The user data of a launch: a shell script for cloud-init that sets LEPTON_INSTANCE_ID from the
+// instance metadata service (IMDSv2), then runs the autoscaler's bootstrap script.
+std::string ec2_user_data(const std::string& bootstrap_script);
+
 // EC2 state codes (the low byte; the high byte is for AWS's internal use) as InstanceState.
 cloud::InstanceState ec2_instance_state(int code);
 

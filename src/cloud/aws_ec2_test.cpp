@@ -346,7 +346,7 @@ TEST(Ec2ProviderTest, ProvisionSendsRunInstancesAndReadsTheAnswer) {
   ProvisionRequest request;
   request.offer = offer("m1.small", "us-east-1", 0.01);
   request.spot = true;
-  request.bootstrap_script = "#!/bin/bash\n";
+  request.bootstrap_script = "exec lepton agent\n";
   request.labels = {{"job", "42"}};
   auto instances = provider.provision(request);
   ASSERT_TRUE(instances.is_ok()) << instances.status().message();
@@ -361,7 +361,21 @@ TEST(Ec2ProviderTest, ProvisionSendsRunInstancesAndReadsTheAnswer) {
   EXPECT_NE(body.find("InstanceMarketOptions.MarketType=spot"), std::string::npos) << body;
   EXPECT_NE(body.find("TagSpecification.1.Tag.1.Key=lepton-pool"), std::string::npos) << body;
   EXPECT_NE(body.find("TagSpecification.1.Tag.2.Key=job"), std::string::npos) << body;
-  EXPECT_NE(body.find("UserData=IyEvYmluL2Jhc2gK"), std::string::npos) << body;  // coreutils
+  // The user data is the metadata preamble, then the bootstrap script, base64-encoded (base64 is
+  // checked against coreutils above) and form-encoded.
+  const std::string user_data = ec2_user_data("exec lepton agent\n");
+  EXPECT_TRUE(user_data.starts_with("#!/bin/sh\n")) << user_data;
+  EXPECT_NE(user_data.find("X-aws-ec2-metadata-token-ttl-seconds"), std::string::npos);
+  EXPECT_NE(user_data.find("/meta-data/instance-id"), std::string::npos);
+  EXPECT_TRUE(user_data.ends_with("\nexport LEPTON_INSTANCE_ID\nexec lepton agent\n"));
+  std::string encoded;
+  for (char c : base64_encode(user_data)) {
+    encoded += c == '+'   ? std::string("%2B")
+               : c == '/' ? std::string("%2F")
+               : c == '=' ? std::string("%3D")
+                          : std::string(1, c);
+  }
+  EXPECT_NE(body.find("UserData=" + encoded), std::string::npos) << body;
 }
 
 TEST(Ec2ProviderTest, CapacityErrorFromEc2IsUnavailable) {

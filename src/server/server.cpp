@@ -100,7 +100,9 @@ class ServerImpl final : public Server {
     http_ = std::move(*http);
     if (!options_.providers.empty()) {
       cp_->set_clouds(options_.providers,
-                      [script = bootstrap_script(url(), token_)] { return script; });
+                      [script = bootstrap_script(
+                           options_.advertise_url.empty() ? url() : options_.advertise_url,
+                           token_, this_binary())] { return script; });
     }
     loop_thread_ = std::thread([this] { loop_.run(); });
     schedule_tick();
@@ -397,7 +399,7 @@ class ServerImpl final : public Server {
 
 }  // namespace
 
-std::string bootstrap_script(const std::string& server_url, const std::string& token) {
+std::string this_binary() {
   std::error_code ec;
   std::string self = fs::read_symlink("/proc/self/exe", ec).string();
   // Rebuilt while running: the link names the old file as deleted; the new one is at the path.
@@ -405,6 +407,11 @@ std::string bootstrap_script(const std::string& server_url, const std::string& t
   if (self.size() > kDeleted.size() && self.ends_with(kDeleted)) {
     self.resize(self.size() - kDeleted.size());
   }
+  return self;
+}
+
+std::string bootstrap_script(const std::string& server_url, const std::string& token,
+                             const std::string& agent) {
   auto quote = [](const std::string& s) {
     std::string q = "'";
     for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -417,13 +424,17 @@ std::string bootstrap_script(const std::string& server_url, const std::string& t
          "export LEPTON_TOKEN=" +
          quote(token) +
          "\n"
-         "exec " +
-         quote(self.empty() ? "lepton" : self) + " agent --server " + quote(server_url) +
+         "agent=" +
+         quote(agent.empty() ? "lepton" : agent) +
+         "\n"
+         "[ -x \"$agent\" ] || agent=lepton\n"
+         "exec \"$agent\" agent --server " +
+         quote(server_url) +
          " --name \"${LEPTON_INSTANCE_ID:-$(hostname)}\""
          " ${LEPTON_SIM_GPUS:+--gpus \"$LEPTON_SIM_GPUS\"}"
          " ${LEPTON_SIM_CPUS:+--cpus \"$LEPTON_SIM_CPUS\"}"
          " ${LEPTON_SIM_MEMORY_GIB:+--memory \"$LEPTON_SIM_MEMORY_GIB\"}"
-         " --work-dir \"${LEPTON_INSTANCE_DIR:-$HOME/.lepton}/agent\"\n";
+         " --work-dir \"${LEPTON_INSTANCE_DIR:-${HOME:-/root}/.lepton}/agent\"\n";
 }
 
 std::string random_hex_token() {

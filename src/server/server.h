@@ -25,6 +25,8 @@ struct ServerOptions {
   ControlPlaneOptions control{};
   // Where machines are rented for work that does not fit (empty: none are).
   std::vector<std::shared_ptr<cloud::Provider>> providers{};
+  // The URL rented machines reach this server at ("http://10.0.0.5:8080"); empty: url().
+  std::string advertise_url{};
 };
 
 class Server {
@@ -39,8 +41,13 @@ class Server {
   virtual void stop() = 0;                      // idempotent
 };
 
-// The first-boot script of a rented machine: starts this binary's agent, joined to `server_url`.
-std::string bootstrap_script(const std::string& server_url, const std::string& token);
+// The first-boot script of a rented machine: starts the agent, joined to `server_url`. The agent
+// is this binary where the machine has it at the same path (an emulated machine), else `lepton`
+// from the machine's PATH (a real one, whose image has lepton installed).
+std::string bootstrap_script(const std::string& server_url, const std::string& token,
+                             const std::string& agent);
+// The path of the running executable.
+std::string this_binary();
 
 // 32 random bytes as 64 hex digits, from the system's random source.
 std::string random_hex_token();

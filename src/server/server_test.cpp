@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "net/http.h"
@@ -41,6 +43,51 @@ class ServerTest : public testing::Test {
   std::unique_ptr<Server> server_;
   net::Url url_;
 };
+
+// Runs `script` with /bin/sh in `dir`, with PATH = dir and `env` added; returns its exit code.
+int run_script(const fs::path& dir, const std::string& script, const std::string& env) {
+  const fs::path file = dir / "bootstrap.sh";
+  std::ofstream(file) << script;
+  const std::string cmd = "cd " + dir.string() + " && env -i PATH=" + dir.string() +
+                          ":/usr/bin:/bin " + env + " /bin/sh " + file.string();
+  return std::system(cmd.c_str());
+}
+
+TEST(BootstrapScript, StartsTheAgentJoinedUnderTheMachinesName) {
+  const fs::path dir = fs::temp_directory_path() / ("lepton-bootstrap-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  // A stand-in agent that records how it was started.
+  const fs::path fake = dir / "fake-lepton";
+  std::ofstream(fake) << "#!/bin/sh\necho \"$LEPTON_TOKEN $*\" > " << (dir / "args").string()
+                      << "\n";
+  fs::permissions(fake, fs::perms::owner_all);
+  auto args = [&] {
+    std::ifstream in(dir / "args");
+    std::string line;
+    std::getline(in, line);
+    fs::remove(dir / "args");
+    return line;
+  };
+  // An emulated machine: this machine's binary, the declared resources, the instance's folder.
+  std::string script = bootstrap_script("http://10.0.0.5:8080", "t0k'en", fake.string());
+  ASSERT_EQ(run_script(dir, script,
+                       "LEPTON_INSTANCE_ID=sim-aws-1 LEPTON_INSTANCE_DIR=/i LEPTON_SIM_GPUS=A100:1 "
+                       "LEPTON_SIM_CPUS=8 LEPTON_SIM_MEMORY_GIB=32"),
+            0);
+  EXPECT_EQ(args(),
+            "t0k'en agent --server http://10.0.0.5:8080 --name sim-aws-1 --gpus A100:1 --cpus 8 "
+            "--memory 32 --work-dir /i/agent");
+  // A real machine has no binary at the server's path: `lepton` from its PATH, which discovers
+  // the machine's own resources.
+  fs::rename(fake, dir / "lepton");
+  script = bootstrap_script("http://10.0.0.5:8080", "tok", (dir / "gone").string());
+  ASSERT_EQ(run_script(dir, script, "LEPTON_INSTANCE_ID=i-0abc HOME=/home/u"), 0);
+  EXPECT_EQ(
+      args(),
+      "tok agent --server http://10.0.0.5:8080 --name i-0abc --work-dir /home/u/.lepton/agent");
+  fs::remove_all(dir);
+}
 
 TEST_F(ServerTest, OpenEndpoints) {
   EXPECT_EQ(call("GET", "/healthz", "", false).body, "ok\n");
