@@ -1,6 +1,8 @@
 #include "cloud/aws_ec2_provider.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <utility>
 
 namespace lepton::cloud::aws {
@@ -9,6 +11,75 @@ namespace {
 constexpr int kMaxDescribePages = 1000;  // a transport that always returns a nextToken must end
 
 }  // namespace
+
+Result<Ec2ProviderConfig> Ec2ProviderConfig::from_json(std::string_view text) {
+  using nlohmann::json;
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return Status::invalid_argument("aws config: expected a JSON object");
+  }
+  Ec2ProviderConfig c;
+  for (const auto& [key, value] : j.items()) {
+    auto text_of = [&, &k = key, &v = value](std::string& out) -> Status {
+      if (!v.is_string() || v.get<std::string>().empty() || v.get<std::string>().size() > 1024) {
+        return Status::invalid_argument("aws config: " + k + ": expected a non-empty string");
+      }
+      out = v.get<std::string>();
+      return Status::ok();
+    };
+    if (key == "region") {
+      LEPTON_RETURN_IF_ERROR(text_of(c.region));
+    } else if (key == "image_id") {
+      LEPTON_RETURN_IF_ERROR(text_of(c.image_id));
+    } else if (key == "subnet_id") {
+      LEPTON_RETURN_IF_ERROR(text_of(c.subnet_id));
+    } else if (key == "key_name") {
+      LEPTON_RETURN_IF_ERROR(text_of(c.key_name));
+    } else if (key == "pool_tag") {
+      LEPTON_RETURN_IF_ERROR(text_of(c.pool_tag_value));
+    } else if (key == "endpoint") {
+      LEPTON_RETURN_IF_ERROR(text_of(c.endpoint));
+    } else if (key == "ca_file") {
+      LEPTON_RETURN_IF_ERROR(text_of(c.ca_file));
+    } else if (key == "security_group_ids") {
+      if (!value.is_array()) {
+        return Status::invalid_argument(
+            "aws config: security_group_ids: expected an array of strings");
+      }
+      for (const json& id : value) {
+        if (!id.is_string() || id.get<std::string>().empty()) {
+          return Status::invalid_argument(
+              "aws config: security_group_ids: expected an array of strings");
+        }
+        c.security_group_ids.push_back(id.get<std::string>());
+      }
+    } else {
+      return Status::invalid_argument("aws config: " + key +
+                                      ": unknown field (expected region, image_id, subnet_id, "
+                                      "security_group_ids, key_name, pool_tag, endpoint or "
+                                      "ca_file)");
+    }
+  }
+  if (c.region.empty()) return Status::invalid_argument("aws config: region: required");
+  if (c.image_id.empty()) return Status::invalid_argument("aws config: image_id: required");
+  return c;
+}
+
+Result<Credentials> credentials_from_env() {
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v ? v : "");
+  };
+  Credentials c{.access_key_id = env("AWS_ACCESS_KEY_ID"),
+                .secret_access_key = env("AWS_SECRET_ACCESS_KEY"),
+                .session_token = env("AWS_SESSION_TOKEN")};
+  if (c.access_key_id.empty() || c.secret_access_key.empty()) {
+    return Status::invalid_argument(
+        "aws: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for "
+        "temporary credentials) in the environment");
+  }
+  return c;
+}
 
 std::string ec2_user_data(const std::string& bootstrap_script) {
   // cloud-init runs user data that starts with "#!" as root at first boot. The agent must join

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cloud/aws_ec2.h"
@@ -39,13 +40,26 @@ using Ec2Clock = std::function<std::chrono::sys_seconds()>;
 struct Ec2ProviderConfig {
   std::string region;  // "us-east-1"
   Credentials credentials;
-  std::string image_id;  // the AMI to launch (with GPU drivers)
+  std::string image_id;  // the AMI to launch (with GPU drivers and lepton on its PATH)
   std::string subnet_id;
   std::vector<std::string> security_group_ids;
   std::string key_name;
   std::string pool_tag_key = "lepton-pool";
   std::string pool_tag_value = "default";
+  // Where the HTTPS requests go, "HOST[:PORT]"; empty: ec2.REGION.amazonaws.com:443. The Host
+  // header (and so the signature) always names the regional endpoint.
+  std::string endpoint;
+  std::string ca_file;  // PEM certificates to trust instead of the system's
+
+  // From a JSON object: {"region", "image_id", "subnet_id", "security_group_ids", "key_name",
+  // "pool_tag", "endpoint", "ca_file"}; region and image_id are required, unknown fields are
+  // errors. Credentials are not read from it (see credentials_from_env).
+  static Result<Ec2ProviderConfig> from_json(std::string_view text);
 };
+
+// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and (for temporary credentials) AWS_SESSION_TOKEN, as
+// the AWS CLI reads them; an error names what is missing.
+Result<Credentials> credentials_from_env();
 
 class Ec2Provider final : public Provider {
  public:

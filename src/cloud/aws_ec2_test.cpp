@@ -486,6 +486,60 @@ TEST(Ec2ProviderTest, OffersAreTheCatalogsAwsOffersInTheRegion) {
   EXPECT_EQ((*both)[0].region, "us-east-1");
 }
 
+TEST(Ec2ProviderConfigTest, ReadsJsonAndNamesBadFields) {
+  auto c = Ec2ProviderConfig::from_json(
+      R"({"region":"us-west-2","image_id":"ami-1","subnet_id":"subnet-2",)"
+      R"("security_group_ids":["sg-1","sg-2"],"key_name":"k","pool_tag":"team-a",)"
+      R"("endpoint":"127.0.0.1:8443","ca_file":"/tmp/ca.pem"})");
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_EQ(c->region, "us-west-2");
+  EXPECT_EQ(c->image_id, "ami-1");
+  EXPECT_EQ(c->subnet_id, "subnet-2");
+  EXPECT_EQ(c->security_group_ids, (std::vector<std::string>{"sg-1", "sg-2"}));
+  EXPECT_EQ(c->key_name, "k");
+  EXPECT_EQ(c->pool_tag_value, "team-a");
+  EXPECT_EQ(c->endpoint, "127.0.0.1:8443");
+  EXPECT_EQ(c->ca_file, "/tmp/ca.pem");
+  const std::pair<const char*, const char*> bad[] = {
+      {"[]", "aws config: expected a JSON object"},
+      {"{", "aws config: expected a JSON object"},
+      {R"({"image_id":"ami-1"})", "aws config: region: required"},
+      {R"({"region":"us-east-1"})", "aws config: image_id: required"},
+      {R"({"region":3,"image_id":"a"})", "aws config: region: expected a non-empty string"},
+      {R"({"region":"r","image_id":"a","security_group_ids":"sg-1"})",
+       "aws config: security_group_ids: expected an array of strings"},
+      {R"({"region":"r","image_id":"a","secret":"x"})", "aws config: secret: unknown field"},
+  };
+  for (const auto& [text, message] : bad) {
+    auto r = Ec2ProviderConfig::from_json(text);
+    ASSERT_FALSE(r.is_ok()) << text;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(message), std::string::npos)
+        << text << ": " << r.status().message();
+  }
+}
+
+TEST(Ec2ProviderConfigTest, CredentialsComeFromTheEnvironment) {
+  ::unsetenv("AWS_ACCESS_KEY_ID");
+  ::unsetenv("AWS_SECRET_ACCESS_KEY");
+  ::unsetenv("AWS_SESSION_TOKEN");
+  auto missing = credentials_from_env();
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_NE(missing.status().message().find("AWS_ACCESS_KEY_ID"), std::string::npos);
+  ::setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
+  EXPECT_FALSE(credentials_from_env().is_ok()) << "the secret is missing";
+  ::setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+  ::setenv("AWS_SESSION_TOKEN", "session", 1);
+  auto c = credentials_from_env();
+  ASSERT_TRUE(c.is_ok());
+  EXPECT_EQ(c->access_key_id, "AKIDEXAMPLE");
+  EXPECT_EQ(c->secret_access_key, "secret");
+  EXPECT_EQ(c->session_token, "session");
+  ::unsetenv("AWS_ACCESS_KEY_ID");
+  ::unsetenv("AWS_SECRET_ACCESS_KEY");
+  ::unsetenv("AWS_SESSION_TOKEN");
+}
+
 TEST(Ec2ProviderTest, StateCodesIgnoreTheHighByte) {
   EXPECT_EQ(ec2_instance_state(16), cloud::InstanceState::kRunning);
   EXPECT_EQ(ec2_instance_state(256 + 16), cloud::InstanceState::kRunning);
