@@ -141,7 +141,12 @@ Result<std::string> Ec2Provider::call(const NameValues& params, std::string_view
       build_ec2_request(params, config_.region, config_.credentials, format_amz_date(clock_()));
   if (!request.is_ok()) return request.status();
   auto response = transport_(request.value());
-  if (!response.is_ok()) return response.status();
+  if (!response.is_ok()) {
+    // EC2 was not reached. Not kUnavailable: the autoscaler reads that as "this offer has no
+    // capacity, try the next", and every offer goes through the same endpoint.
+    return Status(StatusCode::kInternal,
+                  "aws ec2 " + std::string(action) + ": " + response.status().message());
+  }
   if (response->status == 200) return std::move(response->body);
   auto error = parse_error_response(response->body);
   if (!error.is_ok()) {

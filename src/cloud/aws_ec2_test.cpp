@@ -410,7 +410,10 @@ TEST(Ec2ProviderTest, NonEc2ErrorBodyAndTransportFailure) {
   EXPECT_EQ(s.message(),
             "aws ec2 TerminateInstances: HTTP 503 without an EC2 error document: ec2 response: "
             "document: expected root element <Response>, got <html>");
-  EXPECT_EQ(provider.terminate({"i-1"}).message(), "no scripted response");
+  // EC2 not reached: an error of its own, not a capacity answer.
+  const Status unreached = provider.terminate({"i-1"});
+  EXPECT_EQ(unreached.code(), StatusCode::kInternal);
+  EXPECT_EQ(unreached.message(), "aws ec2 TerminateInstances: no scripted response");
 }
 
 TEST(Ec2ProviderTest, TerminateAndListFollowPages) {

@@ -381,7 +381,10 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
                     std::to_string(options_.failover_ttl_ms / 1000) + " s)");
           continue;
         }
-        event(batch, now_ms, object, "cannot rent " + pool + ": " + result.status().message());
+        // Not an answer about this offer (the provider was not reached, or refused the call):
+        // the next round tries again, and the job says why it waits.
+        note = "cannot rent " + pool + ": " + result.status().message();
+        event(batch, now_ms, object, note);
         break;
       }
       for (const cloud::Instance& i : *result) {
