@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <algorithm>
 #include <array>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -72,19 +73,27 @@ bool is_http_error(const error_code& ec) {
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-// Streams and sockets bound to the worker's io_context executor type rather than the type-erased
+// Sockets and timers bound to the worker's io_context executor type rather than the type-erased
 // any_io_executor: every asynchronous operation copies its executor, and the erased one costs an
 // allocation-free but virtual copy and destroy each time (about 3% of the gateway's CPU under
-// load).
+// load). Plain sockets, not beast::basic_stream: its timeouts arm, cancel and complete an asio
+// timer around every read and write; a session keeps one deadline and one lazily armed timer.
 using Executor = asio::io_context::executor_type;
 using Socket = asio::basic_stream_socket<tcp, Executor>;
-using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
+using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;  // probes
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Executor>;
 
 struct Worker {
   Worker(const GatewayOptions& o, Router& r, GatewayStats& s, uint32_t seed)
-      : options(o), router(r), stats(s), rng(seed) {}
+      : options(o),
+        router(r),
+        stats(s),
+        rng(seed),
+        min_timeout_ns(std::max<int64_t>(
+            1'000'000, std::chrono::nanoseconds(
+                           std::min({o.connect_timeout, o.first_byte_timeout, o.idle_timeout}))
+                           .count())) {}
 
   // Declared first so it is destroyed last: everything below holds sockets on it.
   asio::io_context ioc{1};
@@ -93,7 +102,9 @@ struct Worker {
   Router& router;
   GatewayStats& stats;
   std::minstd_rand rng;
-  std::unordered_map<std::string, std::vector<std::unique_ptr<Stream>>> idle;
+  // The shortest of the timeouts: how far ahead a session's timer is armed at most.
+  int64_t min_timeout_ns;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Socket>>> idle;
   std::shared_ptr<const RouteTable> table;
   uint64_t table_version = 0;
   std::thread thread;
@@ -108,21 +119,20 @@ struct Worker {
     return table;
   }
 
-  std::unique_ptr<Stream> take(const std::string& address) {
+  std::unique_ptr<Socket> take(const std::string& address) {
     auto it = idle.find(address);
     if (it == idle.end()) return nullptr;
     while (!it->second.empty()) {
-      std::unique_ptr<Stream> s = std::move(it->second.back());
+      std::unique_ptr<Socket> s = std::move(it->second.back());
       it->second.pop_back();
-      if (s->socket().is_open()) return s;
+      if (s->is_open()) return s;
     }
     return nullptr;
   }
 
-  void give_back(const std::string& address, std::unique_ptr<Stream> s) {
-    std::vector<std::unique_ptr<Stream>>& pool = idle[address];
+  void give_back(const std::string& address, std::unique_ptr<Socket> s) {
+    std::vector<std::unique_ptr<Socket>>& pool = idle[address];
     if (pool.size() >= options.max_idle_per_upstream) return;
-    s->expires_never();
     pool.push_back(std::move(s));
   }
 
@@ -133,15 +143,16 @@ struct Worker {
 // time: read the request, relay one exchange with an upstream, then read the next.
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(Worker& worker, Socket socket) : w_(worker), client_(std::move(socket)) {}
+  Session(Worker& worker, Socket socket)
+      : w_(worker), client_(std::move(socket)), timer_(worker.ioc.get_executor()) {}
   ~Session() { release(); }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   void start() {
     error_code ec;
-    client_.socket().set_option(tcp::no_delay(true), ec);
-    tcp::endpoint peer = client_.socket().remote_endpoint(ec);
+    client_.set_option(tcp::no_delay(true), ec);
+    tcp::endpoint peer = client_.remote_endpoint(ec);
     if (!ec) client_ip_ = peer.address().to_string();
     read_request();
   }
@@ -153,7 +164,7 @@ class Session : public std::enable_shared_from_this<Session> {
     req_parser_.emplace();
     req_parser_->body_limit(w_.options.max_request_body_bytes);
     req_parser_->header_limit(32 * 1024);
-    client_.expires_after(w_.options.idle_timeout);
+    set_deadline(Deadline::kClient, w_.options.idle_timeout);
     http::async_read_header(
         client_, client_buf_, *req_parser_,
         [self = shared_from_this()](error_code ec, size_t) { self->on_request_head(ec); });
@@ -200,7 +211,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     req_ = req_parser_->release();
     req_parser_.reset();
-    client_.expires_never();
+    clear_deadline();
     client_http11_ = req_.version() >= 11;
     client_keep_alive_ = client_http11_ && req_.keep_alive();
     head_request_ = req_.method() == http::verb::head;
@@ -323,6 +334,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     replica_->in_flight.fetch_add(1, std::memory_order_relaxed);
     upstream_ = w_.take(replica_->address);
+    upstream_timed_out_ = false;
     reused_ = upstream_ != nullptr;
     if (reused_) return send_upstream();
     connect();
@@ -331,6 +343,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // No replica is ready: wait for one (the control plane starts one when it sees this request in
   // flight), looking again every 20 ms, up to hold_for.
   void hold() {
+    clear_deadline();
     const int64_t now = now_ns();
     if (hold_until_ns_ == 0) {
       hold_until_ns_ = now + std::chrono::nanoseconds(w_.options.hold_for).count();
@@ -390,13 +403,14 @@ class Session : public std::enable_shared_from_this<Session> {
     asio::ip::address ip = asio::ip::make_address(replica_->ip, ec);
     if (ec) return on_attempt_failed(ec);
     res_parser_.reset();
-    upstream_ = std::make_unique<Stream>(w_.ioc.get_executor());
-    upstream_->expires_after(w_.options.connect_timeout);
+    upstream_timed_out_ = false;
+    upstream_ = std::make_unique<Socket>(w_.ioc.get_executor());
+    set_deadline(Deadline::kUpstream, w_.options.connect_timeout);
     upstream_->async_connect(tcp::endpoint(ip, replica_->port),
                              [self = shared_from_this()](error_code e) {
-                               if (e) return self->on_attempt_failed(e);
+                               if (e) return self->on_attempt_failed(self->upstream_error(e));
                                error_code ignored;
-                               self->upstream_->socket().set_option(tcp::no_delay(true), ignored);
+                               self->upstream_->set_option(tcp::no_delay(true), ignored);
                                self->send_upstream();
                              });
   }
@@ -404,10 +418,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void send_upstream() {
     arm_client_watch();
     upstream_buf_.clear();
-    upstream_->expires_after(w_.options.first_byte_timeout);
+    set_deadline(Deadline::kUpstream, w_.options.first_byte_timeout);
     asio::async_write(*upstream_, asio::buffer(upstream_request_),
                       [self = shared_from_this()](error_code ec, size_t) {
-                        if (ec) return self->on_attempt_failed(ec);
+                        if (ec) return self->on_attempt_failed(self->upstream_error(ec));
                         self->read_upstream_head();
                       });
   }
@@ -416,9 +430,10 @@ class Session : public std::enable_shared_from_this<Session> {
     res_parser_.emplace();
     res_parser_->body_limit(std::numeric_limits<uint64_t>::max());
     if (head_request_) res_parser_->skip(true);
-    http::async_read_header(
-        *upstream_, upstream_buf_, *res_parser_,
-        [self = shared_from_this()](error_code ec, size_t) { self->on_upstream_head(ec); });
+    http::async_read_header(*upstream_, upstream_buf_, *res_parser_,
+                            [self = shared_from_this()](error_code ec, size_t) {
+                              self->on_upstream_head(self->upstream_error(ec));
+                            });
   }
 
   // Before any byte reached the client: a stale pooled connection is retried once on a fresh
@@ -515,10 +530,11 @@ class Session : public std::enable_shared_from_this<Session> {
     auto& body = res_parser_->get().body();
     body.data = body_buf_.data();
     body.size = body_buf_.size();
-    upstream_->expires_after(w_.options.idle_timeout);
-    http::async_read_some(
-        *upstream_, upstream_buf_, *res_parser_,
-        [self = shared_from_this()](error_code ec, size_t) { self->on_body(ec); });
+    set_deadline(Deadline::kUpstream, w_.options.idle_timeout);
+    http::async_read_some(*upstream_, upstream_buf_, *res_parser_,
+                          [self = shared_from_this()](error_code ec, size_t) {
+                            self->on_body(self->upstream_error(ec));
+                          });
   }
 
   void append_body(std::string_view piece) {
@@ -570,7 +586,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void write_client(bool done) {
     head_written_ = true;
-    client_.expires_after(w_.options.idle_timeout);
+    set_deadline(Deadline::kClient, w_.options.idle_timeout);
     asio::async_write(client_, asio::buffer(out_),
                       [self = shared_from_this(), done](error_code ec, size_t) {
                         if (ec) {
@@ -597,7 +613,8 @@ class Session : public std::enable_shared_from_this<Session> {
       stats.completion_tokens.fetch_add(usage->completion_tokens, std::memory_order_relaxed);
     }
     bool reusable = res_parser_->keep_alive() && res_parser_->is_done() &&
-                    upstream_buf_.size() == 0 && upstream_->socket().is_open();
+                    upstream_buf_.size() == 0 && upstream_->is_open();
+    clear_deadline();
     if (reusable) {
       w_.give_back(replica_->address, std::move(upstream_));
     } else {
@@ -659,7 +676,7 @@ class Session : public std::enable_shared_from_this<Session> {
     out_.append("Content-Length: ").append(std::to_string(body.size()));
     out_.append(client_keep_alive_ ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
     if (!head_request_) out_.append(body);
-    client_.expires_after(w_.options.idle_timeout);
+    set_deadline(Deadline::kClient, w_.options.idle_timeout);
     asio::async_write(client_, asio::buffer(out_),
                       [self = shared_from_this()](error_code ec, size_t) {
                         if (ec) return self->close_client();
@@ -672,10 +689,9 @@ class Session : public std::enable_shared_from_this<Session> {
     table_.reset();
     if (!client_keep_alive_) return close_client();
     if (watch_armed_) {
-      // The watch's handler reads the next request once it has run.
+      // The watch's read is the first read of the next request: its handler goes on with it.
       resume_after_watch_ = true;
-      error_code ec;
-      client_.socket().cancel(ec);
+      set_deadline(Deadline::kClient, w_.options.idle_timeout);
       return;
     }
     read_request();
@@ -683,40 +699,100 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close_client() {
     closing_ = true;
+    clear_deadline();
     error_code ec;
-    client_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    client_.socket().close(ec);
+    timer_.cancel();
+    client_.shutdown(tcp::socket::shutdown_both, ec);
+    client_.close(ec);
   }
 
-  // While an exchange runs, waits for the client's socket to turn readable: with no bytes to read,
-  // the client has gone (EOF or reset), so the upstream connection is closed at once, cancelling
-  // its work (a long stream stops generating). Bytes mean a pipelined request; they stay queued.
+  // While an exchange runs, reads from the client: end of stream or an error means the client has
+  // gone, so the upstream connection is closed at once, cancelling its work (a long stream stops
+  // generating). Bytes mean a pipelined request; they stay in the buffer for the next read. A read
+  // rather than a wait for readability: asio (1.74) re-registers the socket with epoll for every
+  // wait, a system call per request, while a read just queues on the registered socket; and the
+  // read doubles as the first read of the next request.
   void arm_client_watch() {
     if (watch_armed_ || client_buf_.size() > 0) return;
     watch_armed_ = true;
-    client_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
-      self->on_client_watch(ec);
-    });
+    client_.async_read_some(
+        client_buf_.prepare(kClientReadSize),
+        [self = shared_from_this()](error_code ec, size_t n) { self->on_client_watch(ec, n); });
   }
 
-  void on_client_watch(error_code ec) {
+  void on_client_watch(error_code ec, size_t n) {
     watch_armed_ = false;
+    client_buf_.commit(n);
     if (resume_after_watch_) {
       resume_after_watch_ = false;
-      if (!closing_) read_request();
-      return;
+      if (closing_) return;
+      if (ec && n == 0) return close_client();  // the client ended its keep-alive connection
+      return read_request();
     }
-    if (ec || closing_ || !dep_) return;
-    error_code aec;
-    size_t available = client_.socket().available(aec);
-    if (aec || available == 0) {
-      client_gone_ = true;
-      if (upstream_) upstream_->close();
+    if (n > 0 || closing_ || !dep_ || ec == asio::error::operation_aborted) return;
+    client_gone_ = true;
+    if (upstream_) {
+      error_code ignored;
+      upstream_->close(ignored);
     }
   }
 
+  // ---- deadlines
+  //
+  // One deadline per session at a time: the client's (reading a request, writing a response) or
+  // the upstream's (connect, first byte, between body reads); the exchange never waits on both.
+  // Setting one only stores it: the timer is armed at most min_timeout ahead, never later than
+  // any deadline that can be set before it fires, so it never has to be moved earlier; when it
+  // fires it acts on a deadline that has passed and otherwise re-arms.
+
+  enum class Deadline { kNone, kClient, kUpstream };
+
+  void set_deadline(Deadline kind, std::chrono::milliseconds after) {
+    const int64_t now = now_ns();
+    deadline_kind_ = kind;
+    deadline_ns_ = now + std::chrono::nanoseconds(after).count();
+    if (!timer_armed_) arm_timer(now);
+  }
+
+  void clear_deadline() { deadline_kind_ = Deadline::kNone; }
+
+  void arm_timer(int64_t now) {
+    timer_armed_ = true;
+    int64_t at = std::min(deadline_ns_, now + w_.min_timeout_ns);
+    timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(at)));
+    timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
+  }
+
+  void on_timer(error_code ec) {
+    timer_armed_ = false;
+    if (ec == asio::error::operation_aborted || closing_ || deadline_kind_ == Deadline::kNone) {
+      return;
+    }
+    const int64_t now = now_ns();
+    if (now < deadline_ns_) return arm_timer(now);
+    Deadline kind = deadline_kind_;
+    deadline_kind_ = Deadline::kNone;
+    if (kind == Deadline::kClient) return close_client();
+    if (upstream_) {
+      upstream_timed_out_ = true;
+      error_code ignored;
+      upstream_->close(ignored);
+    }
+  }
+
+  // An upstream operation's error, as beast::error::timeout when the deadline closed the socket.
+  error_code upstream_error(error_code ec) {
+    if (ec && upstream_timed_out_) {
+      upstream_timed_out_ = false;
+      return beast::error::timeout;
+    }
+    return ec;
+  }
+
+  static constexpr size_t kClientReadSize = 4096;
+
   Worker& w_;
-  Stream client_;
+  Socket client_;
   beast::flat_buffer client_buf_;
   std::string client_ip_;
   std::optional<http::request_parser<http::string_body>> req_parser_;
@@ -741,7 +817,12 @@ class Session : public std::enable_shared_from_this<Session> {
   bool count_usage_ = false;
   bool strip_usage_ = false;
   std::string upstream_request_;
-  std::unique_ptr<Stream> upstream_;
+  std::unique_ptr<Socket> upstream_;
+  bool upstream_timed_out_ = false;
+  Timer timer_;
+  bool timer_armed_ = false;
+  Deadline deadline_kind_ = Deadline::kNone;
+  int64_t deadline_ns_ = 0;
   bool reused_ = false;
   bool stale_retry_used_ = false;
   beast::flat_buffer upstream_buf_;
