@@ -84,6 +84,32 @@ using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Executor>;
 
+class Session;
+
+// A link in a worker's list of exchanges whose client is not watched yet.
+struct WatchLink {
+  WatchLink* prev = this;
+  WatchLink* next = this;
+  int64_t linked_ns = 0;
+  bool linked() const { return next != this; }
+  void unlink() {
+    prev->next = next;
+    next->prev = prev;
+    prev = next = this;
+  }
+  void link_before(WatchLink& at) {
+    prev = at.prev;
+    next = &at;
+    at.prev->next = this;
+    at.prev = this;
+  }
+};
+
+// How long an exchange runs before the gateway watches its client for going away. Most requests
+// are answered sooner and never pay the watch's read (a system call each); a client that leaves a
+// long one is noticed within twice this.
+constexpr std::chrono::milliseconds kWatchAfter{20};
+
 struct Worker {
   Worker(const GatewayOptions& o, Router& r, GatewayStats& s, uint32_t seed)
       : options(o),
@@ -95,8 +121,12 @@ struct Worker {
                            std::min({o.connect_timeout, o.first_byte_timeout, o.idle_timeout}))
                            .count())) {}
 
+  // Before the io_context: sessions, destroyed with it, unlink themselves from this list.
+  WatchLink unwatched;  // oldest first
   // Declared first so it is destroyed last: everything below holds sockets on it.
   asio::io_context ioc{1};
+  Timer watch_timer{ioc.get_executor()};
+  bool watch_timer_armed = false;
   asio::basic_socket_acceptor<tcp, Executor> acceptor{ioc.get_executor()};
   const GatewayOptions& options;
   Router& router;
@@ -137,15 +167,21 @@ struct Worker {
   }
 
   void accept();
+  void watch_later(Session& s);
+  void on_watch_timer();
+  void arm_watch_timer();
 };
 
 // One client connection, on one worker, from accept to close. Requests on it are handled one at a
 // time: read the request, relay one exchange with an upstream, then read the next.
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public std::enable_shared_from_this<Session>, public WatchLink {
  public:
   Session(Worker& worker, Socket socket)
       : w_(worker), client_(std::move(socket)), timer_(worker.ioc.get_executor()) {}
-  ~Session() { release(); }
+  ~Session() {
+    release();
+    unlink();
+  }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -416,7 +452,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void send_upstream() {
-    arm_client_watch();
+    if (!watch_armed_ && !linked()) w_.watch_later(*this);
     upstream_buf_.clear();
     set_deadline(Deadline::kUpstream, w_.options.first_byte_timeout);
     asio::async_write(*upstream_, asio::buffer(upstream_request_),
@@ -645,6 +681,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void release() {
     unhold();
+    unlink();
     if (replica_) {
       replica_->in_flight.fetch_sub(1, std::memory_order_relaxed);
       replica_ = nullptr;
@@ -706,13 +743,17 @@ class Session : public std::enable_shared_from_this<Session> {
     client_.close(ec);
   }
 
-  // While an exchange runs, reads from the client: end of stream or an error means the client has
-  // gone, so the upstream connection is closed at once, cancelling its work (a long stream stops
-  // generating). Bytes mean a pipelined request; they stay in the buffer for the next read. A read
-  // rather than a wait for readability: asio (1.74) re-registers the socket with epoll for every
-  // wait, a system call per request, while a read just queues on the registered socket; and the
-  // read doubles as the first read of the next request.
+  friend struct Worker;
+
+  // While an exchange runs (from kWatchAfter on, or at once while it holds), reads from the client:
+  // end of stream or an error means the client has gone, so the upstream connection is closed at
+  // once, cancelling its work (a long stream stops generating). Bytes mean a pipelined request;
+  // they stay in the buffer for the next read. A read rather than a wait for readability: asio
+  // (1.74) re-registers the socket with epoll for every wait, a system call per request, while a
+  // read just queues on the registered socket; and the read doubles as the first read of the next
+  // request.
   void arm_client_watch() {
+    unlink();
     if (watch_armed_ || client_buf_.size() > 0) return;
     watch_armed_ = true;
     client_.async_read_some(
@@ -839,6 +880,30 @@ class Session : public std::enable_shared_from_this<Session> {
   bool resume_after_watch_ = false;
   bool client_gone_ = false;
 };
+
+void Worker::watch_later(Session& s) {
+  s.linked_ns = now_ns();
+  s.link_before(unwatched);
+  if (!watch_timer_armed) arm_watch_timer();
+}
+
+void Worker::arm_watch_timer() {
+  watch_timer_armed = true;
+  watch_timer.expires_after(kWatchAfter);
+  watch_timer.async_wait([this](error_code ec) {
+    watch_timer_armed = false;
+    if (!ec) on_watch_timer();
+  });
+}
+
+// Watches the clients of the exchanges that have waited kWatchAfter or more.
+void Worker::on_watch_timer() {
+  const int64_t linked_before = now_ns() - std::chrono::nanoseconds(kWatchAfter).count();
+  while (unwatched.linked() && unwatched.next->linked_ns <= linked_before) {
+    static_cast<Session*>(unwatched.next)->arm_client_watch();  // unlinks it
+  }
+  if (unwatched.linked()) arm_watch_timer();
+}
 
 void Worker::accept() {
   acceptor.async_accept(ioc.get_executor(), [this](error_code ec, Socket socket) {
