@@ -67,9 +67,104 @@ bool same_secret(std::string_view given, std::string_view expected) {
   return diff == 0;
 }
 
+bool iequals(std::string_view a, std::string_view b) {
+  return beast::iequals(beast::string_view(a.data(), a.size()),
+                        beast::string_view(b.data(), b.size()));
+}
+
 bool is_http_error(const error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_target).category();
 }
+
+// The parts of an HTTP/1 message that the gateway uses, in storage kept from one message to the
+// next: beast's own parsers allocate every field on its own, twice per proxied request.
+struct Head {
+  struct Field {
+    http::field name;
+    uint32_t name_at, name_size, value_at, value_size;
+  };
+  std::string text;  // method, target, reason, field names and values
+  std::vector<Field> fields;
+  http::verb method = http::verb::unknown;
+  uint32_t method_size = 0, target_size = 0, reason_size = 0;  // at the start of `text`, in order
+  unsigned status = 0;
+  unsigned version = 11;
+  std::string body;  // a request's whole body; the part of a response's body parsed last
+
+  void clear() {
+    text.clear();
+    fields.clear();
+    body.clear();
+    method = http::verb::unknown;
+    method_size = target_size = reason_size = 0;
+    status = 0;
+  }
+  std::string_view method_string() const { return {text.data(), method_size}; }
+  std::string_view target() const { return {text.data() + method_size, target_size}; }
+  std::string_view reason() const { return {text.data() + method_size + target_size, reason_size}; }
+  std::string_view name(const Field& f) const { return {text.data() + f.name_at, f.name_size}; }
+  std::string_view value(const Field& f) const { return {text.data() + f.value_at, f.value_size}; }
+  // The first field called `name`; empty when there is none.
+  std::string_view operator[](http::field name) const {
+    for (const Field& f : fields) {
+      if (f.name == name) return value(f);
+    }
+    return {};
+  }
+};
+
+// beast's parser, filling a Head.
+template <bool isRequest>
+class HeadParser final : public http::basic_parser<isRequest> {
+ public:
+  explicit HeadParser(Head& head) : head_(head) { head_.clear(); }
+
+ private:
+  using string_view = beast::string_view;
+
+  uint32_t add(string_view s) {
+    auto at = static_cast<uint32_t>(head_.text.size());
+    head_.text.append(s.data(), s.size());
+    return at;
+  }
+  void on_request_impl(http::verb method, string_view method_str, string_view target, int version,
+                       error_code&) override {
+    head_.method = method;
+    add(method_str);
+    add(target);
+    head_.method_size = static_cast<uint32_t>(method_str.size());
+    head_.target_size = static_cast<uint32_t>(target.size());
+    head_.version = static_cast<unsigned>(version);
+  }
+  void on_response_impl(int code, string_view reason, int version, error_code&) override {
+    add(reason);
+    head_.reason_size = static_cast<uint32_t>(reason.size());
+    head_.status = static_cast<unsigned>(code);
+    head_.version = static_cast<unsigned>(version);
+  }
+  void on_field_impl(http::field name, string_view name_string, string_view value,
+                     error_code&) override {
+    uint32_t name_at = add(name_string);
+    uint32_t value_at = add(value);
+    head_.fields.push_back({name, name_at, static_cast<uint32_t>(name_string.size()), value_at,
+                            static_cast<uint32_t>(value.size())});
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<uint64_t>& length, error_code&) override {
+    if (isRequest && length) head_.body.reserve(std::min<uint64_t>(*length, 1 << 20));
+  }
+  size_t on_body_impl(string_view body, error_code&) override {
+    head_.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(uint64_t, string_view, error_code&) override {}
+  size_t on_chunk_body_impl(uint64_t, string_view body, error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
+  void on_finish_impl(error_code&) override {}
+
+  Head& head_;
+};
 
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
@@ -197,7 +292,7 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
   // ---- client side
 
   void read_request() {
-    req_parser_.emplace();
+    req_parser_.emplace(req_);
     req_parser_->body_limit(w_.options.max_request_body_bytes);
     req_parser_->header_limit(32 * 1024);
     set_deadline(Deadline::kClient, w_.options.idle_timeout);
@@ -213,7 +308,7 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
       http::async_read(self->client_, self->client_buf_, *self->req_parser_,
                        [self](error_code e, size_t) { self->on_request(e); });
     };
-    if (beast::iequals(req_parser_->get()[http::field::expect], "100-continue")) {
+    if (iequals(req_[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(client_, asio::buffer(kContinue.data(), kContinue.size()),
                         [self = shared_from_this(), read_body](error_code e, size_t) {
@@ -245,13 +340,12 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
       return respond_local(
           400, error_body("invalid_argument", "malformed HTTP request: " + ec.message()));
     }
-    req_ = req_parser_->release();
+    client_http11_ = req_.version >= 11;
+    client_keep_alive_ = client_http11_ && req_parser_->keep_alive();
     req_parser_.reset();
     clear_deadline();
-    client_http11_ = req_.version() >= 11;
-    client_keep_alive_ = client_http11_ && req_.keep_alive();
-    head_request_ = req_.method() == http::verb::head;
-    std::string_view target(req_.target().data(), req_.target().size());
+    head_request_ = req_.method == http::verb::head;
+    std::string_view target = req_.target();
     table_ = w_.routes();
     if (target == "/-/metrics") {
       return respond_local(200, prometheus_text(*table_, w_.stats), "text/plain; version=0.0.4");
@@ -266,8 +360,7 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
       name = t.substr(0, end);
       rest = end == std::string_view::npos ? std::string_view{} : t.substr(end);
     } else {
-      auto host_field = req_[http::field::host];
-      std::string_view host(host_field.data(), host_field.size());
+      std::string_view host = req_[http::field::host];
       size_t dot = host.find('.');
       if (dot != std::string_view::npos && dot > 0) {
         name = host.substr(0, dot);
@@ -285,8 +378,7 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
                                            : "no deployment named '" + std::string(name) + "'"));
     }
     if (!dep_->token.empty()) {
-      auto auth = req_[http::field::authorization];
-      if (!same_secret(std::string_view(auth.data(), auth.size()), "Bearer " + dep_->token)) {
+      if (!same_secret(req_[http::field::authorization], "Bearer " + dep_->token)) {
         return respond_local(401,
                              error_body("unauthenticated", "deployment '" + dep_->name +
                                                                "' needs 'Authorization: Bearer "
@@ -315,31 +407,29 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
   void prepare_upstream_request(const std::string& target) {
     count_usage_ = is_openai_path(target);
     std::optional<std::string> rewritten;
-    if (count_usage_ && req_.method() == http::verb::post) {
-      rewritten = add_include_usage(target, req_.body());
+    if (count_usage_ && req_.method == http::verb::post) {
+      rewritten = add_include_usage(target, req_.body);
     }
     strip_usage_ = rewritten.has_value();
-    const std::string& body = rewritten ? *rewritten : req_.body();
+    const std::string& body = rewritten ? *rewritten : req_.body;
 
     std::string& r = upstream_request_;
     r.clear();
-    auto method = req_.method_string();
-    r.append(method.data(), method.size()).append(" ").append(target).append(" HTTP/1.1\r\n");
+    r.append(req_.method_string()).append(" ").append(target).append(" HTTP/1.1\r\n");
     bool forwarded = false;
-    for (const auto& f : req_) {
-      if (hop_by_hop(f.name()) || f.name() == http::field::expect) continue;
-      auto n = f.name_string();
-      auto v = f.value();
-      r.append(n.data(), n.size()).append(": ").append(v.data(), v.size());
-      if (beast::iequals(n, "x-forwarded-for")) {
+    for (const Head::Field& f : req_.fields) {
+      if (hop_by_hop(f.name) || f.name == http::field::expect) continue;
+      std::string_view n = req_.name(f);
+      r.append(n).append(": ").append(req_.value(f));
+      if (iequals(n, "x-forwarded-for")) {
         r.append(", ").append(client_ip_);
         forwarded = true;
       }
       r.append("\r\n");
     }
     if (!forwarded) r.append("X-Forwarded-For: ").append(client_ip_).append("\r\n");
-    if (!body.empty() || req_.method() == http::verb::post || req_.method() == http::verb::put ||
-        req_.method() == http::verb::patch) {
+    if (!body.empty() || req_.method == http::verb::post || req_.method == http::verb::put ||
+        req_.method == http::verb::patch) {
       r.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
     }
     r.append("\r\n").append(body);
@@ -463,7 +553,7 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
   }
 
   void read_upstream_head() {
-    res_parser_.emplace();
+    res_parser_.emplace(res_);
     res_parser_->body_limit(std::numeric_limits<uint64_t>::max());
     if (head_request_) res_parser_->skip(true);
     http::async_read_header(*upstream_, upstream_buf_, *res_parser_,
@@ -509,11 +599,9 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
   void on_upstream_head(error_code ec) {
     if (client_gone_) return abort_exchange();
     if (ec) return on_attempt_failed(ec);
-    auto& res = res_parser_->get();
-    unsigned status = res.result_int();
+    unsigned status = res_.status;
     bool no_body = head_request_ || status / 100 == 1 || status == 204 || status == 304;
-    auto ct = res[http::field::content_type];
-    std::string_view content_type(ct.data(), ct.size());
+    std::string_view content_type = res_[http::field::content_type];
     sse_.reset();
     capture_json_ = false;
     capture_.clear();
@@ -529,15 +617,16 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
     bool modify = sse_.has_value() && strip_usage_;
 
     out_.clear();
-    auto reason = res.reason();
-    if (reason.empty()) reason = http::obsolete_reason(res.result());
+    std::string_view reason = res_.reason();
+    if (reason.empty()) {
+      auto r = http::obsolete_reason(static_cast<http::status>(status));
+      reason = {r.data(), r.size()};
+    }
     out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
-    out_.append(reason.data(), reason.size()).append("\r\n");
-    for (const auto& f : res) {
-      if (hop_by_hop(f.name())) continue;
-      auto n = f.name_string();
-      auto v = f.value();
-      out_.append(n.data(), n.size()).append(": ").append(v.data(), v.size()).append("\r\n");
+    out_.append(reason).append("\r\n");
+    for (const Head::Field& f : res_.fields) {
+      if (hop_by_hop(f.name)) continue;
+      out_.append(res_.name(f)).append(": ").append(res_.value(f)).append("\r\n");
     }
     chunked_out_ = false;
     if (no_body) {
@@ -563,9 +652,7 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
   }
 
   void read_body() {
-    auto& body = res_parser_->get().body();
-    body.data = body_buf_.data();
-    body.size = body_buf_.size();
+    res_.body.clear();
     set_deadline(Deadline::kUpstream, w_.options.idle_timeout);
     http::async_read_some(*upstream_, upstream_buf_, *res_parser_,
                           [self = shared_from_this()](error_code ec, size_t) {
@@ -596,8 +683,8 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
       }
       return abort_exchange();
     }
-    size_t n = body_buf_.size() - res_parser_->get().body().size;
-    std::string_view piece(body_buf_.data(), n);
+    std::string_view piece = res_.body;
+    size_t n = piece.size();
     if (capture_json_) {
       if (capture_.size() + n <= kMaxUsageCapture) {
         capture_.append(piece);
@@ -836,8 +923,8 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
   Socket client_;
   beast::flat_buffer client_buf_;
   std::string client_ip_;
-  std::optional<http::request_parser<http::string_body>> req_parser_;
-  http::request<http::string_body> req_;
+  std::optional<HeadParser<true>> req_parser_;
+  Head req_;
   bool client_http11_ = true;
   bool client_keep_alive_ = true;
   bool head_request_ = false;
@@ -867,8 +954,8 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
   bool reused_ = false;
   bool stale_retry_used_ = false;
   beast::flat_buffer upstream_buf_;
-  std::optional<http::response_parser<http::buffer_body>> res_parser_;
-  std::array<char, 16 * 1024> body_buf_{};
+  std::optional<HeadParser<false>> res_parser_;
+  Head res_;
   std::string out_;
   std::string scratch_;
   bool chunked_out_ = false;
