@@ -1,5 +1,6 @@
 #include "gateway/gateway.h"
 
+#include <algorithm>
 #include <array>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -66,34 +67,169 @@ bool same_secret(std::string_view given, std::string_view expected) {
   return diff == 0;
 }
 
+bool iequals(std::string_view a, std::string_view b) {
+  return beast::iequals(beast::string_view(a.data(), a.size()),
+                        beast::string_view(b.data(), b.size()));
+}
+
 bool is_http_error(const error_code& ec) {
   return ec.category() == http::make_error_code(http::error::bad_target).category();
 }
 
+// The parts of an HTTP/1 message that the gateway uses, in storage kept from one message to the
+// next: beast's own parsers allocate every field on its own, twice per proxied request.
+struct Head {
+  struct Field {
+    http::field name;
+    uint32_t name_at, name_size, value_at, value_size;
+  };
+  std::string text;  // method, target, reason, field names and values
+  std::vector<Field> fields;
+  http::verb method = http::verb::unknown;
+  uint32_t method_size = 0, target_size = 0, reason_size = 0;  // at the start of `text`, in order
+  unsigned status = 0;
+  unsigned version = 11;
+  std::string body;  // a request's whole body; the part of a response's body parsed last
+
+  void clear() {
+    text.clear();
+    fields.clear();
+    body.clear();
+    method = http::verb::unknown;
+    method_size = target_size = reason_size = 0;
+    status = 0;
+  }
+  std::string_view method_string() const { return {text.data(), method_size}; }
+  std::string_view target() const { return {text.data() + method_size, target_size}; }
+  std::string_view reason() const { return {text.data() + method_size + target_size, reason_size}; }
+  std::string_view name(const Field& f) const { return {text.data() + f.name_at, f.name_size}; }
+  std::string_view value(const Field& f) const { return {text.data() + f.value_at, f.value_size}; }
+  // The first field called `name`; empty when there is none.
+  std::string_view operator[](http::field name) const {
+    for (const Field& f : fields) {
+      if (f.name == name) return value(f);
+    }
+    return {};
+  }
+};
+
+// beast's parser, filling a Head.
+template <bool isRequest>
+class HeadParser final : public http::basic_parser<isRequest> {
+ public:
+  explicit HeadParser(Head& head) : head_(head) { head_.clear(); }
+
+ private:
+  using string_view = beast::string_view;
+
+  uint32_t add(string_view s) {
+    auto at = static_cast<uint32_t>(head_.text.size());
+    head_.text.append(s.data(), s.size());
+    return at;
+  }
+  void on_request_impl(http::verb method, string_view method_str, string_view target, int version,
+                       error_code&) override {
+    head_.method = method;
+    add(method_str);
+    add(target);
+    head_.method_size = static_cast<uint32_t>(method_str.size());
+    head_.target_size = static_cast<uint32_t>(target.size());
+    head_.version = static_cast<unsigned>(version);
+  }
+  void on_response_impl(int code, string_view reason, int version, error_code&) override {
+    add(reason);
+    head_.reason_size = static_cast<uint32_t>(reason.size());
+    head_.status = static_cast<unsigned>(code);
+    head_.version = static_cast<unsigned>(version);
+  }
+  void on_field_impl(http::field name, string_view name_string, string_view value,
+                     error_code&) override {
+    uint32_t name_at = add(name_string);
+    uint32_t value_at = add(value);
+    head_.fields.push_back({name, name_at, static_cast<uint32_t>(name_string.size()), value_at,
+                            static_cast<uint32_t>(value.size())});
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<uint64_t>& length, error_code&) override {
+    if (isRequest && length) head_.body.reserve(std::min<uint64_t>(*length, 1 << 20));
+  }
+  size_t on_body_impl(string_view body, error_code&) override {
+    head_.body.append(body.data(), body.size());
+    return body.size();
+  }
+  void on_chunk_header_impl(uint64_t, string_view, error_code&) override {}
+  size_t on_chunk_body_impl(uint64_t, string_view body, error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
+  void on_finish_impl(error_code&) override {}
+
+  Head& head_;
+};
+
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-// Streams and sockets bound to the worker's io_context executor type rather than the type-erased
+// Sockets and timers bound to the worker's io_context executor type rather than the type-erased
 // any_io_executor: every asynchronous operation copies its executor, and the erased one costs an
 // allocation-free but virtual copy and destroy each time (about 3% of the gateway's CPU under
-// load).
+// load). Plain sockets, not beast::basic_stream: its timeouts arm, cancel and complete an asio
+// timer around every read and write; a session keeps one deadline and one lazily armed timer.
 using Executor = asio::io_context::executor_type;
 using Socket = asio::basic_stream_socket<tcp, Executor>;
-using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;
+using Stream = beast::basic_stream<tcp, Executor, beast::unlimited_rate_policy>;  // probes
 using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
                                          asio::wait_traits<std::chrono::steady_clock>, Executor>;
 
+class Session;
+
+// A link in a worker's list of exchanges whose client is not watched yet.
+struct WatchLink {
+  WatchLink* prev = this;
+  WatchLink* next = this;
+  int64_t linked_ns = 0;
+  bool linked() const { return next != this; }
+  void unlink() {
+    prev->next = next;
+    next->prev = prev;
+    prev = next = this;
+  }
+  void link_before(WatchLink& at) {
+    prev = at.prev;
+    next = &at;
+    at.prev->next = this;
+    at.prev = this;
+  }
+};
+
+// How long an exchange runs before the gateway watches its client for going away. Most requests
+// are answered sooner and never pay the watch's read (a system call each); a client that leaves a
+// long one is noticed within twice this.
+constexpr std::chrono::milliseconds kWatchAfter{20};
+
 struct Worker {
   Worker(const GatewayOptions& o, Router& r, GatewayStats& s, uint32_t seed)
-      : options(o), router(r), stats(s), rng(seed) {}
+      : options(o),
+        router(r),
+        stats(s),
+        rng(seed),
+        min_timeout_ns(std::max<int64_t>(
+            1'000'000, std::chrono::nanoseconds(
+                           std::min({o.connect_timeout, o.first_byte_timeout, o.idle_timeout}))
+                           .count())) {}
 
+  // Before the io_context: sessions, destroyed with it, unlink themselves from this list.
+  WatchLink unwatched;  // oldest first
   // Declared first so it is destroyed last: everything below holds sockets on it.
   asio::io_context ioc{1};
+  Timer watch_timer{ioc.get_executor()};
+  bool watch_timer_armed = false;
   asio::basic_socket_acceptor<tcp, Executor> acceptor{ioc.get_executor()};
   const GatewayOptions& options;
   Router& router;
   GatewayStats& stats;
   std::minstd_rand rng;
-  std::unordered_map<std::string, std::vector<std::unique_ptr<Stream>>> idle;
+  // The shortest of the timeouts: how far ahead a session's timer is armed at most.
+  int64_t min_timeout_ns;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Socket>>> idle;
   std::shared_ptr<const RouteTable> table;
   uint64_t table_version = 0;
   std::thread thread;
@@ -108,40 +244,46 @@ struct Worker {
     return table;
   }
 
-  std::unique_ptr<Stream> take(const std::string& address) {
+  std::unique_ptr<Socket> take(const std::string& address) {
     auto it = idle.find(address);
     if (it == idle.end()) return nullptr;
     while (!it->second.empty()) {
-      std::unique_ptr<Stream> s = std::move(it->second.back());
+      std::unique_ptr<Socket> s = std::move(it->second.back());
       it->second.pop_back();
-      if (s->socket().is_open()) return s;
+      if (s->is_open()) return s;
     }
     return nullptr;
   }
 
-  void give_back(const std::string& address, std::unique_ptr<Stream> s) {
-    std::vector<std::unique_ptr<Stream>>& pool = idle[address];
+  void give_back(const std::string& address, std::unique_ptr<Socket> s) {
+    std::vector<std::unique_ptr<Socket>>& pool = idle[address];
     if (pool.size() >= options.max_idle_per_upstream) return;
-    s->expires_never();
     pool.push_back(std::move(s));
   }
 
   void accept();
+  void watch_later(Session& s);
+  void on_watch_timer();
+  void arm_watch_timer();
 };
 
 // One client connection, on one worker, from accept to close. Requests on it are handled one at a
 // time: read the request, relay one exchange with an upstream, then read the next.
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public std::enable_shared_from_this<Session>, public WatchLink {
  public:
-  Session(Worker& worker, Socket socket) : w_(worker), client_(std::move(socket)) {}
-  ~Session() { release(); }
+  Session(Worker& worker, Socket socket)
+      : w_(worker), client_(std::move(socket)), timer_(worker.ioc.get_executor()) {}
+  ~Session() {
+    release();
+    unlink();
+  }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
   void start() {
     error_code ec;
-    client_.socket().set_option(tcp::no_delay(true), ec);
-    tcp::endpoint peer = client_.socket().remote_endpoint(ec);
+    client_.set_option(tcp::no_delay(true), ec);
+    tcp::endpoint peer = client_.remote_endpoint(ec);
     if (!ec) client_ip_ = peer.address().to_string();
     read_request();
   }
@@ -150,10 +292,10 @@ class Session : public std::enable_shared_from_this<Session> {
   // ---- client side
 
   void read_request() {
-    req_parser_.emplace();
+    req_parser_.emplace(req_);
     req_parser_->body_limit(w_.options.max_request_body_bytes);
     req_parser_->header_limit(32 * 1024);
-    client_.expires_after(w_.options.idle_timeout);
+    set_deadline(Deadline::kClient, w_.options.idle_timeout);
     http::async_read_header(
         client_, client_buf_, *req_parser_,
         [self = shared_from_this()](error_code ec, size_t) { self->on_request_head(ec); });
@@ -166,7 +308,7 @@ class Session : public std::enable_shared_from_this<Session> {
       http::async_read(self->client_, self->client_buf_, *self->req_parser_,
                        [self](error_code e, size_t) { self->on_request(e); });
     };
-    if (beast::iequals(req_parser_->get()[http::field::expect], "100-continue")) {
+    if (iequals(req_[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       asio::async_write(client_, asio::buffer(kContinue.data(), kContinue.size()),
                         [self = shared_from_this(), read_body](error_code e, size_t) {
@@ -198,13 +340,12 @@ class Session : public std::enable_shared_from_this<Session> {
       return respond_local(
           400, error_body("invalid_argument", "malformed HTTP request: " + ec.message()));
     }
-    req_ = req_parser_->release();
+    client_http11_ = req_.version >= 11;
+    client_keep_alive_ = client_http11_ && req_parser_->keep_alive();
     req_parser_.reset();
-    client_.expires_never();
-    client_http11_ = req_.version() >= 11;
-    client_keep_alive_ = client_http11_ && req_.keep_alive();
-    head_request_ = req_.method() == http::verb::head;
-    std::string_view target(req_.target().data(), req_.target().size());
+    clear_deadline();
+    head_request_ = req_.method == http::verb::head;
+    std::string_view target = req_.target();
     table_ = w_.routes();
     if (target == "/-/metrics") {
       return respond_local(200, prometheus_text(*table_, w_.stats), "text/plain; version=0.0.4");
@@ -219,8 +360,7 @@ class Session : public std::enable_shared_from_this<Session> {
       name = t.substr(0, end);
       rest = end == std::string_view::npos ? std::string_view{} : t.substr(end);
     } else {
-      auto host_field = req_[http::field::host];
-      std::string_view host(host_field.data(), host_field.size());
+      std::string_view host = req_[http::field::host];
       size_t dot = host.find('.');
       if (dot != std::string_view::npos && dot > 0) {
         name = host.substr(0, dot);
@@ -238,8 +378,7 @@ class Session : public std::enable_shared_from_this<Session> {
                                            : "no deployment named '" + std::string(name) + "'"));
     }
     if (!dep_->token.empty()) {
-      auto auth = req_[http::field::authorization];
-      if (!same_secret(std::string_view(auth.data(), auth.size()), "Bearer " + dep_->token)) {
+      if (!same_secret(req_[http::field::authorization], "Bearer " + dep_->token)) {
         return respond_local(401,
                              error_body("unauthenticated", "deployment '" + dep_->name +
                                                                "' needs 'Authorization: Bearer "
@@ -268,31 +407,29 @@ class Session : public std::enable_shared_from_this<Session> {
   void prepare_upstream_request(const std::string& target) {
     count_usage_ = is_openai_path(target);
     std::optional<std::string> rewritten;
-    if (count_usage_ && req_.method() == http::verb::post) {
-      rewritten = add_include_usage(target, req_.body());
+    if (count_usage_ && req_.method == http::verb::post) {
+      rewritten = add_include_usage(target, req_.body);
     }
     strip_usage_ = rewritten.has_value();
-    const std::string& body = rewritten ? *rewritten : req_.body();
+    const std::string& body = rewritten ? *rewritten : req_.body;
 
     std::string& r = upstream_request_;
     r.clear();
-    auto method = req_.method_string();
-    r.append(method.data(), method.size()).append(" ").append(target).append(" HTTP/1.1\r\n");
+    r.append(req_.method_string()).append(" ").append(target).append(" HTTP/1.1\r\n");
     bool forwarded = false;
-    for (const auto& f : req_) {
-      if (hop_by_hop(f.name()) || f.name() == http::field::expect) continue;
-      auto n = f.name_string();
-      auto v = f.value();
-      r.append(n.data(), n.size()).append(": ").append(v.data(), v.size());
-      if (beast::iequals(n, "x-forwarded-for")) {
+    for (const Head::Field& f : req_.fields) {
+      if (hop_by_hop(f.name) || f.name == http::field::expect) continue;
+      std::string_view n = req_.name(f);
+      r.append(n).append(": ").append(req_.value(f));
+      if (iequals(n, "x-forwarded-for")) {
         r.append(", ").append(client_ip_);
         forwarded = true;
       }
       r.append("\r\n");
     }
     if (!forwarded) r.append("X-Forwarded-For: ").append(client_ip_).append("\r\n");
-    if (!body.empty() || req_.method() == http::verb::post || req_.method() == http::verb::put ||
-        req_.method() == http::verb::patch) {
+    if (!body.empty() || req_.method == http::verb::post || req_.method == http::verb::put ||
+        req_.method == http::verb::patch) {
       r.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
     }
     r.append("\r\n").append(body);
@@ -323,6 +460,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     replica_->in_flight.fetch_add(1, std::memory_order_relaxed);
     upstream_ = w_.take(replica_->address);
+    upstream_timed_out_ = false;
     reused_ = upstream_ != nullptr;
     if (reused_) return send_upstream();
     connect();
@@ -331,6 +469,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // No replica is ready: wait for one (the control plane starts one when it sees this request in
   // flight), looking again every 20 ms, up to hold_for.
   void hold() {
+    clear_deadline();
     const int64_t now = now_ns();
     if (hold_until_ns_ == 0) {
       hold_until_ns_ = now + std::chrono::nanoseconds(w_.options.hold_for).count();
@@ -390,35 +529,37 @@ class Session : public std::enable_shared_from_this<Session> {
     asio::ip::address ip = asio::ip::make_address(replica_->ip, ec);
     if (ec) return on_attempt_failed(ec);
     res_parser_.reset();
-    upstream_ = std::make_unique<Stream>(w_.ioc.get_executor());
-    upstream_->expires_after(w_.options.connect_timeout);
+    upstream_timed_out_ = false;
+    upstream_ = std::make_unique<Socket>(w_.ioc.get_executor());
+    set_deadline(Deadline::kUpstream, w_.options.connect_timeout);
     upstream_->async_connect(tcp::endpoint(ip, replica_->port),
                              [self = shared_from_this()](error_code e) {
-                               if (e) return self->on_attempt_failed(e);
+                               if (e) return self->on_attempt_failed(self->upstream_error(e));
                                error_code ignored;
-                               self->upstream_->socket().set_option(tcp::no_delay(true), ignored);
+                               self->upstream_->set_option(tcp::no_delay(true), ignored);
                                self->send_upstream();
                              });
   }
 
   void send_upstream() {
-    arm_client_watch();
+    if (!watch_armed_ && !linked()) w_.watch_later(*this);
     upstream_buf_.clear();
-    upstream_->expires_after(w_.options.first_byte_timeout);
+    set_deadline(Deadline::kUpstream, w_.options.first_byte_timeout);
     asio::async_write(*upstream_, asio::buffer(upstream_request_),
                       [self = shared_from_this()](error_code ec, size_t) {
-                        if (ec) return self->on_attempt_failed(ec);
+                        if (ec) return self->on_attempt_failed(self->upstream_error(ec));
                         self->read_upstream_head();
                       });
   }
 
   void read_upstream_head() {
-    res_parser_.emplace();
+    res_parser_.emplace(res_);
     res_parser_->body_limit(std::numeric_limits<uint64_t>::max());
     if (head_request_) res_parser_->skip(true);
-    http::async_read_header(
-        *upstream_, upstream_buf_, *res_parser_,
-        [self = shared_from_this()](error_code ec, size_t) { self->on_upstream_head(ec); });
+    http::async_read_header(*upstream_, upstream_buf_, *res_parser_,
+                            [self = shared_from_this()](error_code ec, size_t) {
+                              self->on_upstream_head(self->upstream_error(ec));
+                            });
   }
 
   // Before any byte reached the client: a stale pooled connection is retried once on a fresh
@@ -458,11 +599,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_upstream_head(error_code ec) {
     if (client_gone_) return abort_exchange();
     if (ec) return on_attempt_failed(ec);
-    auto& res = res_parser_->get();
-    unsigned status = res.result_int();
+    unsigned status = res_.status;
     bool no_body = head_request_ || status / 100 == 1 || status == 204 || status == 304;
-    auto ct = res[http::field::content_type];
-    std::string_view content_type(ct.data(), ct.size());
+    std::string_view content_type = res_[http::field::content_type];
     sse_.reset();
     capture_json_ = false;
     capture_.clear();
@@ -478,15 +617,16 @@ class Session : public std::enable_shared_from_this<Session> {
     bool modify = sse_.has_value() && strip_usage_;
 
     out_.clear();
-    auto reason = res.reason();
-    if (reason.empty()) reason = http::obsolete_reason(res.result());
+    std::string_view reason = res_.reason();
+    if (reason.empty()) {
+      auto r = http::obsolete_reason(static_cast<http::status>(status));
+      reason = {r.data(), r.size()};
+    }
     out_.append("HTTP/1.1 ").append(std::to_string(status)).append(" ");
-    out_.append(reason.data(), reason.size()).append("\r\n");
-    for (const auto& f : res) {
-      if (hop_by_hop(f.name())) continue;
-      auto n = f.name_string();
-      auto v = f.value();
-      out_.append(n.data(), n.size()).append(": ").append(v.data(), v.size()).append("\r\n");
+    out_.append(reason).append("\r\n");
+    for (const Head::Field& f : res_.fields) {
+      if (hop_by_hop(f.name)) continue;
+      out_.append(res_.name(f)).append(": ").append(res_.value(f)).append("\r\n");
     }
     chunked_out_ = false;
     if (no_body) {
@@ -512,13 +652,12 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void read_body() {
-    auto& body = res_parser_->get().body();
-    body.data = body_buf_.data();
-    body.size = body_buf_.size();
-    upstream_->expires_after(w_.options.idle_timeout);
-    http::async_read_some(
-        *upstream_, upstream_buf_, *res_parser_,
-        [self = shared_from_this()](error_code ec, size_t) { self->on_body(ec); });
+    res_.body.clear();
+    set_deadline(Deadline::kUpstream, w_.options.idle_timeout);
+    http::async_read_some(*upstream_, upstream_buf_, *res_parser_,
+                          [self = shared_from_this()](error_code ec, size_t) {
+                            self->on_body(self->upstream_error(ec));
+                          });
   }
 
   void append_body(std::string_view piece) {
@@ -544,8 +683,8 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       return abort_exchange();
     }
-    size_t n = body_buf_.size() - res_parser_->get().body().size;
-    std::string_view piece(body_buf_.data(), n);
+    std::string_view piece = res_.body;
+    size_t n = piece.size();
     if (capture_json_) {
       if (capture_.size() + n <= kMaxUsageCapture) {
         capture_.append(piece);
@@ -570,7 +709,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void write_client(bool done) {
     head_written_ = true;
-    client_.expires_after(w_.options.idle_timeout);
+    set_deadline(Deadline::kClient, w_.options.idle_timeout);
     asio::async_write(client_, asio::buffer(out_),
                       [self = shared_from_this(), done](error_code ec, size_t) {
                         if (ec) {
@@ -597,7 +736,8 @@ class Session : public std::enable_shared_from_this<Session> {
       stats.completion_tokens.fetch_add(usage->completion_tokens, std::memory_order_relaxed);
     }
     bool reusable = res_parser_->keep_alive() && res_parser_->is_done() &&
-                    upstream_buf_.size() == 0 && upstream_->socket().is_open();
+                    upstream_buf_.size() == 0 && upstream_->is_open();
+    clear_deadline();
     if (reusable) {
       w_.give_back(replica_->address, std::move(upstream_));
     } else {
@@ -628,6 +768,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void release() {
     unhold();
+    unlink();
     if (replica_) {
       replica_->in_flight.fetch_sub(1, std::memory_order_relaxed);
       replica_ = nullptr;
@@ -659,7 +800,7 @@ class Session : public std::enable_shared_from_this<Session> {
     out_.append("Content-Length: ").append(std::to_string(body.size()));
     out_.append(client_keep_alive_ ? "\r\n\r\n" : "\r\nConnection: close\r\n\r\n");
     if (!head_request_) out_.append(body);
-    client_.expires_after(w_.options.idle_timeout);
+    set_deadline(Deadline::kClient, w_.options.idle_timeout);
     asio::async_write(client_, asio::buffer(out_),
                       [self = shared_from_this()](error_code ec, size_t) {
                         if (ec) return self->close_client();
@@ -672,10 +813,9 @@ class Session : public std::enable_shared_from_this<Session> {
     table_.reset();
     if (!client_keep_alive_) return close_client();
     if (watch_armed_) {
-      // The watch's handler reads the next request once it has run.
+      // The watch's read is the first read of the next request: its handler goes on with it.
       resume_after_watch_ = true;
-      error_code ec;
-      client_.socket().cancel(ec);
+      set_deadline(Deadline::kClient, w_.options.idle_timeout);
       return;
     }
     read_request();
@@ -683,44 +823,108 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void close_client() {
     closing_ = true;
+    clear_deadline();
     error_code ec;
-    client_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    client_.socket().close(ec);
+    timer_.cancel();
+    client_.shutdown(tcp::socket::shutdown_both, ec);
+    client_.close(ec);
   }
 
-  // While an exchange runs, waits for the client's socket to turn readable: with no bytes to read,
-  // the client has gone (EOF or reset), so the upstream connection is closed at once, cancelling
-  // its work (a long stream stops generating). Bytes mean a pipelined request; they stay queued.
+  friend struct Worker;
+
+  // While an exchange runs (from kWatchAfter on, or at once while it holds), reads from the client:
+  // end of stream or an error means the client has gone, so the upstream connection is closed at
+  // once, cancelling its work (a long stream stops generating). Bytes mean a pipelined request;
+  // they stay in the buffer for the next read. A read rather than a wait for readability: asio
+  // (1.74) re-registers the socket with epoll for every wait, a system call per request, while a
+  // read just queues on the registered socket; and the read doubles as the first read of the next
+  // request.
   void arm_client_watch() {
+    unlink();
     if (watch_armed_ || client_buf_.size() > 0) return;
     watch_armed_ = true;
-    client_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
-      self->on_client_watch(ec);
-    });
+    client_.async_read_some(
+        client_buf_.prepare(kClientReadSize),
+        [self = shared_from_this()](error_code ec, size_t n) { self->on_client_watch(ec, n); });
   }
 
-  void on_client_watch(error_code ec) {
+  void on_client_watch(error_code ec, size_t n) {
     watch_armed_ = false;
+    client_buf_.commit(n);
     if (resume_after_watch_) {
       resume_after_watch_ = false;
-      if (!closing_) read_request();
-      return;
+      if (closing_) return;
+      if (ec && n == 0) return close_client();  // the client ended its keep-alive connection
+      return read_request();
     }
-    if (ec || closing_ || !dep_) return;
-    error_code aec;
-    size_t available = client_.socket().available(aec);
-    if (aec || available == 0) {
-      client_gone_ = true;
-      if (upstream_) upstream_->close();
+    if (n > 0 || closing_ || !dep_ || ec == asio::error::operation_aborted) return;
+    client_gone_ = true;
+    if (upstream_) {
+      error_code ignored;
+      upstream_->close(ignored);
     }
   }
 
+  // ---- deadlines
+  //
+  // One deadline per session at a time: the client's (reading a request, writing a response) or
+  // the upstream's (connect, first byte, between body reads); the exchange never waits on both.
+  // Setting one only stores it: the timer is armed at most min_timeout ahead, never later than
+  // any deadline that can be set before it fires, so it never has to be moved earlier; when it
+  // fires it acts on a deadline that has passed and otherwise re-arms.
+
+  enum class Deadline { kNone, kClient, kUpstream };
+
+  void set_deadline(Deadline kind, std::chrono::milliseconds after) {
+    const int64_t now = now_ns();
+    deadline_kind_ = kind;
+    deadline_ns_ = now + std::chrono::nanoseconds(after).count();
+    if (!timer_armed_) arm_timer(now);
+  }
+
+  void clear_deadline() { deadline_kind_ = Deadline::kNone; }
+
+  void arm_timer(int64_t now) {
+    timer_armed_ = true;
+    int64_t at = std::min(deadline_ns_, now + w_.min_timeout_ns);
+    timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(at)));
+    timer_.async_wait([self = shared_from_this()](error_code ec) { self->on_timer(ec); });
+  }
+
+  void on_timer(error_code ec) {
+    timer_armed_ = false;
+    if (ec == asio::error::operation_aborted || closing_ || deadline_kind_ == Deadline::kNone) {
+      return;
+    }
+    const int64_t now = now_ns();
+    if (now < deadline_ns_) return arm_timer(now);
+    Deadline kind = deadline_kind_;
+    deadline_kind_ = Deadline::kNone;
+    if (kind == Deadline::kClient) return close_client();
+    if (upstream_) {
+      upstream_timed_out_ = true;
+      error_code ignored;
+      upstream_->close(ignored);
+    }
+  }
+
+  // An upstream operation's error, as beast::error::timeout when the deadline closed the socket.
+  error_code upstream_error(error_code ec) {
+    if (ec && upstream_timed_out_) {
+      upstream_timed_out_ = false;
+      return beast::error::timeout;
+    }
+    return ec;
+  }
+
+  static constexpr size_t kClientReadSize = 4096;
+
   Worker& w_;
-  Stream client_;
+  Socket client_;
   beast::flat_buffer client_buf_;
   std::string client_ip_;
-  std::optional<http::request_parser<http::string_body>> req_parser_;
-  http::request<http::string_body> req_;
+  std::optional<HeadParser<true>> req_parser_;
+  Head req_;
   bool client_http11_ = true;
   bool client_keep_alive_ = true;
   bool head_request_ = false;
@@ -741,12 +945,17 @@ class Session : public std::enable_shared_from_this<Session> {
   bool count_usage_ = false;
   bool strip_usage_ = false;
   std::string upstream_request_;
-  std::unique_ptr<Stream> upstream_;
+  std::unique_ptr<Socket> upstream_;
+  bool upstream_timed_out_ = false;
+  Timer timer_;
+  bool timer_armed_ = false;
+  Deadline deadline_kind_ = Deadline::kNone;
+  int64_t deadline_ns_ = 0;
   bool reused_ = false;
   bool stale_retry_used_ = false;
   beast::flat_buffer upstream_buf_;
-  std::optional<http::response_parser<http::buffer_body>> res_parser_;
-  std::array<char, 16 * 1024> body_buf_{};
+  std::optional<HeadParser<false>> res_parser_;
+  Head res_;
   std::string out_;
   std::string scratch_;
   bool chunked_out_ = false;
@@ -758,6 +967,30 @@ class Session : public std::enable_shared_from_this<Session> {
   bool resume_after_watch_ = false;
   bool client_gone_ = false;
 };
+
+void Worker::watch_later(Session& s) {
+  s.linked_ns = now_ns();
+  s.link_before(unwatched);
+  if (!watch_timer_armed) arm_watch_timer();
+}
+
+void Worker::arm_watch_timer() {
+  watch_timer_armed = true;
+  watch_timer.expires_after(kWatchAfter);
+  watch_timer.async_wait([this](error_code ec) {
+    watch_timer_armed = false;
+    if (!ec) on_watch_timer();
+  });
+}
+
+// Watches the clients of the exchanges that have waited kWatchAfter or more.
+void Worker::on_watch_timer() {
+  const int64_t linked_before = now_ns() - std::chrono::nanoseconds(kWatchAfter).count();
+  while (unwatched.linked() && unwatched.next->linked_ns <= linked_before) {
+    static_cast<Session*>(unwatched.next)->arm_client_watch();  // unlinks it
+  }
+  if (unwatched.linked()) arm_watch_timer();
+}
 
 void Worker::accept() {
   acceptor.async_accept(ioc.get_executor(), [this](error_code ec, Socket socket) {
