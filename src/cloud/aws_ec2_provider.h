@@ -1,7 +1,8 @@
 // Provider for Amazon EC2 on top of aws_ec2.h. It builds the signed Query API requests and reads
 // the answers; the HTTP round trip is a Ec2Transport injected by the caller (tests feed it AWS's
-// documented example responses). lepton has no HTTPS client for it yet, so this provider has never
-// talked to the live EC2 service.
+// documented example responses). https_transport() (https_client.h) is the one for the real
+// endpoint; it is tested against a local TLS server only, so this provider has never talked to the
+// live EC2 service.
 //
 // - offers(): the bundled catalog's "aws" offers in the configured region.
 // - provision(): one RunInstances call. The image, subnet, security groups and key pair come from
