@@ -15,7 +15,10 @@
 #include "agent/gpu_discovery.h"
 #include "cli/cli.h"
 #include "cli/client.h"
+#include "cloud/aws_ec2_provider.h"
 #include "cloud/catalog.h"
+#include "cloud/https_client.h"
+#include "cloud/polled_provider.h"
 #include "cloud/sim_provider.h"
 #include "net/http.h"
 #include "server/agent_daemon.h"
@@ -331,6 +334,8 @@ struct ServeFlags {
   double cloud_idle_s = 300;
   int max_instances = 16;
   std::vector<std::string> pool_limits;
+  std::string aws_config;
+  std::string advertise_url;
 };
 
 void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
@@ -377,6 +382,50 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--max-instances", f.max_instances, "Rented machines at once")
       ->capture_default_str()
       ->check(CLI::Range(0, 10000));
+  cmd->add_option("--aws-config", f.aws_config,
+                  "JSON file of an AWS EC2 account to rent from: region, image_id (an AMI with "
+                  "GPU drivers and lepton on its PATH), subnet_id, security_group_ids, key_name, "
+                  "pool_tag; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                  "(docs/clouds.md)");
+  cmd->add_option("--advertise-url", f.advertise_url,
+                  "URL rented machines reach this server at, such as http://10.0.0.5:8080 "
+                  "(needed with --aws-config when listening on loopback)");
+}
+
+// The EC2 provider of `--aws-config FILE`, polled on its own thread; exits with a message naming
+// what is wrong.
+std::shared_ptr<cloud::Provider> aws_provider(const ServeFlags& f,
+                                              std::vector<cloud::Offer> catalog) {
+  auto text = sim::read_file(f.aws_config);
+  if (!text.is_ok()) fail("--aws-config: " + text.status().message(), 2);
+  auto config = cloud::aws::Ec2ProviderConfig::from_json(*text);
+  if (!config.is_ok()) fail("--aws-config " + f.aws_config + ": " + config.status().message(), 2);
+  auto credentials = cloud::aws::credentials_from_env();
+  if (!credentials.is_ok()) fail("--aws-config: " + credentials.status().message(), 2);
+  config->credentials = std::move(*credentials);
+  cloud::aws::HttpsOptions https;
+  https.ca_file = config->ca_file;
+  if (!config->endpoint.empty()) {
+    // HOST[:PORT]
+    const size_t colon = config->endpoint.rfind(':');
+    https.connect_host = config->endpoint.substr(0, colon);
+    if (colon != std::string::npos) {
+      const std::string port = config->endpoint.substr(colon + 1);
+      if (port.empty() || port.size() > 5 ||
+          port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) > 65535 ||
+          https.connect_host.empty()) {
+        fail("--aws-config " + f.aws_config + ": endpoint: expected HOST[:PORT], got '" +
+                 config->endpoint + "'",
+             2);
+      }
+      https.connect_port = static_cast<uint16_t>(std::stoi(port));
+    }
+  }
+  auto ec2 = std::make_shared<cloud::aws::Ec2Provider>(
+      std::move(*config), std::move(catalog), cloud::aws::https_transport(https),
+      [] { return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()); });
+  // EC2's listing is polled every 15 s; launches and terminations go through at once.
+  return std::make_shared<cloud::PolledProvider>(std::move(ec2), std::chrono::seconds(15));
 }
 
 // "POOL=MIN:MAX" (MAX may be empty: no max).
@@ -429,7 +478,24 @@ std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
     o.control.pool_limits[limit->first] = limit->second;
   }
   o.control.checkpoint_dir = f.checkpoint_dir;
-  if (f.demo_clouds || !f.demo_clouds_config.empty()) {
+  o.advertise_url = f.advertise_url;
+  const bool demo = f.demo_clouds || !f.demo_clouds_config.empty();
+  auto load_catalog = [&] {
+    const std::string dir = f.catalog.empty() ? data_dir() + "/catalog" : f.catalog;
+    auto catalog = cloud::load_catalog_dir(dir);
+    if (!catalog.is_ok()) fail("--catalog " + dir + ": " + catalog.status().message(), 2);
+    return std::move(*catalog);
+  };
+  if (!f.aws_config.empty()) {
+    if (demo) fail("--aws-config: not together with --demo-clouds (both rent as aws)", 2);
+    if (f.advertise_url.empty() && (f.address.starts_with("127.") || f.address == "localhost")) {
+      fail("--aws-config: machines in EC2 cannot reach " + f.address +
+               "; give --advertise-url with an address they can reach (and --address 0.0.0.0)",
+           2);
+    }
+    o.providers.push_back(aws_provider(f, load_catalog()));
+  }
+  if (demo) {
     cloud::SimCloudOptions sim;
     if (!f.demo_clouds_config.empty()) {
       auto text = sim::read_file(f.demo_clouds_config);
@@ -441,10 +507,7 @@ std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
       sim = std::move(*parsed);
     }
     sim.state_dir = o.data_dir + "/demo-clouds";
-    const std::string dir = f.catalog.empty() ? data_dir() + "/catalog" : f.catalog;
-    auto catalog = cloud::load_catalog_dir(dir);
-    if (!catalog.is_ok()) fail("--catalog " + dir + ": " + catalog.status().message(), 2);
-    auto provider = cloud::SimProvider::create(std::move(*catalog), sim);
+    auto provider = cloud::SimProvider::create(load_catalog(), sim);
     if (!provider.is_ok()) fail(provider.status().message(), 2);
     o.providers.push_back(std::shared_ptr<cloud::Provider>(std::move(*provider)));
     if (o.control.checkpoint_dir.empty()) o.control.checkpoint_dir = o.data_dir + "/checkpoints";

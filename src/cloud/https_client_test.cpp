@@ -24,6 +24,8 @@
 #include <utility>
 #include <vector>
 
+#include "cloud/testing/tls_server.h"
+
 namespace lepton::cloud::aws {
 namespace {
 
@@ -36,211 +38,14 @@ using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// --- Certificates, made with OpenSSL 3's C API ---------------------------------------------------
-
-struct KeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
-struct CertFree {
-  void operator()(X509* c) const { X509_free(c); }
-};
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
-};
-
-struct KeyAndCert {
-  std::unique_ptr<EVP_PKEY, KeyFree> key;
-  std::unique_ptr<X509, CertFree> cert;
-};
-
-void add_extension(X509* cert, X509* issuer, int nid, const char* value) {
-  X509V3_CTX ctx{};
-  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
-  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
-  LEPTON_CHECK(ext != nullptr);
-  LEPTON_CHECK(X509_add_ext(cert, ext, -1) == 1);
-  X509_EXTENSION_free(ext);
-}
-
-// A P-256 key and a certificate for it valid from an hour ago for a day, signed by `issuer` (or by
-// itself when there is none). `extensions` are (NID, value in openssl.cnf syntax).
-KeyAndCert make_certificate(const std::string& common_name, const KeyAndCert* issuer,
-                            const std::vector<std::pair<int, const char*>>& extensions) {
-  static long serial = 1;
-  KeyAndCert out;
-  out.key.reset(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
-  LEPTON_CHECK(out.key != nullptr);
-  out.cert.reset(X509_new());
-  X509* cert = out.cert.get();
-  LEPTON_CHECK(X509_set_version(cert, X509_VERSION_3) == 1);
-  LEPTON_CHECK(ASN1_INTEGER_set(X509_get_serialNumber(cert), serial++) == 1);
-  LEPTON_CHECK(X509_gmtime_adj(X509_getm_notBefore(cert), -3600) != nullptr);
-  LEPTON_CHECK(X509_gmtime_adj(X509_getm_notAfter(cert), 86400) != nullptr);
-  LEPTON_CHECK(X509_set_pubkey(cert, out.key.get()) == 1);
-  X509_NAME* name = X509_get_subject_name(cert);
-  LEPTON_CHECK(X509_NAME_add_entry_by_txt(
-                   name, "CN", MBSTRING_ASC,
-                   reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1, 0) == 1);
-  X509* issuer_cert = issuer ? issuer->cert.get() : cert;
-  LEPTON_CHECK(X509_set_issuer_name(cert, X509_get_subject_name(issuer_cert)) == 1);
-  for (const auto& [nid, value] : extensions) add_extension(cert, issuer_cert, nid, value);
-  EVP_PKEY* signer = issuer ? issuer->key.get() : out.key.get();
-  LEPTON_CHECK(X509_sign(cert, signer, EVP_sha256()) > 0);
-  return out;
-}
-
-KeyAndCert make_ca(const std::string& common_name) {
-  return make_certificate(common_name, nullptr,
-                          {{NID_basic_constraints, "critical,CA:TRUE"},
-                           {NID_key_usage, "critical,keyCertSign,cRLSign"}});
-}
-
-std::string pem(X509* cert) {
-  std::unique_ptr<BIO, BioFree> bio(BIO_new(BIO_s_mem()));
-  LEPTON_CHECK(PEM_write_bio_X509(bio.get(), cert) == 1);
-  char* data = nullptr;
-  const long size = BIO_get_mem_data(bio.get(), &data);
-  return std::string(data, static_cast<size_t>(size));
-}
-
-// --- A TLS server on 127.0.0.1 -------------------------------------------------------------------
-
-struct Received {
-  std::string method;
-  std::string target;
-  NameValues headers;  // as they arrived, names as sent, in order
-  std::string body;
-};
-
-enum class ServerMode {
-  kAnswer,       // handshake, read the request, answer with `status` and `body`
-  kNeverAnswer,  // handshake and read the request, then hold the connection without answering
-  kSilent,       // accept and hold the connection without a TLS handshake
-  kHugeAnswer,   // answer with headers announcing a body over the client's 64 MiB limit
-};
-
-struct ServerOptions {
-  ServerMode mode = ServerMode::kAnswer;
-  int status = 200;
-  std::string body{};
-};
-
-// Serves on its own thread. A connection "ends" when it was answered, failed, or is being held;
-// wait_for_connections() is how a test knows the server is done with what the client sent.
-class TlsServer {
- public:
-  TlsServer(const KeyAndCert& identity, ServerOptions options)
-      : options_(std::move(options)),
-        acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
-    LEPTON_CHECK(SSL_CTX_use_certificate(tls_.native_handle(), identity.cert.get()) == 1);
-    LEPTON_CHECK(SSL_CTX_use_PrivateKey(tls_.native_handle(), identity.key.get()) == 1);
-    port_ = acceptor_.local_endpoint().port();  // read here: the acceptor is the I/O thread's
-    accept();
-    thread_ = std::thread([this] { io_.run(); });
-  }
-  ~TlsServer() {
-    io_.stop();
-    thread_.join();
-  }
-  TlsServer(const TlsServer&) = delete;
-  TlsServer& operator=(const TlsServer&) = delete;
-
-  uint16_t port() const { return port_; }
-
-  // Waits (at most 10 s) until `count` connections have ended; returns the requests received.
-  std::vector<Received> wait_for_connections(size_t count) {
-    std::unique_lock lock(mu_);
-    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return ended_ >= count; });
-    EXPECT_EQ(ended_, count) << "connections the server saw end";
-    return received_;
-  }
-
- private:
-  struct Session {
-    explicit Session(tcp::socket socket, ssl::context& tls) : stream(std::move(socket), tls) {}
-    ssl::stream<beast::tcp_stream> stream;
-    beast::flat_buffer buffer;
-    bhttp::request<bhttp::string_body> request;
-    bhttp::response<bhttp::string_body> response;
-  };
-
-  void accept() {
-    acceptor_.async_accept([this](beast::error_code ec, tcp::socket socket) {
-      if (ec) return;
-      auto session = std::make_shared<Session>(std::move(socket), tls_);
-      if (options_.mode == ServerMode::kSilent) {
-        held_.push_back(session);
-        ended();
-      } else {
-        handshake(session);
-      }
-      accept();
-    });
-  }
-
-  void handshake(const std::shared_ptr<Session>& s) {
-    // A safety net so that no test can hang on the server; the tests' own deadlines are shorter.
-    beast::get_lowest_layer(s->stream).expires_after(std::chrono::seconds(20));
-    s->stream.async_handshake(ssl::stream_base::server, [this, s](beast::error_code ec) {
-      if (ec) return ended();
-      bhttp::async_read(s->stream, s->buffer, s->request,
-                        [this, s](beast::error_code ec2, size_t) { on_request(s, ec2); });
-    });
-  }
-
-  void on_request(const std::shared_ptr<Session>& s, beast::error_code ec) {
-    if (ec) return ended();
-    Received r;
-    r.method = std::string(s->request.method_string());
-    r.target = std::string(s->request.target());
-    for (const auto& field : s->request) {
-      r.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    }
-    r.body = s->request.body();
-    {
-      std::lock_guard lock(mu_);
-      received_.push_back(std::move(r));
-    }
-    if (options_.mode == ServerMode::kNeverAnswer) {
-      held_.push_back(s);
-      return ended();
-    }
-    s->response.version(11);
-    s->response.result(static_cast<unsigned>(options_.status));
-    s->response.set(bhttp::field::content_type, "text/xml;charset=UTF-8");
-    s->response.keep_alive(false);
-    if (options_.mode == ServerMode::kHugeAnswer) {
-      // Only the header: the client must refuse it before any body arrives.
-      s->response.content_length((uint64_t{64} << 20) + 1);
-      auto serializer =
-          std::make_shared<bhttp::response_serializer<bhttp::string_body>>(s->response);
-      bhttp::async_write_header(s->stream, *serializer,
-                                [this, s, serializer](beast::error_code, size_t) { ended(); });
-      return;
-    }
-    s->response.body() = options_.body;
-    s->response.prepare_payload();
-    bhttp::async_write(s->stream, s->response, [this, s](beast::error_code, size_t) { ended(); });
-  }
-
-  void ended() {
-    std::lock_guard lock(mu_);
-    ++ended_;
-    cv_.notify_all();
-  }
-
-  ServerOptions options_;
-  asio::io_context io_;
-  ssl::context tls_{ssl::context::tls_server};
-  tcp::acceptor acceptor_;
-  uint16_t port_ = 0;
-  std::vector<std::shared_ptr<Session>> held_;  // I/O thread only
-  std::thread thread_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  size_t ended_ = 0;                // guarded by mu_
-  std::vector<Received> received_;  // guarded by mu_
-};
+using tls_testing::KeyAndCert;
+using tls_testing::make_ca;
+using tls_testing::make_certificate;
+using tls_testing::pem;
+using tls_testing::Received;
+using tls_testing::ServerMode;
+using tls_testing::ServerOptions;
+using tls_testing::TlsServer;
 
 // --- Fixture ----------------------------------------------------------------------------------
 

@@ -101,8 +101,8 @@ class ServerImpl final : public Server {
     if (!options_.providers.empty()) {
       cp_->set_clouds(options_.providers,
                       [script = bootstrap_script(
-                           options_.advertise_url.empty() ? url() : options_.advertise_url,
-                           token_, this_binary())] { return script; });
+                           options_.advertise_url.empty() ? url() : options_.advertise_url, token_,
+                           this_binary())] { return script; });
     }
     loop_thread_ = std::thread([this] { loop_.run(); });
     schedule_tick();
