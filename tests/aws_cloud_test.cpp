@@ -282,20 +282,14 @@ class AwsCloud : public testing::Test {
     ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 20s)) << log();
   }
   CommandResult cli(const std::string& args) {
-    return run_command(std::string(LEPTON_BINARY) + " " + args + " --server " + url_ +
-                       " --token-file " + (dir_ / "data" / "token").string());
+    return run_cli(LEPTON_BINARY, args, url_, dir_ / "data" / "token");
   }
   json cli_json(const std::string& args) {
     CommandResult r = cli(args);
     EXPECT_EQ(r.exit_code, 0) << args << ": " << r.out;
     return json::parse(r.out, nullptr, false);
   }
-  std::string log() {
-    std::ifstream in(dir_ / "server.log");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string log() { return read_text(dir_ / "server.log"); }
 
   fs::path dir_;
   int port_ = 0;

@@ -56,8 +56,7 @@ class Clouds : public testing::Test {
   }
 
   CommandResult cli(const std::string& args) {
-    return run_command(std::string(LEPTON_BINARY) + " " + args + " --server " + url_ +
-                       " --token-file " + (dir_ / "data" / "token").string());
+    return run_cli(LEPTON_BINARY, args, url_, dir_ / "data" / "token");
   }
   json cli_json(const std::string& args) {
     CommandResult r = cli(args);
@@ -68,12 +67,7 @@ class Clouds : public testing::Test {
     json j = cli_json("job get " + id + " --json");
     return j.is_object() ? j.value("state", "") : "";
   }
-  std::string log() {
-    std::ifstream in(dir_ / "server.log");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string log() { return read_text(dir_ / "server.log"); }
 
   fs::path dir_;
   int port_ = 0;

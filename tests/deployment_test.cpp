@@ -57,16 +57,10 @@ class Deployments : public testing::Test {
   std::string tag() const { return "t" + std::to_string(getpid()); }
 
   CommandResult cli(const std::string& args) {
-    return run_command(std::string(LEPTON_BINARY) + " " + args + " --server " + url_ +
-                       " --token-file " + (dir_ / "server" / "token").string());
+    return run_cli(LEPTON_BINARY, args, url_, dir_ / "server" / "token");
   }
 
-  std::string log() {
-    std::ifstream in(dir_ / "up.log");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
+  std::string log() { return read_text(dir_ / "up.log"); }
 
   // Writes a deployment spec; `extra` is more YAML. Tokens come 50 ms apart.
   std::string spec(const std::string& name, const std::string& extra, int token_ms = 50) {

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 
 namespace lepton::e2e {
 
@@ -20,6 +22,13 @@ int free_port() {
   int port = ntohs(addr.sin_port);
   close(fd);
   return port;
+}
+
+std::string read_text(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 CommandResult run_command(const std::string& command) {

@@ -88,6 +88,14 @@ struct CommandResult {
 };
 // Runs a shell command line; stdout captured, stderr appended to stdout.
 CommandResult run_command(const std::string& command);
+// Runs `BINARY ARGS --server URL --token-file TOKEN_FILE` (a CLI call against a test's server).
+inline CommandResult run_cli(const std::string& binary, const std::string& args,
+                             const std::string& url, const std::filesystem::path& token_file) {
+  return run_command(binary + " " + args + " --server " + url + " --token-file " +
+                     token_file.string());
+}
+// The whole of a text file, such as a process's log ("" when it cannot be read).
+std::string read_text(const std::filesystem::path& path);
 
 // An HTTP exchange over a raw socket, so a test sees when each byte arrives.
 struct RawResponse {
