@@ -203,14 +203,18 @@ TEST(Offers, ListsCheapestFirst) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   ASSERT_TRUE(j.is_array());
-  ASSERT_EQ(j.size(), 20u);            // --limit defaults to 20
+  ASSERT_EQ(j.size(), 20u);  // --limit defaults to 20
+  // The fields the check names are all there.
+  for (const char* field : {"cloud", "region", "instance_type", "gpus", "spot", "price_per_hour"}) {
+    EXPECT_TRUE(j[0].contains(field)) << field;
+  }
   EXPECT_EQ(j[0]["cloud"], "runpod");  // 8x_H100_SECURE at $19.12/h (runpod_v7.csv)
   EXPECT_EQ(j[0]["instance_type"], "8x_H100_SECURE");
   EXPECT_DOUBLE_EQ(j[0]["price_per_hour"].get<double>(), 19.12);
   EXPECT_DOUBLE_EQ(j[0]["price_per_gpu_hour"].get<double>(), 2.39);
   for (size_t i = 0; i < j.size(); ++i) {
     EXPECT_EQ(j[i]["gpu_model"], "H100");
-    EXPECT_EQ(j[i]["gpu_count"].get<double>(), 8);
+    EXPECT_EQ(j[i]["gpus"].get<double>(), 8);
     if (i > 0) {
       EXPECT_LE(j[i - 1]["price_per_hour"], j[i]["price_per_hour"]);
     }

@@ -109,7 +109,7 @@ void run_offers(const OffersFlags& f) {
       out.push_back({{"cloud", o.cloud},
                      {"instance_type", o.instance_type},
                      {"gpu_model", o.gpu_model},
-                     {"gpu_count", o.gpu_count},
+                     {"gpus", o.gpu_count},
                      {"vcpus", o.vcpus},
                      {"memory_gib", o.memory_gib},
                      {"region", o.region},
