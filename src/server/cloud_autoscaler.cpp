@@ -309,12 +309,17 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     }
     return 0;
   };
-  for (const Job* job : waiting) {
+  std::vector<bool> served(waiting.size(), false);
+  for (size_t w = 0; w < waiting.size(); ++w) {
+    const Job* job = waiting[w];
     // Why no machine is rented for it, shown after its reason; kept in memory (it changes with
     // every round, and the store has the events).
     std::string& note = jobs_.at(job->record.id).cloud_note;
     note.clear();
-    if (take_room(rooms, job->spec, job->record.id)) continue;
+    if (take_room(rooms, job->spec, job->record.id)) {
+      served[w] = true;
+      continue;
+    }
     const std::string object = "job/" + job->record.id;
     if (std::string spent = budget_spent(job->spec, now_ms); !spent.empty()) {
       note = std::move(spent);
@@ -333,6 +338,18 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       for (cloud::Offer& o : candidate_offers(all, on_demand, failures_, now_ms)) {
         candidates.push_back(std::move(o));
       }
+    }
+    // A machine bigger than the job, filled by the other jobs waiting now, can cost less per GPU
+    // than machines of the job's size (the cost replay's lepton policy does the same). Not for a
+    // deployment's replicas, which spread instead (below).
+    auto is_replica = [&](const Job* j) { return deployment_of_job_.count(j->record.id) > 0; };
+    if (job->spec.num_nodes == 1 && !is_replica(job)) {
+      std::vector<const JobSpec*> others;
+      for (size_t o = 0; o < waiting.size(); ++o) {
+        if (o != w && !served[o] && !is_replica(waiting[o])) others.push_back(&waiting[o]->spec);
+      }
+      order_by_fill(candidates, 0, spot_offers, true, job->spec, others);
+      order_by_fill(candidates, spot_offers, candidates.size(), false, job->spec, others);
     }
     // A deployment's replicas spread over cloud regions: within spot and within on-demand
     // offers, those where fewer of its replicas are come first, then the cheaper (so one
@@ -393,6 +410,7 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
         ++live;
       }
       (void)take_room(rooms, job->spec, job->record.id);
+      served[w] = true;
       event(batch, now_ms, object,
             "renting " + std::to_string(result->size()) + " x " + pool + " at " +
                 money(offer_price(offer, spot)) + "/h each");

@@ -335,6 +335,27 @@ TEST_F(CloudAutoscalerTest, AMachineRentedForAWaitingGangIsHeldForIt) {
   EXPECT_EQ(provider_->tried.size(), 2u);
 }
 
+TEST_F(CloudAutoscalerTest, FourWaitingJobsShareOneBiggerMachineThatCostsLessPerGpu) {
+  // Four one-GPU jobs: one 4-GPU machine at $2/h, not four 1-GPU machines at $1/h.
+  provider_->catalog = {offer("one", 1, 1.0, 0.4), offer("four", 4, 2.0, 1.0)};
+  std::vector<std::string> jobs;
+  for (int i = 0; i < 4; ++i) jobs.push_back(submit(kOneGpu));
+  tick();
+  EXPECT_EQ(provider_->tried, (std::vector<std::string>{"aws/us-east-1/four"}));
+  join("i-1", 4);
+  tick();
+  for (const std::string& id : jobs) {
+    EXPECT_EQ(state(id), "SCHEDULED") << id;
+    EXPECT_EQ((*cp_->get_job(id))["tasks"][0].value("node", ""), "i-1");
+  }
+  // One job alone still gets the cheapest machine for itself.
+  const std::string alone = submit(kOneGpu);
+  tick();
+  EXPECT_EQ(provider_->tried.back(), "aws/us-east-1/one");
+  EXPECT_EQ(provider_->tried.size(), 2u);
+  (void)alone;
+}
+
 TEST_F(CloudAutoscalerTest, ReplicasSpreadOverRegions) {
   // The same machine in two regions, one a little dearer: a batch job's machines all go to the
   // cheaper, a deployment's replicas go one to each region, then back to the cheaper.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <tuple>
 
 #include "core/gpu_model.h"
@@ -85,6 +86,40 @@ std::vector<cloud::Offer> candidate_offers(const std::vector<cloud::Offer>& offe
            std::tie(b.cloud, b.region, b.zone, b.instance_type);
   });
   return out;
+}
+
+void order_by_fill(std::vector<cloud::Offer>& candidates, size_t begin, size_t end, bool spot,
+                   const JobSpec& spec, const std::vector<const JobSpec*>& others) {
+  if (begin >= end || others.empty()) return;
+  const double own = task_gpus(spec);
+  std::vector<std::pair<double, size_t>> keyed;  // price per GPU expected to be used, position
+  double best = std::numeric_limits<double>::infinity();
+  for (size_t i = begin; i < end; ++i) {
+    const cloud::Offer& o = candidates[i];
+    keyed.emplace_back(offer_price(o, spot) / std::min(o.gpu_count, own), i);
+    best = std::min(best, keyed.back().first);
+  }
+  for (auto& [key, i] : keyed) {
+    const cloud::Offer& o = candidates[i];
+    const double price = offer_price(o, spot);
+    if (o.gpu_count <= own || price / o.gpu_count >= best) continue;
+    double fill = own;
+    for (const JobSpec* other : others) {
+      if (fill >= o.gpu_count) break;
+      if (other->num_nodes != 1 || (spot && !other->use_spot)) continue;
+      JobSpec as_launched = *other;
+      as_launched.use_spot = spot;  // a spot job may use an on-demand machine's room
+      if (offer_fits(o, as_launched)) fill += task_gpus(*other);
+    }
+    key = price / std::min(fill, o.gpu_count);
+  }
+  std::stable_sort(keyed.begin(), keyed.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<cloud::Offer> ordered;
+  ordered.reserve(keyed.size());
+  for (const auto& [key, i] : keyed) ordered.push_back(candidates[i]);
+  std::move(ordered.begin(), ordered.end(),
+            candidates.begin() + static_cast<std::ptrdiff_t>(begin));
 }
 
 bool take_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job) {

@@ -45,6 +45,15 @@ std::vector<cloud::Offer> candidate_offers(const std::vector<cloud::Offer>& offe
                                            const JobSpec& spec, const FailureMemory& memory,
                                            int64_t now_ms);
 
+// Reorders `candidates` of one group (all spot or all on-demand, cheapest first as
+// candidate_offers gives them) by the price per GPU each is expected to fill. A machine bigger
+// than the job fills with the other waiting jobs that would fit it too, up to its size. A
+// machine of 4 GPUs at $2/h for four waiting one-GPU jobs beats four of 1 GPU at $1/h. Only
+// machines whose price per GPU could beat the cheapest candidate are weighed, so with nothing
+// else waiting the order stays the price order.
+void order_by_fill(std::vector<cloud::Offer>& candidates, size_t begin, size_t end, bool spot,
+                   const JobSpec& spec, const std::vector<const JobSpec*>& others);
+
 // Free room on a machine that is launching (or joined but not yet used): tasks of pending jobs
 // are counted into it before new machines are bought.
 struct Room {

@@ -39,6 +39,41 @@ const std::vector<cloud::Offer> kOffers = {
     offer("gcp", "a2-highgpu-8g", "A100", 8, 29.39, std::nullopt, "us-central1"),
 };
 
+TEST(Provisioning, ABiggerMachineFirstWhenTheOtherWaitingJobsFillIt) {
+  const std::vector<cloud::Offer> offers = {offer("aws", "one", "A10G", 1, 1.0, 0.4),
+                                            offer("aws", "four", "A10G", 4, 2.0, 1.2)};
+  FailureMemory memory(60'000);
+  const JobSpec one = job(1);
+  auto names = [](const std::vector<cloud::Offer>& c) {
+    std::vector<std::string> n;
+    for (const cloud::Offer& o : c) n.push_back(o.instance_type);
+    return n;
+  };
+  auto ordered = [&](const JobSpec& spec, const std::vector<const JobSpec*>& others) {
+    std::vector<cloud::Offer> c = candidate_offers(offers, spec, memory, 0);
+    order_by_fill(c, 0, c.size(), spec.use_spot, spec, others);
+    return names(c);
+  };
+  // Alone: the price order ($1 before $2).
+  EXPECT_EQ(ordered(one, {}), (std::vector<std::string>{"one", "four"}));
+  // With one more waiting: $2 for two GPUs used is $1 each, a tie; the cheaper machine stays first.
+  EXPECT_EQ(ordered(one, {&one}), (std::vector<std::string>{"one", "four"}));
+  // With three more: $0.50 per GPU used.
+  EXPECT_EQ(ordered(one, {&one, &one, &one}), (std::vector<std::string>{"four", "one"}));
+  // Jobs that would not fit the bigger machine do not count: another region, or on-demand jobs
+  // for a spot machine.
+  JobSpec elsewhere = job(1);
+  elsewhere.regions = {"eu-west-1"};
+  EXPECT_EQ(ordered(one, {&elsewhere, &elsewhere, &elsewhere}),
+            (std::vector<std::string>{"one", "four"}));
+  JobSpec spot = job(1);
+  spot.use_spot = true;
+  EXPECT_EQ(ordered(spot, {&one, &one, &one}), (std::vector<std::string>{"one", "four"}));
+  EXPECT_EQ(ordered(spot, {&spot, &spot, &spot}), (std::vector<std::string>{"four", "one"}));
+  // A spot job may use an on-demand machine's room.
+  EXPECT_EQ(ordered(one, {&spot, &spot, &spot}), (std::vector<std::string>{"four", "one"}));
+}
+
 TEST(Provisioning, CheapestFittingOfferFirst) {
   FailureMemory memory(60'000);
   auto c = candidate_offers(kOffers, job(1, {"A100"}), memory, 0);
