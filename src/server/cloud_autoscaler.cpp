@@ -325,7 +325,9 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       note = std::move(spent);
       continue;
     }
-    if (live + job->spec.num_nodes > options_.max_instances) {
+    // A gang that lost a machine still has the others: only the missing ones are rented.
+    const int missing = job->spec.num_nodes - tasks_with_room(rooms, job->spec, job->record.id);
+    if (live + missing > options_.max_instances) {
       continue;  // at the limit; idle machines returning make room
     }
     std::vector<cloud::Offer> candidates = candidate_offers(all, job->spec, failures_, now_ms);
@@ -375,14 +377,14 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       const cloud::Offer& offer = candidates[c];
       const bool spot = c < spot_offers;
       const std::string pool = cloud::offer_pool(offer, spot);
-      if (std::string why = pool_limit_reached(pool, job->spec.num_nodes); !why.empty()) {
+      if (std::string why = pool_limit_reached(pool, missing); !why.empty()) {
         if (limited.empty()) limited = "pool " + why;
         continue;
       }
       cloud::ProvisionRequest request{
           .offer = offer,
           .spot = spot,
-          .count = job->spec.num_nodes,
+          .count = missing,
           .bootstrap_script = bootstrap_script_ ? bootstrap_script_() : std::string(),
           .labels = {{"lepton-job", job->record.id}},
           .idempotency_key = job->record.id + "-" + std::to_string(now_ms)};

@@ -335,6 +335,50 @@ TEST_F(CloudAutoscalerTest, AMachineRentedForAWaitingGangIsHeldForIt) {
   EXPECT_EQ(provider_->tried.size(), 2u);
 }
 
+TEST_F(CloudAutoscalerTest, AGangThatLosesOneMachineRentsOnlyThatOne) {
+  const std::string gang =
+      submit(R"({"name":"g","num_nodes":2,"use_spot":true,)"
+             R"("resources":{"accelerators":"A100:1","cpus":1,"memory":1},"run":"true"})");
+  tick();
+  ASSERT_EQ(provider_->instances.size(), 2u);
+  join("i-1", 1);
+  join("i-2", 1);
+  tick();
+  ASSERT_EQ(state(gang), "SCHEDULED");
+  std::map<std::string, json> running;
+  for (const std::string node : {"i-1", "i-2"}) {
+    json reply = beat(node);
+    ASSERT_EQ(reply["start"].size(), 1u) << node;
+    const json start = reply["start"][0];
+    running[node] = {{"job_id", start["job_id"]},
+                     {"rank", start["rank"]},
+                     {"attempt", start["attempt"]},
+                     {"state", "RUNNING"}};
+    beat(node, json::array({running[node]}));
+  }
+  ASSERT_EQ(state(gang), "RUNNING");
+  // i-1 is being taken away: the gang is stopped and requeued, and one machine is rented for
+  // it, not two; i-2 is still there.
+  provider_->notices.push_back({"i-1", "Server.SpotInstanceTermination", ""});
+  tick();
+  for (const std::string node : {"i-1", "i-2"}) {
+    beat(node, json::array({running[node]}));  // told to stop its task
+    beat(node);                                // stopped
+  }
+  tick();
+  EXPECT_EQ(state(gang), "PENDING");
+  EXPECT_EQ(provider_->instances.size(), 3u) << "rented " << provider_->instances.size() - 2;
+  join("i-3", 1);
+  // Once the stopped tasks' grace is over, the gang starts on the machine it kept and the new one.
+  for (int i = 0; i < 60 && state(gang) != "SCHEDULED"; ++i) tick();
+  EXPECT_EQ(state(gang), "SCHEDULED");
+  EXPECT_EQ(provider_->instances.size(), 3u);
+  std::set<std::string> nodes;
+  const json g = *cp_->get_job(gang);
+  for (const json& t : g["tasks"]) nodes.insert(t.value("node", ""));
+  EXPECT_EQ(nodes, (std::set<std::string>{"i-2", "i-3"}));
+}
+
 TEST_F(CloudAutoscalerTest, FourWaitingJobsShareOneBiggerMachineThatCostsLessPerGpu) {
   // Four one-GPU jobs: one 4-GPU machine at $2/h, not four 1-GPU machines at $1/h.
   provider_->catalog = {offer("one", 1, 1.0, 0.4), offer("four", 4, 2.0, 1.0)};

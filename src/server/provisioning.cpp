@@ -122,8 +122,11 @@ void order_by_fill(std::vector<cloud::Offer>& candidates, size_t begin, size_t e
             candidates.begin() + static_cast<std::ptrdiff_t>(begin));
 }
 
-bool take_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job) {
-  const double gpus = task_gpus(spec);
+namespace {
+
+// The rooms take_room would use for the job's tasks, at most num_nodes of them.
+std::vector<Room*> rooms_for(std::vector<Room>& rooms, const JobSpec& spec,
+                             const std::string& job) {
   std::vector<Room*> order;
   for (Room& room : rooms) {
     if (room.for_job == job) order.push_back(&room);
@@ -144,6 +147,18 @@ bool take_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string&
     any_spot.use_spot = false;  // a spot job may use an on-demand machine's room
     if (offer_fits(shape, any_spot)) chosen.push_back(&room);
   }
+  return chosen;
+}
+
+}  // namespace
+
+int tasks_with_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job) {
+  return static_cast<int>(rooms_for(rooms, spec, job).size());
+}
+
+bool take_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job) {
+  const double gpus = task_gpus(spec);
+  const std::vector<Room*> chosen = rooms_for(rooms, spec, job);
   if (static_cast<int>(chosen.size()) < spec.num_nodes) return false;
   for (Room* room : chosen) {
     room->gpus -= gpus;

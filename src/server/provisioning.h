@@ -81,5 +81,8 @@ inline Room room_on(std::string instance, std::string for_job, const cloud::Offe
 // Takes room for every task of job `job` (one task per machine, as the scheduler places them)
 // from `rooms`, all or nothing, the machines rented for it first. Returns whether the job fits.
 bool take_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job);
+// How many of the job's tasks `rooms` could hold now (at most its num_nodes), as take_room
+// counts them: the machines a gang still has after losing one, so only the rest are rented.
+int tasks_with_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job);
 
 }  // namespace lepton::server
