@@ -21,6 +21,7 @@
 
 #include "cloud/aws_sigv4.h"
 #include "cloud/testing/tls_server.h"
+#include "net/http.h"
 #include "tests/process.h"
 
 namespace lepton::e2e {
@@ -36,46 +37,16 @@ const aws::Credentials kCredentials{.access_key_id = "AKIDEXAMPLE",
                                     .secret_access_key = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
                                     .session_token = ""};
 
-std::string percent_decode(const std::string& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size()) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += s[i] == '+' ? ' ' : s[i];
-    }
-  }
-  return out;
-}
-
-std::map<std::string, std::string> form_decode(const std::string& body) {
-  std::map<std::string, std::string> out;
-  std::stringstream in(body);
-  std::string pair;
-  while (std::getline(in, pair, '&')) {
-    const size_t eq = pair.find('=');
-    out[percent_decode(pair.substr(0, eq))] =
-        eq == std::string::npos ? "" : percent_decode(pair.substr(eq + 1));
-  }
-  return out;
-}
-
+// RFC 4648 base64 with padding, as EC2 takes UserData.
 std::string base64_decode(const std::string& text) {
   std::string out(text.size(), '\0');
   const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
                                 reinterpret_cast<const unsigned char*>(text.data()),
                                 static_cast<int>(text.size()));
   if (n < 0) return "";
-  out.resize(static_cast<size_t>(n));
-  while (!text.empty() && text.back() == '=' && !out.empty() && out.back() == '\0') {
-    out.pop_back();  // EVP_DecodeBlock counts the padding as zero bytes
-    break;
-  }
-  while (text.size() >= 2 && text.ends_with("==") && !out.empty() && out.back() == '\0') {
-    out.pop_back();
-    break;
-  }
+  // EVP_DecodeBlock counts each '=' of padding as a zero byte.
+  const size_t padding = text.size() - text.find_last_not_of('=') - 1;
+  out.resize(static_cast<size_t>(n) - std::min<size_t>(padding, static_cast<size_t>(n)));
   return out;
 }
 
@@ -96,7 +67,7 @@ class FakeEc2 {
       bad_signatures_.push_back(why);
       return {403, error("SignatureDoesNotMatch", why)};
     }
-    std::map<std::string, std::string> p = form_decode(r.body);
+    std::map<std::string, std::string> p = net::parse_query(r.body);
     const std::string action = p["Action"];
     actions_.push_back(action);
     if (action == "RunInstances") return run(p);
@@ -277,10 +248,12 @@ class AwsCloud : public testing::Test {
         std::vector<std::string>{LEPTON_BINARY, "server", "--data-dir", (dir_ / "data").string(),
                                  "--port", std::to_string(port_), "--gateway-port", "-1",
                                  "--aws-config", (dir_ / "aws.json").string(), "--advertise-url",
-                                 url_, "--cloud-idle", "2"},
+                                 advertised_url(), "--cloud-idle", "2"},
         (dir_ / "server.log").string());
     ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 20s)) << log();
   }
+  // What the machines are told to reach the server at: not the URL it listens on.
+  std::string advertised_url() const { return "http://localhost:" + std::to_string(port_); }
   CommandResult cli(const std::string& args) {
     return run_cli(LEPTON_BINARY, args, url_, dir_ / "data" / "token");
   }
@@ -330,7 +303,8 @@ TEST_F(AwsCloud, AJobRentsAnEc2MachineThatJoinsRunsItAndIsReturned) {
   EXPECT_EQ(m.tags.at("lepton-job"), id);
   EXPECT_TRUE(m.user_data.starts_with("#!/bin/sh\n")) << m.user_data;
   EXPECT_NE(m.user_data.find("/meta-data/instance-id"), std::string::npos) << m.user_data;
-  EXPECT_NE(m.user_data.find("agent --server '" + url_ + "'"), std::string::npos) << m.user_data;
+  EXPECT_NE(m.user_data.find("agent --server '" + advertised_url() + "'"), std::string::npos)
+      << m.user_data;
   EXPECT_TRUE(ec2_.bad_signatures().empty()) << ec2_.bad_signatures()[0];
   json instances = cli_json("cloud ls --json");
   ASSERT_EQ(instances.size(), 1u) << instances.dump();

@@ -19,29 +19,14 @@ Result<Ec2ProviderConfig> Ec2ProviderConfig::from_json(std::string_view text) {
     return Status::invalid_argument("aws config: expected a JSON object");
   }
   Ec2ProviderConfig c;
+  // The text fields, by name; security_group_ids is the one list.
+  const std::pair<const char*, std::string Ec2ProviderConfig::*> texts[] = {
+      {"region", &Ec2ProviderConfig::region},           {"image_id", &Ec2ProviderConfig::image_id},
+      {"subnet_id", &Ec2ProviderConfig::subnet_id},     {"key_name", &Ec2ProviderConfig::key_name},
+      {"pool_tag", &Ec2ProviderConfig::pool_tag_value}, {"endpoint", &Ec2ProviderConfig::endpoint},
+      {"ca_file", &Ec2ProviderConfig::ca_file}};
   for (const auto& [key, value] : j.items()) {
-    auto text_of = [&, &k = key, &v = value](std::string& out) -> Status {
-      if (!v.is_string() || v.get<std::string>().empty() || v.get<std::string>().size() > 1024) {
-        return Status::invalid_argument("aws config: " + k + ": expected a non-empty string");
-      }
-      out = v.get<std::string>();
-      return Status::ok();
-    };
-    if (key == "region") {
-      LEPTON_RETURN_IF_ERROR(text_of(c.region));
-    } else if (key == "image_id") {
-      LEPTON_RETURN_IF_ERROR(text_of(c.image_id));
-    } else if (key == "subnet_id") {
-      LEPTON_RETURN_IF_ERROR(text_of(c.subnet_id));
-    } else if (key == "key_name") {
-      LEPTON_RETURN_IF_ERROR(text_of(c.key_name));
-    } else if (key == "pool_tag") {
-      LEPTON_RETURN_IF_ERROR(text_of(c.pool_tag_value));
-    } else if (key == "endpoint") {
-      LEPTON_RETURN_IF_ERROR(text_of(c.endpoint));
-    } else if (key == "ca_file") {
-      LEPTON_RETURN_IF_ERROR(text_of(c.ca_file));
-    } else if (key == "security_group_ids") {
+    if (key == "security_group_ids") {
       if (!value.is_array()) {
         return Status::invalid_argument(
             "aws config: security_group_ids: expected an array of strings");
@@ -53,12 +38,21 @@ Result<Ec2ProviderConfig> Ec2ProviderConfig::from_json(std::string_view text) {
         }
         c.security_group_ids.push_back(id.get<std::string>());
       }
-    } else {
-      return Status::invalid_argument("aws config: " + key +
-                                      ": unknown field (expected region, image_id, subnet_id, "
-                                      "security_group_ids, key_name, pool_tag, endpoint or "
-                                      "ca_file)");
+      continue;
     }
+    auto field = std::find_if(std::begin(texts), std::end(texts),
+                              [&k = key](const auto& t) { return k == t.first; });
+    if (field == std::end(texts)) {
+      std::string known;
+      for (const auto& t : texts) known += std::string(t.first) + ", ";
+      return Status::invalid_argument("aws config: " + key + ": unknown field (expected " + known +
+                                      "or security_group_ids)");
+    }
+    if (!value.is_string() || value.get<std::string>().empty() ||
+        value.get<std::string>().size() > 1024) {
+      return Status::invalid_argument("aws config: " + key + ": expected a non-empty string");
+    }
+    c.*(field->second) = value.get<std::string>();
   }
   if (c.region.empty()) return Status::invalid_argument("aws config: region: required");
   if (c.image_id.empty()) return Status::invalid_argument("aws config: image_id: required");

@@ -42,16 +42,7 @@ std::string url_decode(std::string_view s) {
 void parse_target(std::string_view target, HttpRequest& req) {
   size_t q = target.find('?');
   req.path = url_decode(target.substr(0, q));
-  if (q == std::string_view::npos) return;
-  std::string_view rest = target.substr(q + 1);
-  while (!rest.empty()) {
-    size_t amp = rest.find('&');
-    std::string_view pair = rest.substr(0, amp);
-    size_t eq = pair.find('=');
-    req.query[url_decode(pair.substr(0, eq))] =
-        eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
-    rest = amp == std::string_view::npos ? std::string_view{} : rest.substr(amp + 1);
-  }
+  if (q != std::string_view::npos) req.query = parse_query(target.substr(q + 1));
 }
 
 // One keep-alive connection: read a request, hand it to the handler, write its response, repeat.
@@ -366,6 +357,19 @@ Result<HttpResponse> http_request(const Url& url, std::string_view method, std::
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
   return r;
+}
+
+std::map<std::string, std::string> parse_query(std::string_view text) {
+  std::map<std::string, std::string> out;
+  while (!text.empty()) {
+    size_t amp = text.find('&');
+    std::string_view pair = text.substr(0, amp);
+    size_t eq = pair.find('=');
+    out[url_decode(pair.substr(0, eq))] =
+        eq == std::string_view::npos ? "" : url_decode(pair.substr(eq + 1));
+    text = amp == std::string_view::npos ? std::string_view{} : text.substr(amp + 1);
+  }
+  return out;
 }
 
 std::string url_encode(std::string_view text) {

@@ -83,5 +83,7 @@ Result<HttpResponse> http_request(const Url& url, std::string_view method, std::
 
 // Percent-encoding for query values.
 std::string url_encode(std::string_view text);
+// "a=1&b=x%20y" (a query string or a form-encoded body) as decoded names and values.
+std::map<std::string, std::string> parse_query(std::string_view text);
 
 }  // namespace lepton::net

@@ -400,6 +400,50 @@ TEST_F(CloudAutoscalerTest, FourWaitingJobsShareOneBiggerMachineThatCostsLessPer
   (void)alone;
 }
 
+TEST_F(CloudAutoscalerTest, AReplicaIsPlacedInTheRegionWithFewerOfItsReplicas) {
+  // Three idle machines, two in us-east-1 and one in us-west-2 (rented for batch jobs that ran):
+  // two replicas go one to each region, not to two machines of one region.
+  cloud::Offer west = offer("one", 1, 1.0, 0.5);
+  west.region = "us-west-2";
+  provider_->catalog = {offer("one", 1, 1.0, 0.4), west};
+  auto in_region = [](const std::string& region) {
+    return R"({"name":"b","regions":[")" + region +
+           R"("],"resources":{"accelerators":"A100:1","cpus":1,"memory":1},"run":"true"})";
+  };
+  submit(in_region("us-east-1"));
+  submit(in_region("us-east-1"));
+  submit(in_region("us-west-2"));
+  tick();
+  ASSERT_EQ(provider_->instances.size(), 3u);
+  for (const std::string node : {"i-1", "i-2", "i-3"}) join(node, 1);
+  tick();
+  for (const std::string node : {"i-1", "i-2", "i-3"}) {
+    json reply = beat(node);
+    ASSERT_EQ(reply["start"].size(), 1u) << node;
+    json done = {{"job_id", reply["start"][0]["job_id"]},
+                 {"rank", 0},
+                 {"attempt", reply["start"][0]["attempt"]},
+                 {"state", "EXITED"},
+                 {"exit_code", 0}};
+    beat(node, json::array({done}));
+  }
+  ASSERT_TRUE(cp_->create_deployment(
+                     R"({"kind":"deployment","name":"chat","resources":{"accelerators":"A100:1"},)"
+                     R"("run":"serve","replicas":2})",
+                     now_)
+                  .is_ok());
+  tick();
+  std::set<std::string> regions;
+  const json d = *cp_->get_deployment("chat", now_);
+  for (const json& r : d["replicas"]) {
+    const std::string node = r.value("node", "");
+    ASSERT_TRUE(provider_->instances.count(node)) << d.dump(2);
+    regions.insert(provider_->instances[node].region);
+  }
+  EXPECT_EQ(regions, (std::set<std::string>{"us-east-1", "us-west-2"})) << d.dump(2);
+  EXPECT_EQ(provider_->instances.size(), 3u) << "the idle machines were used";
+}
+
 TEST_F(CloudAutoscalerTest, ReplicasSpreadOverRegions) {
   // The same machine in two regions, one a little dearer: a batch job's machines all go to the
   // cheaper, a deployment's replicas go one to each region, then back to the cheaper.

@@ -336,10 +336,7 @@ void ControlPlane::spread_replica(const Job& job, std::vector<sched::Placement>&
                           on == replicas_on.end() ? 0 : on->second);
   };
   const sched::NodeId chosen = placements[0].node;
-  std::pair<int, int> least{0, 0};
-  for (const auto& [name, node] : nodes_) {
-    if (node.id == chosen) least = crowding(name, node.id);
-  }
+  std::pair<int, int> least = crowding(node_names_.at(chosen), chosen);
   if (least == std::make_pair(0, 0)) return;  // nothing of the deployment near it
   const sched::Request request = request_of(job);
   cluster_.release(request, placements[0]);  // so the node's room is seen as the others' is
