@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -165,6 +166,41 @@ TEST(SimQueues, BadInputGetsAClearErrorAndExitCode2) {
             std::string::npos)
       << queues.err;
   fs::remove(bad);
+}
+
+TEST(SimCost, PrintsEveryPolicyWithItsBoundInJson) {
+  CliRun r = lepton("sim cost --pods " + kPods + " --max-pods 400 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["jobs"], 400);
+  ASSERT_EQ(j["policies"].size(), 3u);
+  std::vector<std::string> names;
+  for (const auto& p : j["policies"]) {
+    names.push_back(p["policy"].get<std::string>());
+    SCOPED_TRACE(names.back());
+    double cost = p["cost_usd"].get<double>();
+    double bound = p["lower_bound_usd"].get<double>();
+    EXPECT_GT(bound, 0);
+    EXPECT_GE(cost, bound);
+    EXPECT_GT(p["avg_jct_s"].get<double>(), 0);
+    // The bound's parts add up to it, and it is at least the bound without completion times.
+    const auto& parts = p["bound_usd"];
+    EXPECT_NEAR(parts["work"].get<double>() + parts["packing"].get<double>() +
+                    parts["capacity"].get<double>(),
+                bound, 0.02);
+    EXPECT_GE(bound + 0.01, p["lower_bound_any_time_usd"].get<double>());
+    EXPECT_NEAR(p["gap_pct"].get<double>(), (cost / bound - 1) * 100, 0.02);
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"single-cloud", "cheapest-first", "lepton"}));
+}
+
+TEST(SimCost, BadInputGetsAClearErrorAndExitCode2) {
+  CliRun policy = lepton("sim cost --policy fastest");
+  EXPECT_EQ(policy.exit_code, 2);
+  EXPECT_NE(policy.err.find("fastest"), std::string::npos) << policy.err;
+  CliRun missing = lepton("sim cost --pods /nonexistent.csv");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("/nonexistent.csv"), std::string::npos) << missing.err;
 }
 
 TEST(BenchSched, PrintsThroughputAndLatency) {

@@ -19,9 +19,9 @@
 //     with the lowest price per GPU it expects to fill, remembers capacity errors for
 //     `failover_ttl_s`, and checkpoints at the interruption notice.
 //   Every policy reuses an idle instance of a pool in its list before launching a new one.
-// - The lower bound: for every job, its GPU-hours (count x share x duration) at the lowest price
-//   per GPU-hour of any pool that could host it (spot if allowed), with no capacity limit, no boot
-//   time, no idling and no interruptions.
+// - The lower bound (cost_bound.h): what any schedule pays for the jobs' work at their cheapest
+//   prices, for the GPU shares any packing leaves free, and for the dearer pools the cheap ones'
+//   capacity forces, given that each job finishes when it did under the policy.
 #pragma once
 
 #include <cstdint>
@@ -81,8 +81,14 @@ struct CostCurvePoint {
 struct CostPolicyResult {
   std::string policy;
   double cost_usd = 0;
-  double lower_bound_usd = 0;      // the lower bound over the jobs this policy completed
-  double gap_pct = 0;              // cost / lower bound - 1, in percent
+  double lower_bound_usd = 0;     // the lower bound over the jobs this policy completed
+  double packing_bound_usd = 0;   // the part of it for GPU shares any packing leaves free
+  double capacity_bound_usd = 0;  // the part of it for dearer pools that capacity forces
+  double gap_pct = 0;             // cost / lower bound - 1, in percent
+  // The bound for schedules that may take any time (without the policy's completion times): work
+  // and packing only.
+  double lower_bound_any_time_usd = 0;
+  double gap_any_time_pct = 0;
   double gpu_hours_completed = 0;  // work of completed jobs (count x share x duration)
   double cost_per_gpu_hour = 0;    // cost_usd / gpu_hours_completed
   double avg_jct_s = 0;            // completion - arrival, over completed jobs
@@ -96,10 +102,13 @@ struct CostPolicyResult {
   int64_t jobs_unplaceable = 0;  // no pool of this policy fits them, or all have capacity 0
   int64_t instances_launched = 0;
   double gpu_hours_billed = 0;  // GPUs x billed hours of every instance
-  // Where cost_usd - lower_bound_usd goes, in dollars (they add up to it, give or take the work
-  // of jobs that did not complete): machines booting, machines without jobs, GPU shares left
-  // free on machines with jobs, jobs on pools dearer per GPU than their cheapest, and work paid
-  // more than once (redone after interruptions).
+  // Where the cost above the jobs' work at their cheapest prices goes, in dollars: machines
+  // booting, machines without jobs, GPU shares left free on machines with jobs, jobs on pools
+  // dearer per GPU than their cheapest, and work paid more than once (redone after
+  // interruptions). They add up to cost_usd - lower_bound_usd + packing_bound_usd +
+  // capacity_bound_usd, give or take the work of jobs that did not complete: the bound's packing
+  // term is part of the unused shares that no policy avoids, and its capacity term is premium or
+  // unused shares that none avoids either.
   double boot_usd = 0;
   double idle_usd = 0;
   double unused_share_usd = 0;
@@ -133,11 +142,6 @@ void assign_capacity(std::vector<CostPool>& pools, const CostOptions& options);
 
 // Whether `pool` could host `job` (model and GPU count; spot only when the job allows it).
 bool pool_fits(const CostPool& pool, const CostJob& job);
-
-// The lower bound on the cost of running `job` (see the top of this file); 0 when no pool fits.
-double job_lower_bound(const CostJob& job, const std::vector<CostPool>& pools);
-// The sum of job_lower_bound over `jobs`.
-double cost_lower_bound(const std::vector<CostJob>& jobs, const std::vector<CostPool>& pools);
 
 // Runs one policy ("single-cloud", "cheapest-first" or "lepton") to the end of the last job.
 Result<CostPolicyResult> run_cost_policy(const std::string& policy,
