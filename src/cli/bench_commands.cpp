@@ -285,9 +285,8 @@ struct AutoscaleSample {
 void run_autoscale(const AutoscaleFlags& f) {
   namespace fs = std::filesystem;
   const std::vector<LoadStep> steps = parse_steps(f.steps);
-  std::error_code ec;
-  const fs::path bin = fs::read_symlink("/proc/self/exe", ec).parent_path();
-  if (ec || !fs::exists(bin / "lepton-test-upstream")) {
+  const fs::path bin = fs::path(server::this_binary()).parent_path();
+  if (!fs::exists(bin / "lepton-test-upstream")) {
     fail("lepton-test-upstream is not next to this lepton binary (" + bin.string() +
          "); build it with scripts/build build");
   }
@@ -410,6 +409,7 @@ void run_autoscale(const AutoscaleFlags& f) {
   for (auto& c : clients) c.join();
   (*agent)->stop();
   server->stop();
+  std::error_code ec;
   fs::remove_all(root, ec);
 
   // Latency per second, of the requests that ended in it.

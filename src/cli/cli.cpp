@@ -9,18 +9,16 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "server/server.h"
+
 namespace lepton::cli {
 
 std::string data_dir() {
   namespace fs = std::filesystem;
   if (const char* env = std::getenv("LEPTON_DATA_DIR"); env && *env) return env;
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    for (fs::path dir = exe.parent_path(); !dir.empty() && dir != dir.root_path();
-         dir = dir.parent_path()) {
-      if (fs::is_directory(dir / "data" / "traces")) return (dir / "data").string();
-    }
+  for (fs::path dir = fs::path(server::this_binary()).parent_path();
+       !dir.empty() && dir != dir.root_path(); dir = dir.parent_path()) {
+    if (fs::is_directory(dir / "data" / "traces")) return (dir / "data").string();
   }
   return std::string(LEPTON_SOURCE_DIR) + "/data";
 }
