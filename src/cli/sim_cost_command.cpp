@@ -131,6 +131,7 @@ json policy_json(const sim::CostPolicyResult& r) {
       {"capacity_errors", r.capacity_errors},
       {"jobs", r.jobs},
       {"jobs_completed", r.jobs_completed},
+      {"stopped_at_horizon", r.stopped_at_horizon},
       {"jobs_unplaceable", r.jobs_unplaceable},
       {"instances_launched", r.instances_launched},
       {"gpu_hours_billed", round_to(r.gpu_hours_billed, 0.01)},
@@ -280,6 +281,14 @@ void run_cost(CostFlags f) {
           static_cast<long long>(v.interruptions), static_cast<long long>(v.capacity_errors),
           static_cast<long long>(v.jobs_completed), v.seconds);
       std::fflush(stdout);
+    }
+    if (v.stopped_at_horizon) {
+      std::fprintf(stderr,
+                   "lepton: %s: %lld of %lld jobs did not finish by the run's horizon (ten times "
+                   "the longest job past the last arrival): they lose more to interruptions than "
+                   "they checkpoint\n",
+                   v.policy.c_str(), static_cast<long long>(v.jobs - v.jobs_completed),
+                   static_cast<long long>(v.jobs));
     }
     list.push_back(policy_json(v));
     results.push_back(v);

@@ -6,95 +6,14 @@
 #include <map>
 #include <utility>
 
+#include "sim/max_flow.h"
+
 namespace lepton::sim {
 namespace {
 
 constexpr int kMaxPackingK = 20;
 constexpr int kMaxPackingEps = 500;
 constexpr int kMaxPriceSteps = 16;
-
-// Dinic's maximum flow on real capacities. Capacities may be raised between runs; a run goes on
-// from the flow already found.
-class MaxFlow {
- public:
-  int add_node() {
-    adjacent_.emplace_back();
-    return static_cast<int>(adjacent_.size()) - 1;
-  }
-
-  // Returns the edge's id, for raise().
-  int add_edge(int from, int to, double capacity) {
-    int id = static_cast<int>(edges_.size());
-    edges_.push_back({to, capacity});
-    edges_.push_back({from, 0});
-    adjacent_[from].push_back(id);
-    adjacent_[to].push_back(id + 1);
-    return id;
-  }
-
-  void raise(int edge, double by) { edges_[edge].residual += by; }
-
-  // Pushes as much more flow from `source` to `sink` as fits; returns how much.
-  double run(int source, int sink, double epsilon) {
-    epsilon_ = epsilon;
-    double total = 0;
-    while (levels(source, sink)) {
-      next_.assign(adjacent_.size(), 0);
-      while (true) {
-        double pushed = push(source, sink, std::numeric_limits<double>::infinity());
-        if (pushed <= epsilon_) break;
-        total += pushed;
-      }
-    }
-    return total;
-  }
-
- private:
-  struct Edge {
-    int to;
-    double residual;
-  };
-
-  bool levels(int source, int sink) {
-    level_.assign(adjacent_.size(), -1);
-    std::vector<int> queue = {source};
-    level_[source] = 0;
-    for (size_t head = 0; head < queue.size(); ++head) {
-      int node = queue[head];
-      for (int e : adjacent_[node]) {
-        const Edge& edge = edges_[e];
-        if (edge.residual > epsilon_ && level_[edge.to] < 0) {
-          level_[edge.to] = level_[node] + 1;
-          queue.push_back(edge.to);
-        }
-      }
-    }
-    return level_[sink] >= 0;
-  }
-
-  // The graphs here are four layers deep (source, job, slot, sink), so recursion is shallow.
-  double push(int node, int sink, double limit) {
-    if (node == sink) return limit;
-    for (size_t& i = next_[node]; i < adjacent_[node].size(); ++i) {
-      int e = adjacent_[node][i];
-      Edge& edge = edges_[e];
-      if (edge.residual <= epsilon_ || level_[edge.to] != level_[node] + 1) continue;
-      double pushed = push(edge.to, sink, std::min(limit, edge.residual));
-      if (pushed > epsilon_) {
-        edge.residual -= pushed;
-        edges_[e ^ 1].residual += pushed;
-        return pushed;
-      }
-    }
-    return 0;
-  }
-
-  std::vector<Edge> edges_;
-  std::vector<std::vector<int>> adjacent_;
-  std::vector<int> level_;
-  std::vector<size_t> next_;
-  double epsilon_ = 0;
-};
 
 // One group of jobs that fit the same pools: their bound under capacity (see the header).
 double group_capacity_bound(const std::vector<int>& members, const std::vector<CostJob>& jobs,

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -13,30 +14,20 @@ namespace {
 using namespace cost_testing;  // NOLINT(google-build-using-namespace)
 
 TEST(CostBound, PackingWeightsOfSharesOnOneGpuAddUpToAtMostOne) {
-  // Random sets of shares that fit on one GPU, many near the edges of the weights' steps.
-  uint64_t s = 11;
-  for (int trial = 0; trial < 200000; ++trial) {
-    int k = static_cast<int>(next(s) % 21);
-    int eps = static_cast<int>(next(s) % 501);
-    std::vector<int> shares;
-    int left = 1000;
-    while (left > 0 && shares.size() < 25) {
-      int milli = 1 + static_cast<int>(next(s) % static_cast<uint64_t>(left));
-      if (next(s) % 3 == 0 && k > 0) {
-        // Just above a multiple of 1000 / (k + 1), or just above 1000 - eps.
-        int step = static_cast<int>(next(s) % static_cast<uint64_t>(k + 1));
-        milli = step * 1000 / (k + 1) + 1;
-      } else if (next(s) % 4 == 0) {
-        milli = 1000 - eps + 1;
+  // Exactly, by an unbounded knapsack over every share of 1..1000 milli: the heaviest set of
+  // shares that fits one GPU weighs at most 1. Every k, and the eps values at the steps of the
+  // trace's shares and of the weights (1/3, 1/2).
+  for (int eps : {0, 1, 50, 100, 190, 200, 250, 300, 333, 334, 400, 450, 499, 500}) {
+    for (int k = 0; k <= 20; ++k) {
+      std::vector<double> heaviest(1001, 0.0);  // by milli used
+      for (int used = 1; used <= 1000; ++used) {
+        for (int milli = 1; milli <= used; ++milli) {
+          heaviest[used] =
+              std::max(heaviest[used], heaviest[used - milli] + packing_weight(milli, k, eps));
+        }
       }
-      if (milli < 1 || milli > left) break;
-      shares.push_back(milli);
-      left -= milli;
+      ASSERT_LE(heaviest[1000], 1.0 + 1e-12) << "k " << k << " eps " << eps;
     }
-    double total = 0;
-    for (int milli : shares) total += packing_weight(milli, k, eps);
-    ASSERT_LE(total, 1.0 + 1e-12) << "k " << k << " eps " << eps << " first share "
-                                  << (shares.empty() ? 0 : shares[0]);
   }
   EXPECT_EQ(packing_weight(460, 0, 0), 0.46);
   EXPECT_EQ(packing_weight(460, 2, 0), 0.5);    // at most two of them share a GPU

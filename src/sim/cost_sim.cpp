@@ -91,8 +91,18 @@ class CostSim {
       runs_[j].remaining = jobs_[j].duration_s;
       push(jobs_[j].arrival_s, kArrive, static_cast<int>(j), 0);
     }
+    // Jobs that checkpoint too rarely for their interruptions never finish: the run stops at
+    // ten times the longest job past the last arrival, and what is left counts as incomplete.
+    double horizon = 0;
+    for (const CostJob& job : jobs_) {
+      horizon = std::max(horizon, job.arrival_s + 10 * job.duration_s + 86400);
+    }
     while (!events_.empty()) {
       Event e = events_.top();
+      if (e.t > horizon) {
+        stop_at(horizon);
+        break;
+      }
       events_.pop();
       account(e.t);
       now_ = e.t;
@@ -135,6 +145,14 @@ class CostSim {
   }
 
  private:
+  // Ends the run at `t`: every machine still alive is billed to then.
+  void stop_at(double t) {
+    account(t);
+    now_ = t;
+    result_.stopped_at_horizon = true;
+    while (!alive_.empty()) terminate(alive_.back());
+  }
+
   void push(double t, EventKind kind, int id, uint64_t epoch) {
     events_.push(Event{t, seq_++, kind, id, epoch});
   }

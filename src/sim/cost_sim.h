@@ -99,6 +99,9 @@ struct CostPolicyResult {
   int64_t capacity_errors = 0;
   int64_t jobs = 0;
   int64_t jobs_completed = 0;
+  // The run stopped at its horizon (ten times the longest job past the last arrival) with jobs
+  // unfinished: they lose more to interruptions than they checkpoint.
+  bool stopped_at_horizon = false;
   int64_t jobs_unplaceable = 0;  // no pool of this policy fits them, or all have capacity 0
   int64_t instances_launched = 0;
   double gpu_hours_billed = 0;  // GPUs x billed hours of every instance

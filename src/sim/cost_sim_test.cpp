@@ -211,6 +211,26 @@ TEST(CostSim, LowerBoundIsBelowEveryPolicyOnRandomInputs) {
   EXPECT_GT(binding, 10);
 }
 
+TEST(CostSim, JobsThatNeverKeepTheirWorkStopAtTheHorizon) {
+  // Ten hours of work, no checkpoints, interrupted every three minutes on average: cheapest-first
+  // never finishes it, and the run ends, billed, at its horizon.
+  std::vector<CostPool> pools = {pool("aws", "spot", 1.0, 10, true)};
+  CostOptions o = instant();
+  o.mtbi_hours = 0.05;
+  o.checkpoint_s = 0;
+  o.notice_s = 0;
+  auto r = run("cheapest-first", {job(0, 36000)}, pools, o);
+  EXPECT_TRUE(r.stopped_at_horizon);
+  EXPECT_EQ(r.jobs_completed, 0);
+  const double horizon_hours = (10 * 36000.0 + 86400) / 3600;
+  EXPECT_GT(r.cost_usd, 0.9 * horizon_hours);
+  EXPECT_LE(r.cost_usd, horizon_hours + 1e-6);
+  // lepton checkpoints at the notice, so it finishes.
+  auto lepton = run("lepton", {job(0, 36000)}, pools, o);
+  EXPECT_FALSE(lepton.stopped_at_horizon);
+  EXPECT_EQ(lepton.jobs_completed, 1);
+}
+
 TEST(CostSim, DeterministicForASeed) {
   RandomCase c = random_case(7);
   CostOptions o;
