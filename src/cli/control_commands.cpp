@@ -15,6 +15,7 @@
 #include "agent/gpu_discovery.h"
 #include "cli/cli.h"
 #include "cli/client.h"
+#include "cloud/aws_credentials.h"
 #include "cloud/aws_ec2_provider.h"
 #include "cloud/catalog.h"
 #include "cloud/https_client.h"
@@ -385,8 +386,8 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--aws-config", f.aws_config,
                   "JSON file of an AWS EC2 account to rent from: region, image_id (an AMI with "
                   "GPU drivers and lepton on its PATH), subnet_id, security_group_ids, key_name, "
-                  "pool_tag; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-                  "(docs/clouds.md)");
+                  "pool_tag; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
+                  "the AWS_PROFILE profile of ~/.aws/credentials (docs/clouds.md)");
   cmd->add_option("--advertise-url", f.advertise_url,
                   "URL rented machines reach this server at, such as http://10.0.0.5:8080 "
                   "(needed with --aws-config when listening on loopback)");
@@ -400,7 +401,7 @@ std::shared_ptr<cloud::Provider> aws_provider(const ServeFlags& f,
   if (!text.is_ok()) fail("--aws-config: " + text.status().message(), 2);
   auto config = cloud::aws::Ec2ProviderConfig::from_json(*text);
   if (!config.is_ok()) fail("--aws-config " + f.aws_config + ": " + config.status().message(), 2);
-  auto credentials = cloud::aws::credentials_from_env();
+  auto credentials = cloud::aws::default_credentials();
   if (!credentials.is_ok()) fail("--aws-config: " + credentials.status().message(), 2);
   config->credentials = std::move(*credentials);
   cloud::aws::HttpsOptions https;

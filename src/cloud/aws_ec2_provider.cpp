@@ -59,22 +59,6 @@ Result<Ec2ProviderConfig> Ec2ProviderConfig::from_json(std::string_view text) {
   return c;
 }
 
-Result<Credentials> credentials_from_env() {
-  auto env = [](const char* name) {
-    const char* v = std::getenv(name);
-    return std::string(v ? v : "");
-  };
-  Credentials c{.access_key_id = env("AWS_ACCESS_KEY_ID"),
-                .secret_access_key = env("AWS_SECRET_ACCESS_KEY"),
-                .session_token = env("AWS_SESSION_TOKEN")};
-  if (c.access_key_id.empty() || c.secret_access_key.empty()) {
-    return Status::invalid_argument(
-        "aws: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for "
-        "temporary credentials) in the environment");
-  }
-  return c;
-}
-
 std::string ec2_user_data(const std::string& bootstrap_script) {
   // cloud-init runs user data that starts with "#!" as root at first boot. The agent must join
   // under the instance id (the node name the autoscaler matches), which the instance metadata

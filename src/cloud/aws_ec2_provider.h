@@ -54,13 +54,9 @@ struct Ec2ProviderConfig {
 
   // From a JSON object: {"region", "image_id", "subnet_id", "security_group_ids", "key_name",
   // "pool_tag", "endpoint", "ca_file"}; region and image_id are required, unknown fields are
-  // errors. Credentials are not read from it (see credentials_from_env).
+  // errors. Credentials are not read from it (see aws_credentials.h).
   static Result<Ec2ProviderConfig> from_json(std::string_view text);
 };
-
-// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and (for temporary credentials) AWS_SESSION_TOKEN, as
-// the AWS CLI reads them; an error names what is missing.
-Result<Credentials> credentials_from_env();
 
 class Ec2Provider final : public Provider {
  public:

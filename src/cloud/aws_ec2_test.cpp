@@ -522,27 +522,6 @@ TEST(Ec2ProviderConfigTest, ReadsJsonAndNamesBadFields) {
   }
 }
 
-TEST(Ec2ProviderConfigTest, CredentialsComeFromTheEnvironment) {
-  ::unsetenv("AWS_ACCESS_KEY_ID");
-  ::unsetenv("AWS_SECRET_ACCESS_KEY");
-  ::unsetenv("AWS_SESSION_TOKEN");
-  auto missing = credentials_from_env();
-  ASSERT_FALSE(missing.is_ok());
-  EXPECT_NE(missing.status().message().find("AWS_ACCESS_KEY_ID"), std::string::npos);
-  ::setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE", 1);
-  EXPECT_FALSE(credentials_from_env().is_ok()) << "the secret is missing";
-  ::setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
-  ::setenv("AWS_SESSION_TOKEN", "session", 1);
-  auto c = credentials_from_env();
-  ASSERT_TRUE(c.is_ok());
-  EXPECT_EQ(c->access_key_id, "AKIDEXAMPLE");
-  EXPECT_EQ(c->secret_access_key, "secret");
-  EXPECT_EQ(c->session_token, "session");
-  ::unsetenv("AWS_ACCESS_KEY_ID");
-  ::unsetenv("AWS_SECRET_ACCESS_KEY");
-  ::unsetenv("AWS_SESSION_TOKEN");
-}
-
 TEST(Ec2ProviderTest, StateCodesIgnoreTheHighByte) {
   EXPECT_EQ(ec2_instance_state(16), cloud::InstanceState::kRunning);
   EXPECT_EQ(ec2_instance_state(256 + 16), cloud::InstanceState::kRunning);
