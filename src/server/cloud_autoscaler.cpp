@@ -44,6 +44,7 @@ void ControlPlane::set_clouds(std::vector<std::shared_ptr<cloud::Provider>> prov
   providers_ = std::move(providers);
   bootstrap_script_ = std::move(bootstrap_script);
   failures_ = FailureMemory(options_.failover_ttl_ms);
+  provider_backoff_.assign(providers_.size(), ProviderBackoff());
   // Stored machines find their provider again by name.
   for (auto& [id, inst] : instances_) {
     for (size_t p = 0; p < providers_.size(); ++p) {
@@ -141,7 +142,7 @@ void ControlPlane::keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms) 
     for (const auto& [p, o] : provider_offers()) {
       const bool spot = cloud::offer_pool(o, true) == key;
       if (!spot && cloud::offer_pool(o, false) != key) continue;
-      if (failures_.skip(key, now_ms)) return;
+      if (failures_.skip(key, now_ms) || provider_backoff_[p].resting(now_ms)) return;
       auto result = providers_[p]->provision(
           {.offer = o,
            .spot = spot,
@@ -150,11 +151,17 @@ void ControlPlane::keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms) 
            .labels = {{"lepton-pool", key}},
            .idempotency_key = key + "-" + std::to_string(now_ms)});
       if (!result.is_ok()) {
+        if (is_capacity_answer(result.status())) {
+          provider_backoff_[p].answered();
+        } else {
+          provider_backoff_[p].failed(now_ms);
+        }
         failures_.failed(key, now_ms);
         event(batch, now_ms, "pool/" + key,
               "cannot keep its minimum: " + result.status().message());
         return;
       }
+      provider_backoff_[p].answered();
       for (const cloud::Instance& i : *result) record_rented(p, i, o, spot, "", batch, now_ms);
       event(batch, now_ms, "pool/" + key,
             "renting " + std::to_string(missing) + " to keep its minimum of " +
@@ -265,10 +272,16 @@ void ControlPlane::return_idle_instances(store::WriteBatch& batch, int64_t now_m
       needed |= limit.min > 0 && pool_matches(key, pool) && live_in_pool(key) <= limit.min;
     }
     if (needed) continue;
+    ProviderBackoff& backoff = provider_backoff_[inst.provider];
+    if (backoff.resting(now_ms)) continue;
     if (Status s = providers_[inst.provider]->terminate({id}); !s.is_ok()) {
-      event(batch, now_ms, "instance/" + id, "cannot terminate: " + s.message());
+      backoff.failed(now_ms);
+      event(batch, now_ms, "instance/" + id,
+            "cannot terminate: " + s.message() + "; tried again in " +
+                std::to_string((backoff.until_ms() - now_ms) / 1000) + " s");
       continue;
     }
+    backoff.answered();
     end_instance(
         inst, "idle for " + std::to_string((now_ms - inst.idle_since_ms) / 1000) + " s, returned",
         batch, now_ms);
@@ -372,7 +385,8 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       }
     }
     bool launched = false;
-    std::string limited;  // the pool limit that kept an offer out
+    std::string limited;      // the pool limit that kept an offer out
+    std::string unreachable;  // a provider that did not answer, or rests
     for (size_t c = 0; c < candidates.size(); ++c) {
       const cloud::Offer& offer = candidates[c];
       const bool spot = c < spot_offers;
@@ -389,10 +403,19 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
           .labels = {{"lepton-job", job->record.id}},
           .idempotency_key = job->record.id + "-" + std::to_string(now_ms)};
       const size_t p = provider_of(offer);
+      ProviderBackoff& backoff = provider_backoff_[p];
+      if (backoff.resting(now_ms)) {
+        if (unreachable.empty()) {
+          unreachable = "cannot rent from " + std::string(providers_[p]->name()) +
+                        " until it answers again (tried again in " +
+                        std::to_string((backoff.until_ms() - now_ms + 999) / 1000) + " s)";
+        }
+        continue;
+      }
       auto result = providers_[p]->provision(request);
       if (!result.is_ok()) {
-        const StatusCode code = result.status().code();
-        if (code == StatusCode::kUnavailable || code == StatusCode::kResourceExhausted) {
+        if (is_capacity_answer(result.status())) {
+          backoff.answered();
           failures_.failed(pool, now_ms);
           event(batch, now_ms, object,
                 "cannot rent " + pool + ": " + result.status().message() +
@@ -401,11 +424,16 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
           continue;
         }
         // Not an answer about this offer (the provider was not reached, or refused the call):
-        // the next round tries again, and the job says why it waits.
-        note = "cannot rent " + pool + ": " + result.status().message();
-        event(batch, now_ms, object, note);
-        break;
+        // the offer is not skipped, the provider rests (other providers' offers are still
+        // tried), and the job says why it waits.
+        backoff.failed(now_ms);
+        unreachable = "cannot rent " + pool + ": " + result.status().message() + "; " +
+                      std::string(providers_[p]->name()) + " is tried again in " +
+                      std::to_string((backoff.until_ms() - now_ms) / 1000) + " s";
+        event(batch, now_ms, object, unreachable);
+        continue;
       }
+      backoff.answered();
       for (const cloud::Instance& i : *result) {
         record_rented(p, i, offer, spot, job->record.id, batch, now_ms);
         rooms.push_back(room_on(i.id, job->record.id, offer, spot));
@@ -419,7 +447,11 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       launched = true;
       break;
     }
-    if (!launched && !limited.empty()) note = limited;
+    if (!launched && !unreachable.empty()) {
+      note = unreachable;
+    } else if (!launched && !limited.empty()) {
+      note = limited;
+    }
     if (!launched && candidates.empty()) note = "no cloud offer fits it now";
   }
 }

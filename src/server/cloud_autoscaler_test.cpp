@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "server/control_plane.h"
 #include "store/sqlite_store.h"
@@ -21,6 +22,7 @@ class FakeProvider : public cloud::Provider {
   std::vector<std::string> terminated;
   std::map<std::string, cloud::Instance> instances;
   std::vector<cloud::InterruptionNotice> notices;
+  std::optional<Status> broken;  // provision and terminate fail so (a provider not reached)
 
   std::string_view name() const override { return "fake"; }
   Result<std::vector<cloud::Offer>> offers(const cloud::OfferQuery& query) const override {
@@ -29,6 +31,7 @@ class FakeProvider : public cloud::Provider {
   Result<std::vector<cloud::Instance>> provision(const cloud::ProvisionRequest& r) override {
     const std::string pool = cloud::offer_pool(r.offer, r.spot);
     tried.push_back(pool);
+    if (broken) return *broken;
     if (no_capacity.count(pool)) return Status(StatusCode::kUnavailable, "no capacity");
     std::vector<cloud::Instance> out;
     for (int i = 0; i < r.count; ++i) {
@@ -45,6 +48,7 @@ class FakeProvider : public cloud::Provider {
     return out;
   }
   Status terminate(const std::vector<std::string>& ids) override {
+    if (broken) return *broken;
     for (const std::string& id : ids) {
       terminated.push_back(id);
       instances[id].state = cloud::InstanceState::kTerminated;
@@ -157,6 +161,35 @@ TEST_F(CloudAutoscalerTest, FailsOverAtOnceAndRemembersTheFailedPool) {
   tick();
   EXPECT_EQ(provider_->tried.back(), "aws/us-east-1/one");
   EXPECT_EQ(state(a), "PENDING");
+}
+
+TEST_F(CloudAutoscalerTest, AProviderThatDoesNotAnswerRestsInsteadOfBeingCalledEveryRound) {
+  provider_->broken = Status(StatusCode::kInternal, "aws ec2 RunInstances: connect: timed out");
+  const std::string a = submit(kOneGpu);
+  tick();
+  // One call, not one per offer, and not taken as "no capacity" (the pool is not skipped).
+  ASSERT_EQ(provider_->tried, (std::vector<std::string>{"aws/us-east-1/one"}));
+  std::string reason = cp_->get_job(a)->value("reason", "");
+  EXPECT_NE(reason.find("connect: timed out; fake is tried again in 15 s"), std::string::npos)
+      << reason;
+  for (int i = 0; i < 14; ++i) tick();
+  EXPECT_EQ(provider_->tried.size(), 1u);
+  reason = cp_->get_job(a)->value("reason", "");
+  EXPECT_NE(reason.find("cannot rent from fake until it answers again (tried again in 1 s)"),
+            std::string::npos)
+      << reason;
+  // 15 s on it is called again; a second failure doubles the rest.
+  tick();
+  ASSERT_EQ(provider_->tried.size(), 2u);
+  EXPECT_EQ(provider_->tried[1], "aws/us-east-1/one");
+  for (int i = 0; i < 29; ++i) tick();
+  EXPECT_EQ(provider_->tried.size(), 2u);
+  // It answers again: the machine is rented, from the cheapest offer as ever.
+  provider_->broken.reset();
+  tick();
+  ASSERT_EQ(provider_->tried.size(), 3u);
+  EXPECT_EQ(provider_->instances.size(), 1u);
+  EXPECT_EQ(provider_->tried[2], "aws/us-east-1/one");
 }
 
 TEST_F(CloudAutoscalerTest, AMachineTakesItsJobAndIsReturnedOnlyWhenIdle) {

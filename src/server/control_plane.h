@@ -367,6 +367,7 @@ class ControlPlane {
   std::map<TaskKey, std::string> open_use_;         // task -> instance with its open Use
   std::vector<NodeGroup> node_groups_;              // group i + 1
   FailureMemory failures_{0};
+  std::vector<ProviderBackoff> provider_backoff_;  // per provider
   int64_t last_cloud_round_ms_ = 0;
 };
 

@@ -3,6 +3,7 @@
 // whether a task fits room on machines already launching.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -37,6 +38,35 @@ class FailureMemory {
  private:
   int64_t ttl_ms_;
   std::map<std::string, int64_t> until_;
+};
+
+// Whether a provider's error is its answer that an offer has no room now (kUnavailable) or that
+// a quota is reached (kResourceExhausted), rather than a failure to ask.
+inline bool is_capacity_answer(const Status& status) {
+  return status.code() == StatusCode::kUnavailable ||
+         status.code() == StatusCode::kResourceExhausted;
+}
+
+// A provider whose calls failed with something other than an answer about capacity (it could not
+// be reached, or refused the call) rests: its provisioning and terminating wait 15 s after the
+// first such failure, twice as long after each next one, up to 5 minutes, and an answer ends the
+// rest. Its calls are made on the control loop, so a cloud API that does not answer (up to the
+// HTTPS timeout) must not be called every round.
+class ProviderBackoff {
+ public:
+  static constexpr int64_t kFirstMs = 15'000;
+  static constexpr int64_t kMostMs = 300'000;
+  void failed(int64_t now_ms) {
+    delay_ms_ = std::clamp<int64_t>(2 * delay_ms_, kFirstMs, kMostMs);
+    until_ms_ = now_ms + delay_ms_;
+  }
+  void answered() { delay_ms_ = until_ms_ = 0; }
+  bool resting(int64_t now_ms) const { return now_ms < until_ms_; }
+  int64_t until_ms() const { return until_ms_; }
+
+ private:
+  int64_t delay_ms_ = 0;
+  int64_t until_ms_ = 0;
 };
 
 // The fitting offers for `spec`, cheapest first (by the price as launched, then price per GPU),
