@@ -201,6 +201,11 @@ TEST(SimCost, BadInputGetsAClearErrorAndExitCode2) {
   CliRun missing = lepton("sim cost --pods /nonexistent.csv");
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("/nonexistent.csv"), std::string::npos) << missing.err;
+  // The multigpu variants carry resources only: no times to replay.
+  CliRun no_times = lepton("sim cost --pods " + kTrace + "openb_pod_list_multigpu50.csv");
+  EXPECT_EQ(no_times.exit_code, 2);
+  EXPECT_NE(no_times.err.find("no GPU job to replay"), std::string::npos) << no_times.err;
+  EXPECT_NE(no_times.err.find("deletion_time"), std::string::npos) << no_times.err;
 }
 
 TEST(BenchSched, PrintsThroughputAndLatency) {

@@ -255,6 +255,13 @@ void run_cost(CostFlags f) {
   sim::TraceJobs trace =
       sim::jobs_from_trace(pods.value(), pools, any_models, !f.on_demand, f.max_pods);
   const std::string workload = std::filesystem::path(pods_path).stem().string();
+  if (trace.jobs.empty()) {
+    fail("--pods " + pods_path + ": no GPU job to replay (" + std::to_string(trace.cpu_only) +
+             " CPU-only pods, " + std::to_string(trace.bad_duration) +
+             " without a deletion_time or a positive duration): the cost replay needs "
+             "creation_time and deletion_time",
+         2);
+  }
 
   std::vector<sim::CostPolicyResult> results;
   json list = json::array();
