@@ -366,18 +366,14 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       order_by_fill(candidates, 0, spot_offers, true, job->spec, others);
       order_by_fill(candidates, spot_offers, candidates.size(), false, job->spec, others);
     }
-    // A deployment's replicas spread over cloud regions: within spot and within on-demand
-    // offers, those where fewer of its replicas are come first, then the cheaper (so one
-    // region's outage or wave of spot interruptions takes fewer of them).
+    // A deployment's replicas spread over cloud regions, then over zones: within spot and within
+    // on-demand offers, those where fewer of its replicas are come first, then the cheaper (so
+    // one region's or zone's outage or wave of spot interruptions takes fewer of them).
     if (auto dep = deployment_of_job_.find(job->record.id); dep != deployment_of_job_.end()) {
       if (auto d = deployments_.find(dep->second); d != deployments_.end()) {
         const std::map<std::string, int> at = replica_locations(d->second, job->record.id);
-        auto crowding = [&](const cloud::Offer& o) {
-          auto it = at.find(o.cloud + "/" + o.region);
-          return it == at.end() ? 0 : it->second;
-        };
         auto by_crowding = [&](const cloud::Offer& a, const cloud::Offer& b) {
-          return crowding(a) < crowding(b);
+          return crowding(at, location_of(a)) < crowding(at, location_of(b));
         };
         const auto split = candidates.begin() + static_cast<std::ptrdiff_t>(spot_offers);
         std::stable_sort(candidates.begin(), split, by_crowding);

@@ -513,5 +513,29 @@ TEST_F(CloudAutoscalerTest, ReplicasSpreadOverRegions) {
   EXPECT_EQ(provider_->tried, (std::vector<std::string>{"aws/us-east-1/one", "aws/us-east-1/one"}));
 }
 
+TEST_F(CloudAutoscalerTest, ReplicasSpreadOverZonesWithinARegion) {
+  // One region, two zones, the second a little dearer: the replicas go one to each zone.
+  cloud::Offer a = offer("one", 1, 1.0, 0.4);
+  a.zone = "us-east-1a";
+  cloud::Offer b = offer("one", 1, 1.0, 0.5);
+  b.zone = "us-east-1b";
+  provider_->catalog = {a, b};
+  ASSERT_TRUE(cp_->create_deployment(
+                     R"({"kind":"deployment","name":"chat","resources":{"accelerators":"A100:1"},)"
+                     R"("run":"serve","use_spot":true,"replicas":2})",
+                     now_)
+                  .is_ok());
+  for (int i = 0; i < 2; ++i) tick();
+  std::vector<std::string> tried = provider_->tried;
+  std::sort(tried.begin(), tried.end());
+  EXPECT_EQ(tried, (std::vector<std::string>{"aws/us-east-1/us-east-1a/one/spot",
+                                             "aws/us-east-1/us-east-1b/one/spot"}));
+  // A third replica: both zones hold one, so the cheaper zone.
+  ASSERT_TRUE(cp_->scale_deployment("chat", R"({"min": 3, "max": 3})", now_).is_ok());
+  tick();
+  ASSERT_EQ(provider_->tried.size(), 3u);
+  EXPECT_EQ(provider_->tried.back(), "aws/us-east-1/us-east-1a/one/spot");
+}
+
 }  // namespace
 }  // namespace lepton::server

@@ -211,11 +211,22 @@ class ControlPlane {
   // Moves a replica the scheduler placed next to another replica of its deployment to a node
   // with fewer of them, when one has room: losing a node then takes fewer replicas down.
   void spread_replica(const Job& job, std::vector<sched::Placement>& placements);
-  // Where a node is, for spreading replicas: "cloud/region" of a rented machine, "" for our own.
-  std::string location_of(const std::string& node) const;
-  // The locations of a deployment's replicas other than `job`: of their nodes, or of the machine
-  // rented for one that still waits.
+  // Where a node is, for spreading replicas: the region ("cloud/region") and zone
+  // ("cloud/region/zone", empty when its offer names none) of a rented machine; both empty for
+  // our own machines.
+  struct Location {
+    std::string region;
+    std::string zone;
+  };
+  static Location location_of(const cloud::Offer& offer);
+  Location location_of(const std::string& node) const;
+  // How many of a deployment's replicas other than `job` are in each region and in each zone
+  // (both kinds of key in one map): of their nodes, or of the machine rented for one that still
+  // waits.
   std::map<std::string, int> replica_locations(const Deployment& d, const std::string& job) const;
+  // The deployment's replicas in `location`'s region, then in its zone, from replica_locations.
+  static std::pair<int, int> crowding(const std::map<std::string, int>& at,
+                                      const Location& location);
   // Clouds (cloud_autoscaler.cpp): once a second, learn what the providers did, act on
   // interruption notices, return idle machines, and rent machines for work that does not fit.
   struct CloudInstance {

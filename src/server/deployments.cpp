@@ -12,6 +12,7 @@
 //   requests in flight are done (at most drain_timeout_ms) before it is stopped.
 #include <algorithm>
 #include <charconv>
+#include <tuple>
 
 #include "server/control_plane.h"
 #include "server/server.h"
@@ -291,29 +292,48 @@ void ControlPlane::start_replica(Deployment& d, store::WriteBatch& batch, int64_
             ", port " + std::to_string(port) + ")");
 }
 
-std::string ControlPlane::location_of(const std::string& node) const {
+ControlPlane::Location ControlPlane::location_of(const cloud::Offer& offer) {
+  Location l{offer.cloud + "/" + offer.region, ""};
+  if (!offer.zone.empty()) l.zone = l.region + "/" + offer.zone;
+  return l;
+}
+
+ControlPlane::Location ControlPlane::location_of(const std::string& node) const {
   auto inst = instances_.find(node);
-  if (inst == instances_.end()) return "";
-  return inst->second.offer.cloud + "/" + inst->second.offer.region;
+  if (inst == instances_.end()) return {};
+  return location_of(inst->second.offer);
 }
 
 std::map<std::string, int> ControlPlane::replica_locations(const Deployment& d,
                                                            const std::string& job) const {
   std::map<std::string, int> at;
+  auto count = [&at](const Location& l) {
+    ++at[l.region];
+    if (!l.zone.empty()) ++at[l.zone];
+  };
   for (const Replica& r : d.replicas) {
     if (r.job == job) continue;
     if (active_tasks_.count({r.job, 0})) {
-      ++at[location_of(tasks_.at({r.job, 0}).node)];
+      count(location_of(tasks_.at({r.job, 0}).node));
       continue;
     }
     for (const auto& [id, inst] : instances_) {
       if (!inst.ended_ms && inst.for_job == r.job) {
-        ++at[location_of(id)];
+        count(location_of(id));
         break;
       }
     }
   }
   return at;
+}
+
+std::pair<int, int> ControlPlane::crowding(const std::map<std::string, int>& at,
+                                           const Location& location) {
+  auto count = [&at](const std::string& key) {
+    auto it = at.find(key);
+    return it == at.end() ? 0 : it->second;
+  };
+  return {count(location.region), location.zone.empty() ? 0 : count(location.zone)};
 }
 
 void ControlPlane::spread_replica(const Job& job, std::vector<sched::Placement>& placements) {
@@ -328,21 +348,20 @@ void ControlPlane::spread_replica(const Job& job, std::vector<sched::Placement>&
     if (node != nodes_.end()) ++replicas_on[node->second.id];
   }
   const std::map<std::string, int> in_location = replica_locations(d->second, job.record.id);
-  // Fewer replicas in the node's cloud region first, then on the node itself.
-  auto crowding = [&](const std::string& name, sched::NodeId id) {
-    auto at = in_location.find(location_of(name));
+  // Fewer replicas in the node's cloud region first, then in its zone, then on the node itself.
+  auto near = [&](const std::string& name, sched::NodeId id) {
+    const auto [region, zone] = crowding(in_location, location_of(name));
     auto on = replicas_on.find(id);
-    return std::make_pair(at == in_location.end() ? 0 : at->second,
-                          on == replicas_on.end() ? 0 : on->second);
+    return std::make_tuple(region, zone, on == replicas_on.end() ? 0 : on->second);
   };
   const sched::NodeId chosen = placements[0].node;
-  std::pair<int, int> least = crowding(node_names_.at(chosen), chosen);
-  if (least == std::make_pair(0, 0)) return;  // nothing of the deployment near it
+  std::tuple<int, int, int> least = near(node_names_.at(chosen), chosen);
+  if (least == std::make_tuple(0, 0, 0)) return;  // nothing of the deployment near it
   const sched::Request request = request_of(job);
   cluster_.release(request, placements[0]);  // so the node's room is seen as the others' is
   sched::NodeId best = chosen;
   for (const auto& [name, node] : nodes_) {
-    const std::pair<int, int> here = crowding(name, node.id);
+    const std::tuple<int, int, int> here = near(name, node.id);
     if (here >= least || !node.record.ready || cluster_.cordoned(node.id) ||
         !sched::ClusterState::fits(cluster_.state(node.id), request)) {
       continue;
