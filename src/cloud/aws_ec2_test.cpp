@@ -147,6 +147,13 @@ TEST(Ec2Responses, CapacityAndQuotaErrorsBecomeTheFailoverStatusCodes) {
   ASSERT_TRUE(auth.is_ok());
   EXPECT_EQ(ec2_error_status("RunInstances", auth.value()).code(), StatusCode::kPermissionDenied);
 
+  // Throttling is not an answer about capacity: the offer is not skipped, and the autoscaler lets
+  // the provider rest before it calls again (ProviderBackoff).
+  auto throttled =
+      parse_error_response(error_document("RequestLimitExceeded", "Request limit exceeded."));
+  ASSERT_TRUE(throttled.is_ok());
+  EXPECT_EQ(ec2_error_status("RunInstances", throttled.value()).code(), StatusCode::kInternal);
+
   // An error document where a RunInstancesResponse was expected says what the error was.
   auto run = parse_run_instances_response(
       error_document("SpotMaxPriceTooLow", "Your Spot request price is lower than the minimum."));
