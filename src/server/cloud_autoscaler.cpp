@@ -43,7 +43,6 @@ void ControlPlane::set_clouds(std::vector<std::shared_ptr<cloud::Provider>> prov
                               std::function<std::string()> bootstrap_script) {
   providers_ = std::move(providers);
   bootstrap_script_ = std::move(bootstrap_script);
-  failures_ = FailureMemory(options_.failover_ttl_ms);
   provider_backoff_.assign(providers_.size(), ProviderBackoff());
   // Stored machines find their provider again by name.
   for (auto& [id, inst] : instances_) {
@@ -156,7 +155,7 @@ void ControlPlane::keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms) 
         } else {
           provider_backoff_[p].failed(now_ms);
         }
-        failures_.failed(key, now_ms);
+        pool_failed(key, batch, now_ms);
         event(batch, now_ms, "pool/" + key,
               "cannot keep its minimum: " + result.status().message());
         return;
@@ -203,7 +202,7 @@ void ControlPlane::sync_instances(store::WriteBatch& batch, int64_t now_ms) {
             "joined as a node " + std::to_string(now_ms - inst.launched_ms) + " ms after launch");
     }
     if (!inst.joined_ms && now_ms - inst.launched_ms > options_.boot_timeout_ms) {
-      failures_.failed(cloud::offer_pool(inst.offer, inst.info.spot), now_ms);
+      pool_failed(cloud::offer_pool(inst.offer, inst.info.spot), batch, now_ms);
       (void)providers_[inst.provider]->terminate({id});
       end_instance(inst, "did not join within the boot timeout", batch, now_ms);
       continue;
@@ -412,7 +411,7 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       if (!result.is_ok()) {
         if (is_capacity_answer(result.status())) {
           backoff.answered();
-          failures_.failed(pool, now_ms);
+          pool_failed(pool, batch, now_ms);
           event(batch, now_ms, object,
                 "cannot rent " + pool + ": " + result.status().message() +
                     "; trying the next offer (this one is skipped for " +
@@ -652,7 +651,16 @@ json ControlPlane::instance_json(const CloudInstance& inst) const {
   return j;
 }
 
+void ControlPlane::pool_failed(const std::string& pool, store::WriteBatch& batch, int64_t now_ms) {
+  batch.failed_pools.push_back({pool, failures_.failed(pool, now_ms)});
+}
+
 Status ControlPlane::load_instances() {
+  failures_ = FailureMemory(options_.failover_ttl_ms);
+  auto failed = store_->list_failed_pools();
+  if (!failed.is_ok()) return failed.status();
+  for (const store::FailedPoolRecord& f : *failed) failures_.remember(f.pool, f.until_ms);
+
   auto records = store_->list_instances();
   if (!records.is_ok()) return records.status();
   for (const store::InstanceRecord& r : *records) {

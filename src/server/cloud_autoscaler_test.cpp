@@ -163,6 +163,23 @@ TEST_F(CloudAutoscalerTest, FailsOverAtOnceAndRemembersTheFailedPool) {
   EXPECT_EQ(state(a), "PENDING");
 }
 
+TEST_F(CloudAutoscalerTest, ARestartedServerStillSkipsTheFailedPool) {
+  // Two one-GPU jobs: "one" has no capacity, so they share a two-GPU machine.
+  provider_->no_capacity.insert("aws/us-east-1/one");
+  submit(kOneGpu);
+  submit(kOneGpu);
+  tick();
+  ASSERT_EQ(provider_->tried, (std::vector<std::string>{"aws/us-east-1/one", "aws/us-east-1/two"}));
+  // The server restarts a minute later; the next job needs a machine, and still skips "one".
+  now_ += 60'000;
+  open();
+  submit(kOneGpu);
+  tick();
+  ASSERT_EQ(provider_->tried.size(), 3u);
+  EXPECT_EQ(provider_->tried[2], "aws/us-east-1/two");
+  // (That it is tried again once its time is up: FailsOverAtOnceAndRemembersTheFailedPool.)
+}
+
 TEST_F(CloudAutoscalerTest, AProviderThatDoesNotAnswerRestsInsteadOfBeingCalledEveryRound) {
   provider_->broken = Status(StatusCode::kInternal, "aws ec2 RunInstances: connect: timed out");
   const std::string a = submit(kOneGpu);

@@ -27,7 +27,15 @@ double offer_price(const cloud::Offer& offer, bool spot);
 class FailureMemory {
  public:
   explicit FailureMemory(int64_t ttl_ms) : ttl_ms_(ttl_ms) {}
-  void failed(const std::string& pool, int64_t now_ms) { until_[pool] = now_ms + ttl_ms_; }
+  // Returns when the pool may be tried again.
+  int64_t failed(const std::string& pool, int64_t now_ms) {
+    return until_[pool] = now_ms + ttl_ms_;
+  }
+  // A failure remembered elsewhere (the store): skipped until `until_ms`.
+  void remember(const std::string& pool, int64_t until_ms) {
+    int64_t& until = until_[pool];
+    until = std::max(until, until_ms);
+  }
   bool skip(const std::string& pool, int64_t now_ms) const {
     auto it = until_.find(pool);
     return it != until_.end() && now_ms < it->second;

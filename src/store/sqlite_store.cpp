@@ -101,6 +101,13 @@ CREATE TABLE instances (
   record_json TEXT NOT NULL
 ) WITHOUT ROWID, STRICT;
 )sql",
+    // 5: pools of offers that failed to launch, skipped until their time is up.
+    R"sql(
+CREATE TABLE failed_pools (
+  pool TEXT PRIMARY KEY CHECK (pool <> ''),
+  until_ms INTEGER NOT NULL
+) WITHOUT ROWID, STRICT;
+)sql",
 };
 
 // The cached statements: prepared once at open, reset after each use.
@@ -118,6 +125,7 @@ enum Stmt {
   kUpsertDeployment,
   kDeleteDeployment,
   kUpsertInstance,
+  kUpsertFailedPool,
   kInsertEvent,
   kNextId,
   kListJobs,
@@ -128,6 +136,7 @@ enum Stmt {
   kListQueues,
   kListDeployments,
   kListInstances,
+  kListFailedPools,
   kEventsSince,
   kStmtCount,
 };
@@ -160,6 +169,8 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "DELETE FROM deployments WHERE name = ?",
     "INSERT INTO instances (id, record_json) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET "
     "record_json = excluded.record_json",
+    "INSERT INTO failed_pools (pool, until_ms) VALUES (?, ?) ON CONFLICT (pool) DO UPDATE SET "
+    "until_ms = excluded.until_ms",
     "INSERT INTO events (revision, time_ms, object, message) VALUES (?, ?, ?, ?)",
     "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = "
     "value + 1 RETURNING value",
@@ -176,6 +187,7 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "SELECT name, spec_json FROM queues ORDER BY name",
     "SELECT name, spec_json, state_json FROM deployments ORDER BY name",
     "SELECT id, record_json FROM instances ORDER BY id",
+    "SELECT pool, until_ms FROM failed_pools ORDER BY pool",
     "SELECT revision, time_ms, object, message FROM events WHERE revision > ? "
     "ORDER BY revision, seq LIMIT ?",
 };
@@ -356,6 +368,11 @@ class SqliteStore final : public Store {
     return read_all<InstanceRecord>(use, "list_instances", &read_instance);
   }
 
+  Result<std::vector<FailedPoolRecord>> list_failed_pools() override {
+    Use use(stmts_[kListFailedPools]);
+    return read_all<FailedPoolRecord>(use, "list_failed_pools", &read_failed_pool);
+  }
+
   Result<std::vector<EventRecord>> events_since(int64_t after, size_t limit) override {
     if (limit == 0) return std::vector<EventRecord>();
     constexpr auto kMax = static_cast<size_t>(std::numeric_limits<int64_t>::max());
@@ -423,6 +440,11 @@ class SqliteStore final : public Store {
       Use use(stmts_[kUpsertInstance]);
       use.bind(i.id).bind(i.record_json);
       LEPTON_RETURN_IF_ERROR(done(use, "commit: instance '" + i.id + "'"));
+    }
+    for (const FailedPoolRecord& f : batch.failed_pools) {
+      Use use(stmts_[kUpsertFailedPool]);
+      use.bind(f.pool).bind(f.until_ms);
+      LEPTON_RETURN_IF_ERROR(done(use, "commit: failed pool '" + f.pool + "'"));
     }
     for (const EventRecord& e : batch.events) {
       Use use(stmts_[kInsertEvent]);
@@ -512,6 +534,12 @@ class SqliteStore final : public Store {
   static Status read_instance(Use& use, InstanceRecord& i) {
     i.id = use.text();
     i.record_json = use.text();
+    return Status::ok();
+  }
+
+  static Status read_failed_pool(Use& use, FailedPoolRecord& f) {
+    f.pool = use.text();
+    f.until_ms = use.int64();
     return Status::ok();
   }
 

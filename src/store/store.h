@@ -81,6 +81,15 @@ struct InstanceRecord {
   bool operator==(const InstanceRecord&) const = default;
 };
 
+// A pool of cloud offers that could not launch (no capacity, a quota), which the autoscaler skips
+// until `until_ms` (server/, issue 5). Kept so that a restarted server does not walk into the
+// same failures again.
+struct FailedPoolRecord {
+  std::string pool;  // "cloud/region[/zone]/instance_type[/spot]"; unique
+  int64_t until_ms = 0;
+  bool operator==(const FailedPoolRecord&) const = default;
+};
+
 struct EventRecord {
   int64_t revision = 0;  // assigned by commit(); ignored on input
   int64_t time_ms = 0;
@@ -102,12 +111,14 @@ struct WriteBatch {
   std::vector<std::string> deleted_queues;
   std::vector<DeploymentRecord> deployments;  // key: name
   std::vector<std::string> deleted_deployments;
-  std::vector<InstanceRecord> instances;  // key: id
-  std::vector<EventRecord> events;        // appended, in order
+  std::vector<InstanceRecord> instances;       // key: id
+  std::vector<FailedPoolRecord> failed_pools;  // key: pool
+  std::vector<EventRecord> events;             // appended, in order
   bool empty() const {
     return jobs.empty() && tasks.empty() && nodes.empty() && deleted_nodes.empty() &&
            queues.empty() && deleted_queues.empty() && deployments.empty() &&
-           deleted_deployments.empty() && instances.empty() && events.empty();
+           deleted_deployments.empty() && instances.empty() && failed_pools.empty() &&
+           events.empty();
   }
 };
 
@@ -138,6 +149,8 @@ class Store {
   virtual Result<std::vector<DeploymentRecord>> list_deployments() = 0;
   // Instances ordered by id.
   virtual Result<std::vector<InstanceRecord>> list_instances() = 0;
+  // Failed pools ordered by pool, the expired ones too.
+  virtual Result<std::vector<FailedPoolRecord>> list_failed_pools() = 0;
   // Events with revision > `after`, oldest first, at most `limit`. A page can end inside a
   // revision; to resume without a gap, continue after the last revision that is complete.
   virtual Result<std::vector<EventRecord>> events_since(int64_t after, size_t limit) = 0;

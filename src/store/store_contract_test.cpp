@@ -82,6 +82,7 @@ class StoreContract : public ::testing::Test {
   std::vector<QueueRecord> queues() { return ok(store_->list_queues()); }
   std::vector<DeploymentRecord> deployments() { return ok(store_->list_deployments()); }
   std::vector<InstanceRecord> instances() { return ok(store_->list_instances()); }
+  std::vector<FailedPoolRecord> failed_pools() { return ok(store_->list_failed_pools()); }
   std::vector<EventRecord> events(int64_t after = 0, size_t limit = 1000) {
     return ok(store_->events_since(after, limit));
   }
@@ -279,6 +280,24 @@ TYPED_TEST(StoreContract, InstancesUpsertByIdAndStayAfterTheyEnd) {
   EXPECT_EQ(this->instances(),
             (std::vector<InstanceRecord>{{"sim-aws-1", R"({"state":"running"})"},
                                          {"sim-aws-2", R"({"state":"terminated"})"}}));
+}
+
+TYPED_TEST(StoreContract, FailedPoolsUpsertByPool) {
+  EXPECT_TRUE(this->failed_pools().empty());
+  WriteBatch b;
+  b.failed_pools = {{"aws/us-east-1/p4d.24xlarge/spot", 600'000}, {"aws/us-east-1/g5.xlarge", 5}};
+  this->commit(b);
+  b = WriteBatch{};
+  b.failed_pools = {{"aws/us-east-1/p4d.24xlarge/spot", 1'200'000}};
+  this->commit(b);
+  EXPECT_EQ(this->failed_pools(),
+            (std::vector<FailedPoolRecord>{{"aws/us-east-1/g5.xlarge", 5},
+                                           {"aws/us-east-1/p4d.24xlarge/spot", 1'200'000}}));
+  // A pool must have a name: the whole batch is refused.
+  b = WriteBatch{};
+  b.failed_pools = {{"gcp/us-central1/a2-highgpu-1g", 7}, {"", 7}};
+  EXPECT_FALSE(this->store().commit(b).is_ok());
+  EXPECT_EQ(this->failed_pools().size(), 2u);
 }
 
 TYPED_TEST(StoreContract, QueuesAreOrderedByName) {
