@@ -1,5 +1,6 @@
 #include "cloud/aws_credentials.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -48,31 +49,42 @@ Result<Credentials> parse_shared_credentials(std::string_view text, const std::s
   std::vector<std::string> order;  // profile names as they appear
   std::string section;
   bool in_section = false;
+  bool after_setting = false;  // the last line was a setting, which an indented line continues
   size_t line_no = 0;
   while (!text.empty()) {
     const size_t end = text.find('\n');
-    std::string_view line = trim(text.substr(0, end));
+    const std::string_view raw = text.substr(0, end);
+    std::string_view line = trim(raw);
     text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
     ++line_no;
     const std::string at = where + ": line " + std::to_string(line_no) + ": ";
     if (line.empty() || line.front() == '#' || line.front() == ';') continue;
+    // An indented line continues the setting above (the AWS CLI's nested "s3 =" blocks).
+    if (after_setting && (raw.front() == ' ' || raw.front() == '\t')) continue;
+    after_setting = false;
     if (line.front() == '[') {
-      if (line.back() != ']') return Status::invalid_argument(at + "expected '[profile]'");
-      section = std::string(trim(line.substr(1, line.size() - 2)));
+      // As Python's configparser reads it: the name runs to the last ']', the rest is ignored.
+      const size_t close = line.rfind(']');
+      if (close == std::string_view::npos) {
+        return Status::invalid_argument(at + "expected '[profile]'");
+      }
+      section = std::string(trim(line.substr(1, close - 1)));
       if (section.empty()) return Status::invalid_argument(at + "empty profile name");
       if (!profiles.count(section)) order.push_back(section);
       profiles[section];
       in_section = true;
       continue;
     }
-    const size_t eq = line.find('=');
+    const size_t eq = line.find_first_of("=:");
     if (eq == std::string_view::npos) {
       return Status::invalid_argument(at + "expected 'key = value' or '[profile]'");
     }
     if (!in_section) return Status::invalid_argument(at + "a setting before any [profile]");
-    const std::string key(trim(line.substr(0, eq)));
+    std::string key(trim(line.substr(0, eq)));
     if (key.empty()) return Status::invalid_argument(at + "expected a key before '='");
+    for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     profiles[section][key] = std::string(trim(line.substr(eq + 1)));
+    after_setting = true;
   }
   auto it = profiles.find(profile);
   if (it == profiles.end()) {
@@ -89,6 +101,8 @@ Result<Credentials> parse_shared_credentials(std::string_view text, const std::s
   Credentials c{.access_key_id = get("aws_access_key_id"),
                 .secret_access_key = get("aws_secret_access_key"),
                 .session_token = get("aws_session_token")};
+  // The older name some tools still write.
+  if (c.session_token.empty()) c.session_token = get("aws_security_token");
   for (const auto& [key, value] : {std::pair{"aws_access_key_id", &c.access_key_id},
                                    std::pair{"aws_secret_access_key", &c.secret_access_key}}) {
     if (value->empty()) {

@@ -15,9 +15,11 @@ namespace lepton::cloud::aws {
 // error names what is missing.
 Result<Credentials> credentials_from_env();
 
-// The `profile` section of a shared credentials file's text (INI: `[name]` sections, `key =
-// value` lines, `#` and `;` comments): aws_access_key_id, aws_secret_access_key and, optionally,
-// aws_session_token. Errors name `source` (the file), the line or the profile, and the key.
+// The `profile` section of a shared credentials file's text, read as the AWS CLI (Python's
+// configparser) reads it: `[name]` sections, `key = value` or `key: value` lines with keys in any
+// case, `#` and `;` comment lines, indented lines continuing the setting above. The settings are
+// aws_access_key_id, aws_secret_access_key and, optionally, aws_session_token (or its older name
+// aws_security_token). Errors name `source` (the file), the line or the profile, and the key.
 Result<Credentials> parse_shared_credentials(std::string_view text, const std::string& profile,
                                              const std::string& source);
 

@@ -85,6 +85,16 @@ TEST(AwsCredentials, SharedFileProfiles) {
   EXPECT_EQ(t->access_key_id, "A");
   EXPECT_EQ(t->secret_access_key, "S");
   EXPECT_EQ(t->session_token, "T");
+  // What Python's configparser also takes: keys in capitals, ':' for '=', a comment after the
+  // header, a nested block of indented lines, and the token's older name.
+  auto c = parse_shared_credentials(
+      "[ci]  # the build account\nAWS_ACCESS_KEY_ID: A2\ns3 =\n  max_concurrent_requests = 20\n"
+      "  multipart_threshold = 64MB\naws_secret_access_key=S2\naws_security_token = OLD\n",
+      "ci", "f");
+  ASSERT_TRUE(c.is_ok()) << c.status().message();
+  EXPECT_EQ(c->access_key_id, "A2");
+  EXPECT_EQ(c->secret_access_key, "S2");
+  EXPECT_EQ(c->session_token, "OLD");
 }
 
 TEST(AwsCredentials, SharedFileErrorsNameTheProblem) {

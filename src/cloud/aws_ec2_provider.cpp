@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -108,10 +109,28 @@ Result<std::vector<Offer>> Ec2Provider::offers(const OfferQuery& query) const {
                                           config_.region) == query.regions.end()) {
     return std::vector<Offer>{};
   }
+  // Instances launch into the configured subnet, so its zone, not the catalog row's: one offer
+  // per instance type, with no zone, at the dearest of its zones' prices (an estimate never below
+  // the bill).
+  std::map<std::string, Offer> by_type;
+  for (const Offer& o : catalog_) {
+    if (o.cloud != "aws" || o.region != config_.region) continue;
+    auto [it, first] = by_type.try_emplace(o.instance_type, o);
+    Offer& merged = it->second;
+    merged.zone.clear();
+    if (first) continue;
+    merged.price_per_hour = std::max(merged.price_per_hour, o.price_per_hour);
+    if (o.spot_price_per_hour) {
+      merged.spot_price_per_hour =
+          std::max(merged.spot_price_per_hour.value_or(0), *o.spot_price_per_hour);
+    }
+  }
+  std::vector<Offer> in_region;
+  for (auto& [type, o] : by_type) in_region.push_back(std::move(o));
   OfferQuery q = query;
   q.clouds = {"aws"};
   q.regions = {config_.region};
-  return find_offers(catalog_, q);
+  return find_offers(in_region, q);
 }
 
 Result<std::string> Ec2Provider::call(const NameValues& params, std::string_view action) {

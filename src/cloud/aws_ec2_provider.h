@@ -4,7 +4,8 @@
 // endpoint; it is tested against a local TLS server only, so this provider has never talked to the
 // live EC2 service.
 //
-// - offers(): the bundled catalog's "aws" offers in the configured region.
+// - offers(): the bundled catalog's "aws" offers in the configured region, one per instance type
+//   with no zone (the subnet decides it), at the dearest of the catalog's zones' prices.
 // - provision(): one RunInstances call. The image, subnet, security groups and key pair come from
 //   the config; the zone is the subnet's. Every instance is tagged with the pool tag plus the
 //   request's labels, on the instance and its volumes. Spot requests use one-time Spot instances

@@ -496,6 +496,27 @@ TEST(Ec2ProviderTest, OffersAreTheCatalogsAwsOffersInTheRegion) {
   EXPECT_EQ((*both)[0].region, "us-east-1");
 }
 
+TEST(Ec2ProviderTest, OffersHaveNoZoneSinceTheSubnetDecidesIt) {
+  // The catalog prices a type per zone; the instance goes where the configured subnet is.
+  Offer az1 = offer("p5.48xlarge", "us-east-1", 40.0);
+  az1.zone = "use1-az1";
+  Offer az2 = offer("p5.48xlarge", "us-east-1", 44.5);
+  az2.zone = "use1-az2";
+  Offer az4 = offer("p5.48xlarge", "us-east-1", std::nullopt);
+  az4.zone = "use1-az4";
+  Ec2Provider provider(config(), {az1, az2, az4}, FakeEc2().transport(), fixed_clock());
+  auto offers = provider.offers({});
+  ASSERT_TRUE(offers.is_ok());
+  ASSERT_EQ(offers->size(), 1u);
+  EXPECT_EQ((*offers)[0].zone, "");
+  EXPECT_EQ((*offers)[0].spot_price_per_hour, 44.5);  // the dearest zone's
+  OfferQuery spot;
+  spot.spot = true;
+  auto spot_offers = provider.offers(spot);
+  ASSERT_TRUE(spot_offers.is_ok());
+  EXPECT_EQ(spot_offers->size(), 1u);
+}
+
 TEST(Ec2ProviderConfigTest, ReadsJsonAndNamesBadFields) {
   auto c = Ec2ProviderConfig::from_json(
       R"({"region":"us-west-2","image_id":"ami-1","subnet_id":"subnet-2",)"

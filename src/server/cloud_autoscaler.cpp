@@ -141,7 +141,7 @@ void ControlPlane::keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms) 
     for (const auto& [p, o] : provider_offers()) {
       const bool spot = cloud::offer_pool(o, true) == key;
       if (!spot && cloud::offer_pool(o, false) != key) continue;
-      if (failures_.skip(key, now_ms) || provider_backoff_[p].resting(now_ms)) return;
+      if (failures_.skip(key, now_ms) || provider_backoff_[p].resting(now_ms)) break;
       auto result = providers_[p]->provision(
           {.offer = o,
            .spot = spot,
@@ -150,15 +150,16 @@ void ControlPlane::keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms) 
            .labels = {{"lepton-pool", key}},
            .idempotency_key = key + "-" + std::to_string(now_ms)});
       if (!result.is_ok()) {
+        // A capacity answer skips the pool for a while; a failure to ask rests the provider.
         if (is_capacity_answer(result.status())) {
           provider_backoff_[p].answered();
+          pool_failed(key, batch, now_ms);
         } else {
           provider_backoff_[p].failed(now_ms);
         }
-        pool_failed(key, batch, now_ms);
         event(batch, now_ms, "pool/" + key,
               "cannot keep its minimum: " + result.status().message());
-        return;
+        break;
       }
       provider_backoff_[p].answered();
       for (const cloud::Instance& i : *result) record_rented(p, i, o, spot, "", batch, now_ms);
