@@ -320,6 +320,28 @@ TEST_F(CloudAutoscalerTest, PoolLimitsBoundAndKeepMachines) {
   EXPECT_EQ(per_pool["aws/us-east-1/one"], 1);
 }
 
+TEST_F(CloudAutoscalerTest, APoolMinimumWaitsOutAProviderThatDoesNotAnswerWithoutSkippingThePool) {
+  // A minimum of one "two" machine, while the provider cannot be reached.
+  auto store = store::open_sqlite_store((dir_ / "minimum.db").string());
+  ASSERT_TRUE(store.is_ok());
+  ControlPlaneOptions o{.data_dir = dir_.string(), .failover_ttl_ms = 600'000};
+  o.pool_limits["aws/us-east-1/two"] = {.min = 1, .max = 4};
+  auto cp = ControlPlane::open(std::move(*store), o, now_);
+  ASSERT_TRUE(cp.is_ok());
+  cp_ = std::move(*cp);
+  cp_->set_clouds({provider_}, [] { return std::string("true"); });
+  provider_->broken = Status(StatusCode::kInternal, "aws ec2 RunInstances: connect: timed out");
+  tick();
+  EXPECT_EQ(provider_->tried.size(), 1u);
+  for (int i = 0; i < 10; ++i) tick();
+  EXPECT_EQ(provider_->tried.size(), 1u);  // resting, not called every second
+  // It answers again: 15 s after the failure, not the 10 minutes of a pool without capacity.
+  provider_->broken.reset();
+  for (int i = 0; i < 5; ++i) tick();
+  EXPECT_EQ(provider_->tried.size(), 2u);
+  EXPECT_EQ(provider_->instances.size(), 1u);
+}
+
 TEST_F(CloudAutoscalerTest, MachinesOfAProviderNotAttachedEndAndStopBilling) {
   submit(kOneGpu);
   tick();
