@@ -8,17 +8,12 @@
 #include <string>
 
 #include "core/gpu_model.h"
+#include "core/text.h"
 
 namespace lepton::agent {
 namespace {
 
 constexpr int kMaxDeclaredGpus = 64;
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
-}
 
 std::string upper(std::string_view s) {
   std::string out(s);
@@ -197,7 +192,7 @@ Discovery discover(std::string_view library) {
 
 Result<std::vector<GpuDevice>> parse_declared_gpus(std::string_view spec) {
   constexpr std::string_view kExpected = "MODEL:COUNT with one model per node (e.g. A100-80GB:8)";
-  std::string_view s = trim(spec);
+  std::string_view s = trim_space(spec);
   if (s.empty() || upper(s) == "NONE") return std::vector<GpuDevice>{};
   if (s.find(',') != std::string_view::npos) {
     return flag_error(spec, std::string(kExpected) +
@@ -205,8 +200,8 @@ Result<std::vector<GpuDevice>> parse_declared_gpus(std::string_view spec) {
   }
   size_t colon = s.rfind(':');
   if (colon == std::string_view::npos) return flag_error(spec, kExpected);
-  std::string_view model = trim(s.substr(0, colon));
-  std::string_view count_text = trim(s.substr(colon + 1));
+  std::string_view model = trim_space(s.substr(0, colon));
+  std::string_view count_text = trim_space(s.substr(colon + 1));
   if (!valid_model_name(model)) {
     return flag_error(spec, "a model name of letters, digits, '-', '_' or '.' before ':' (" +
                                 std::string(kExpected) + ")");
@@ -230,7 +225,7 @@ Result<std::vector<GpuDevice>> parse_declared_gpus(std::string_view spec) {
 }
 
 std::string model_from_nvml_name(std::string_view nvml_name, int64_t memory_mib) {
-  std::string name(trim(nvml_name));
+  std::string name(trim_space(nvml_name));
   std::vector<std::string> w = words(upper(name));
   // Drop the vendor prefix: "NVIDIA A100-...", "Tesla T4", "NVIDIA Tesla V100-...".
   size_t skip = 0;
@@ -255,11 +250,11 @@ std::string model_from_nvml_name(std::string_view nvml_name, int64_t memory_mib)
   // Unknown: the original spelling after the vendor words, spaces turned into dashes.
   std::string_view rest = name;
   for (size_t i = 0; i < skip; ++i) {
-    rest = trim(rest);
+    rest = trim_space(rest);
     size_t end_word = rest.find_first_of(" -_");
     rest = end_word == std::string_view::npos ? std::string_view{} : rest.substr(end_word + 1);
   }
-  std::string out(trim(rest));
+  std::string out(trim_space(rest));
   std::replace(out.begin(), out.end(), ' ', '-');
   return canonical_gpu_model(out);
 }
@@ -269,7 +264,7 @@ Result<std::vector<GpuDevice>> discover_nvml_gpus(std::string_view library) {
 }
 
 Result<std::vector<GpuDevice>> node_gpus(std::string_view declared) {
-  if (!trim(declared).empty()) return parse_declared_gpus(declared);
+  if (!trim_space(declared).empty()) return parse_declared_gpus(declared);
   Discovery d = discover(kNvmlLibrary);
   if (d.library_missing) return std::vector<GpuDevice>{};
   return std::move(d.result);

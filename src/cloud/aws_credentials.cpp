@@ -7,6 +7,8 @@
 #include <sstream>
 #include <vector>
 
+#include "core/text.h"
+
 namespace lepton::cloud::aws {
 namespace {
 
@@ -15,13 +17,6 @@ constexpr size_t kMaxFileBytes = 1 << 20;
 std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v ? v : "";
-}
-
-std::string_view trim(std::string_view s) {
-  const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\r'; };
-  while (!s.empty() && space(s.front())) s.remove_prefix(1);
-  while (!s.empty() && space(s.back())) s.remove_suffix(1);
-  return s;
 }
 
 }  // namespace
@@ -54,7 +49,7 @@ Result<Credentials> parse_shared_credentials(std::string_view text, const std::s
   while (!text.empty()) {
     const size_t end = text.find('\n');
     const std::string_view raw = text.substr(0, end);
-    std::string_view line = trim(raw);
+    std::string_view line = trim_space(raw);
     text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
     ++line_no;
     const std::string at = where + ": line " + std::to_string(line_no) + ": ";
@@ -68,7 +63,7 @@ Result<Credentials> parse_shared_credentials(std::string_view text, const std::s
       if (close == std::string_view::npos) {
         return Status::invalid_argument(at + "expected '[profile]'");
       }
-      section = std::string(trim(line.substr(1, close - 1)));
+      section = std::string(trim_space(line.substr(1, close - 1)));
       if (section.empty()) return Status::invalid_argument(at + "empty profile name");
       if (!profiles.count(section)) order.push_back(section);
       profiles[section];
@@ -80,10 +75,10 @@ Result<Credentials> parse_shared_credentials(std::string_view text, const std::s
       return Status::invalid_argument(at + "expected 'key = value' or '[profile]'");
     }
     if (!in_section) return Status::invalid_argument(at + "a setting before any [profile]");
-    std::string key(trim(line.substr(0, eq)));
+    std::string key(trim_space(line.substr(0, eq)));
     if (key.empty()) return Status::invalid_argument(at + "expected a key before '='");
     for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    profiles[section][key] = std::string(trim(line.substr(eq + 1)));
+    profiles[section][key] = std::string(trim_space(line.substr(eq + 1)));
     after_setting = true;
   }
   auto it = profiles.find(profile);

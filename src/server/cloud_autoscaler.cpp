@@ -149,19 +149,14 @@ void ControlPlane::keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms) 
            .bootstrap_script = bootstrap_script_ ? bootstrap_script_() : std::string(),
            .labels = {{"lepton-pool", key}},
            .idempotency_key = key + "-" + std::to_string(now_ms)});
+      provider_backoff_[p].record(result.status(), now_ms);
       if (!result.is_ok()) {
         // A capacity answer skips the pool for a while; a failure to ask rests the provider.
-        if (is_capacity_answer(result.status())) {
-          provider_backoff_[p].answered();
-          pool_failed(key, batch, now_ms);
-        } else {
-          provider_backoff_[p].failed(now_ms);
-        }
+        if (is_capacity_answer(result.status())) pool_failed(key, batch, now_ms);
         event(batch, now_ms, "pool/" + key,
               "cannot keep its minimum: " + result.status().message());
         break;
       }
-      provider_backoff_[p].answered();
       for (const cloud::Instance& i : *result) record_rented(p, i, o, spot, "", batch, now_ms);
       event(batch, now_ms, "pool/" + key,
             "renting " + std::to_string(missing) + " to keep its minimum of " +
@@ -274,14 +269,13 @@ void ControlPlane::return_idle_instances(store::WriteBatch& batch, int64_t now_m
     if (needed) continue;
     ProviderBackoff& backoff = provider_backoff_[inst.provider];
     if (backoff.resting(now_ms)) continue;
-    if (Status s = providers_[inst.provider]->terminate({id}); !s.is_ok()) {
-      backoff.failed(now_ms);
+    const Status s = providers_[inst.provider]->terminate({id});
+    backoff.record(s, now_ms);
+    if (!s.is_ok()) {
       event(batch, now_ms, "instance/" + id,
-            "cannot terminate: " + s.message() + "; tried again in " +
-                std::to_string((backoff.until_ms() - now_ms) / 1000) + " s");
+            "cannot terminate: " + s.message() + "; tried again in " + backoff.rest_left(now_ms));
       continue;
     }
-    backoff.answered();
     end_instance(
         inst, "idle for " + std::to_string((now_ms - inst.idle_since_ms) / 1000) + " s, returned",
         batch, now_ms);
@@ -403,15 +397,15 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       if (backoff.resting(now_ms)) {
         if (unreachable.empty()) {
           unreachable = "cannot rent from " + std::string(providers_[p]->name()) +
-                        " until it answers again (tried again in " +
-                        std::to_string((backoff.until_ms() - now_ms + 999) / 1000) + " s)";
+                        " until it answers again (tried again in " + backoff.rest_left(now_ms) +
+                        ")";
         }
         continue;
       }
       auto result = providers_[p]->provision(request);
+      backoff.record(result.status(), now_ms);
       if (!result.is_ok()) {
         if (is_capacity_answer(result.status())) {
-          backoff.answered();
           pool_failed(pool, batch, now_ms);
           event(batch, now_ms, object,
                 "cannot rent " + pool + ": " + result.status().message() +
@@ -422,14 +416,12 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
         // Not an answer about this offer (the provider was not reached, or refused the call):
         // the offer is not skipped, the provider rests (other providers' offers are still
         // tried), and the job says why it waits.
-        backoff.failed(now_ms);
         unreachable = "cannot rent " + pool + ": " + result.status().message() + "; " +
                       std::string(providers_[p]->name()) + " is tried again in " +
-                      std::to_string((backoff.until_ms() - now_ms) / 1000) + " s";
+                      backoff.rest_left(now_ms);
         event(batch, now_ms, object, unreachable);
         continue;
       }
-      backoff.answered();
       for (const cloud::Instance& i : *result) {
         record_rented(p, i, offer, spot, job->record.id, batch, now_ms);
         rooms.push_back(room_on(i.id, job->record.id, offer, spot));
@@ -657,7 +649,6 @@ void ControlPlane::pool_failed(const std::string& pool, store::WriteBatch& batch
 }
 
 Status ControlPlane::load_instances() {
-  failures_ = FailureMemory(options_.failover_ttl_ms);
   auto failed = store_->list_failed_pools();
   if (!failed.is_ok()) return failed.status();
   for (const store::FailedPoolRecord& f : *failed) failures_.remember(f.pool, f.until_ms);

@@ -2,6 +2,7 @@
 // end-to-end tests in tests/cloud_test.cpp use the emulated clouds and real agents).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 
@@ -131,6 +132,21 @@ class CloudAutoscalerTest : public testing::Test {
     return r.is_ok() ? *r : json();
   }
   std::string state(const std::string& job) { return cp_->get_job(job)->value("state", ""); }
+  // A deployment "chat" of one-GPU replicas (on spot machines when `spot`).
+  void deploy_chat(int replicas, bool spot) {
+    const std::string spec =
+        R"({"kind":"deployment","name":"chat","resources":{"accelerators":"A100:1"},"run":"serve",)"
+        R"("use_spot":)" +
+        std::string(spot ? "true" : "false") + R"(,"replicas":)" + std::to_string(replicas) + "}";
+    auto r = cp_->create_deployment(spec, now_);
+    ASSERT_TRUE(r.is_ok()) << r.status().message();
+  }
+  // The pools provision was called for, sorted.
+  std::vector<std::string> sorted_tried() const {
+    std::vector<std::string> tried = provider_->tried;
+    std::sort(tried.begin(), tried.end());
+    return tried;
+  }
 
   fs::path dir_;
   std::shared_ptr<FakeProvider> provider_;
@@ -499,11 +515,7 @@ TEST_F(CloudAutoscalerTest, AReplicaIsPlacedInTheRegionWithFewerOfItsReplicas) {
                  {"exit_code", 0}};
     beat(node, json::array({done}));
   }
-  ASSERT_TRUE(cp_->create_deployment(
-                     R"({"kind":"deployment","name":"chat","resources":{"accelerators":"A100:1"},)"
-                     R"("run":"serve","replicas":2})",
-                     now_)
-                  .is_ok());
+  deploy_chat(2, false);
   tick();
   std::set<std::string> regions;
   const json d = *cp_->get_deployment("chat", now_);
@@ -522,16 +534,11 @@ TEST_F(CloudAutoscalerTest, ReplicasSpreadOverRegions) {
   cloud::Offer west = offer("one", 1, 1.0, 0.5);
   west.region = "us-west-2";
   provider_->catalog = {offer("one", 1, 1.0, 0.4), west};
-  ASSERT_TRUE(cp_->create_deployment(
-                     R"({"kind":"deployment","name":"chat","resources":{"accelerators":"A100:1"},)"
-                     R"("run":"serve","use_spot":true,"replicas":3})",
-                     now_)
-                  .is_ok());
+  deploy_chat(3, true);
   for (int i = 0; i < 3; ++i) tick();
-  std::vector<std::string> tried = provider_->tried;
-  std::sort(tried.begin(), tried.end());
-  EXPECT_EQ(tried, (std::vector<std::string>{"aws/us-east-1/one/spot", "aws/us-east-1/one/spot",
-                                             "aws/us-west-2/one/spot"}));
+  EXPECT_EQ(sorted_tried(),
+            (std::vector<std::string>{"aws/us-east-1/one/spot", "aws/us-east-1/one/spot",
+                                      "aws/us-west-2/one/spot"}));
   // A replica placed on a node: it goes to the region with fewer replicas.
   for (const auto& [id, inst] : provider_->instances) join(id, 1);
   tick();
@@ -559,16 +566,10 @@ TEST_F(CloudAutoscalerTest, ReplicasSpreadOverZonesWithinARegion) {
   cloud::Offer b = offer("one", 1, 1.0, 0.5);
   b.zone = "us-east-1b";
   provider_->catalog = {a, b};
-  ASSERT_TRUE(cp_->create_deployment(
-                     R"({"kind":"deployment","name":"chat","resources":{"accelerators":"A100:1"},)"
-                     R"("run":"serve","use_spot":true,"replicas":2})",
-                     now_)
-                  .is_ok());
+  deploy_chat(2, true);
   for (int i = 0; i < 2; ++i) tick();
-  std::vector<std::string> tried = provider_->tried;
-  std::sort(tried.begin(), tried.end());
-  EXPECT_EQ(tried, (std::vector<std::string>{"aws/us-east-1/us-east-1a/one/spot",
-                                             "aws/us-east-1/us-east-1b/one/spot"}));
+  EXPECT_EQ(sorted_tried(), (std::vector<std::string>{"aws/us-east-1/us-east-1a/one/spot",
+                                                      "aws/us-east-1/us-east-1b/one/spot"}));
   // A third replica: both zones hold one, so the cheaper zone.
   ASSERT_TRUE(cp_->scale_deployment("chat", R"({"min": 3, "max": 3})", now_).is_ok());
   tick();

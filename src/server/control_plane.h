@@ -250,9 +250,9 @@ class ControlPlane {
   void handle_notices(store::WriteBatch& batch, int64_t now_ms);
   void return_idle_instances(store::WriteBatch& batch, int64_t now_ms);
   void rent_for_pending(store::WriteBatch& batch, int64_t now_ms);
-  // Rents machines for pools below their minimum.
   // Remembers that `pool` could not launch, in memory and in the store, so a restart skips it too.
   void pool_failed(const std::string& pool, store::WriteBatch& batch, int64_t now_ms);
+  // Rents machines for pools below their minimum.
   void keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms);
   int live_in_pool(const std::string& key) const;
   // Every provider's offers, with the provider's index.
@@ -376,11 +376,11 @@ class ControlPlane {
   // Clouds.
   std::vector<std::shared_ptr<cloud::Provider>> providers_;
   std::function<std::string()> bootstrap_script_;
-  std::map<std::string, CloudInstance> instances_;  // by instance id (= node name)
-  std::map<TaskKey, std::string> open_use_;         // task -> instance with its open Use
-  std::vector<NodeGroup> node_groups_;              // group i + 1
-  FailureMemory failures_{0};                       // kept in the store too (pool_failed)
-  std::vector<ProviderBackoff> provider_backoff_;   // per provider
+  std::map<std::string, CloudInstance> instances_;    // by instance id (= node name)
+  std::map<TaskKey, std::string> open_use_;           // task -> instance with its open Use
+  std::vector<NodeGroup> node_groups_;                // group i + 1
+  FailureMemory failures_{options_.failover_ttl_ms};  // kept in the store too (pool_failed)
+  std::vector<ProviderBackoff> provider_backoff_;     // per provider
   int64_t last_cloud_round_ms_ = 0;
 };
 

@@ -64,13 +64,21 @@ class ProviderBackoff {
  public:
   static constexpr int64_t kFirstMs = 15'000;
   static constexpr int64_t kMostMs = 300'000;
-  void failed(int64_t now_ms) {
+  // The outcome of a call: success or a capacity answer ends the rest, anything else starts or
+  // lengthens it.
+  void record(const Status& outcome, int64_t now_ms) {
+    if (outcome.is_ok() || is_capacity_answer(outcome)) {
+      delay_ms_ = until_ms_ = 0;
+      return;
+    }
     delay_ms_ = std::clamp<int64_t>(2 * delay_ms_, kFirstMs, kMostMs);
     until_ms_ = now_ms + delay_ms_;
   }
-  void answered() { delay_ms_ = until_ms_ = 0; }
   bool resting(int64_t now_ms) const { return now_ms < until_ms_; }
-  int64_t until_ms() const { return until_ms_; }
+  // "15 s": how long the rest still lasts, rounded up.
+  std::string rest_left(int64_t now_ms) const {
+    return std::to_string((until_ms_ - now_ms + 999) / 1000) + " s";
+  }
 
  private:
   int64_t delay_ms_ = 0;

@@ -15,6 +15,23 @@ constexpr int kMaxPackingK = 20;
 constexpr int kMaxPackingEps = 500;
 constexpr int kMaxPriceSteps = 16;
 
+// The GPUs a job holds at a time, weighed by packing_weight.
+double weighed_gpus(const CostJob& job, int k, int eps_milli) {
+  return job.num_gpu * packing_weight(std::clamp(job.gpu_milli, 1, 1000), k, eps_milli);
+}
+
+// The pools that fit `job`, found once per fit_key in `cache`.
+const std::vector<int>& fitting_pools(const CostJob& job, const std::vector<CostPool>& pools,
+                                      std::map<std::string, std::vector<int>>& cache) {
+  auto [it, fresh] = cache.try_emplace(fit_key(job));
+  if (fresh) {
+    for (size_t p = 0; p < pools.size(); ++p) {
+      if (pool_fits(pools[p], job)) it->second.push_back(static_cast<int>(p));
+    }
+  }
+  return it->second;
+}
+
 // One group of jobs that fit the same pools: their bound under capacity (see the header).
 double group_capacity_bound(const std::vector<int>& members, const std::vector<CostJob>& jobs,
                             const std::vector<double>& done_s, const std::vector<int>& fitting,
@@ -37,7 +54,7 @@ double group_capacity_bound(const std::vector<int>& members, const std::vector<C
   double total = 0;
   for (int j : members) {
     const CostJob& job = jobs[j];
-    double rate = job.num_gpu * packing_weight(std::clamp(job.gpu_milli, 1, 1000), k, eps_milli);
+    double rate = weighed_gpus(job, k, eps_milli);
     double amount = rate * job.duration_s / 3600.0;
     if (amount <= 0 || done_s[j] <= job.arrival_s) continue;
     work.push_back({job.arrival_s, done_s[j], rate, amount});
@@ -95,11 +112,6 @@ double cheapest_per_gpu_hour(const CostJob& job, const std::vector<CostPool>& po
   return best;
 }
 
-double job_lower_bound(const CostJob& job, const std::vector<CostPool>& pools) {
-  double best = cheapest_per_gpu_hour(job, pools);
-  return std::isfinite(best) ? job.gpu_share() * job.duration_s / 3600.0 * best : 0.0;
-}
-
 double packing_weight(int milli, int k, int eps_milli) {
   // U^(eps): a share above 1000 - eps shares its GPU only with shares below eps.
   int x = milli;
@@ -135,18 +147,8 @@ double capacity_bound_usd(const std::vector<CostJob>& jobs, const std::vector<do
   std::map<std::vector<int>, std::vector<int>> groups;
   std::map<std::string, std::vector<int>> fitting_by_kind;
   for (size_t j = 0; j < jobs.size() && j < done_s.size(); ++j) {
-    const CostJob& job = jobs[j];
-    std::string kind = std::to_string(job.num_gpu) + (job.spot_ok ? "s" : "o");
-    for (const auto& m : job.models) kind += "|" + m;
-    auto it = fitting_by_kind.find(kind);
-    if (it == fitting_by_kind.end()) {
-      std::vector<int> fitting;
-      for (size_t p = 0; p < pools.size(); ++p) {
-        if (pool_fits(pools[p], job)) fitting.push_back(static_cast<int>(p));
-      }
-      it = fitting_by_kind.emplace(kind, std::move(fitting)).first;
-    }
-    if (!it->second.empty()) groups[it->second].push_back(static_cast<int>(j));
+    const std::vector<int>& fitting = fitting_pools(jobs[j], pools, fitting_by_kind);
+    if (!fitting.empty()) groups[fitting].push_back(static_cast<int>(j));
   }
   double bound = 0;
   for (const auto& [fitting, members] : groups) {
@@ -164,7 +166,7 @@ double billed_gpu_hours_bound(const std::vector<CostJob>& jobs, const std::vecto
   double slack_gpu_hours = 0;
   for (size_t j = 0; j < jobs.size() && j < done_s.size(); ++j) {
     const CostJob& job = jobs[j];
-    double weight = job.num_gpu * packing_weight(std::clamp(job.gpu_milli, 1, 1000), k, eps_milli);
+    double weight = weighed_gpus(job, k, eps_milli);
     if (weight <= 0 || done_s[j] <= job.arrival_s) continue;
     changes.emplace_back(job.arrival_s, weight);
     changes.emplace_back(done_s[j], -weight);
@@ -191,17 +193,24 @@ CostBound cost_lower_bound(const std::vector<CostJob>& jobs, const std::vector<C
   std::vector<double> cheapest;
   std::vector<double> placeable_done;
   double floor = std::numeric_limits<double>::infinity();
+  std::map<std::string, std::vector<int>> fitting_by_kind;
   for (size_t j = 0; j < jobs.size(); ++j) {
     const CostJob& job = jobs[j];
-    double price = cheapest_per_gpu_hour(job, pools);
+    double price = std::numeric_limits<double>::infinity();
+    for (int p : fitting_pools(job, pools, fitting_by_kind)) {
+      price = std::min(price, pools[p].price_per_gpu_hour());
+    }
     if (!std::isfinite(price)) continue;
     floor = std::min(floor, price);
-    bound.usd += job_lower_bound(job, pools);
+    bound.usd += job.gpu_share() * job.duration_s / 3600.0 * price;
     placeable.push_back(job);
     cheapest.push_back(price);
     if (done_s != nullptr) placeable_done.push_back((*done_s)[j]);
   }
-  if (placeable.empty()) return bound;
+  if (placeable.empty()) {
+    bound.any_time_usd = bound.usd;
+    return bound;
+  }
   if (floor_per_gpu_hour >= 0) floor = floor_per_gpu_hour;
   const double work_usd = bound.usd;
 
@@ -217,19 +226,19 @@ CostBound cost_lower_bound(const std::vector<CostJob>& jobs, const std::vector<C
       billed = std::max(billed, billed_gpu_hours_bound(placeable, placeable_done, k, eps));
     }
   }
+  double any_time = work_usd;
   double without_capacity = work_usd;
   double with_capacity = work_usd;
   for (const auto& [k, eps] : weights) {
     double weighted = 0;
     double at_cheapest = 0;
     for (size_t j = 0; j < placeable.size(); ++j) {
-      const CostJob& job = placeable[j];
-      double gpu_hours = job.num_gpu * packing_weight(std::clamp(job.gpu_milli, 1, 1000), k, eps) *
-                         job.duration_s / 3600.0;
+      double gpu_hours = weighed_gpus(placeable[j], k, eps) * placeable[j].duration_s / 3600.0;
       weighted += gpu_hours;
       at_cheapest += gpu_hours * cheapest[j];
     }
     const double rest = floor * std::max(0.0, billed - weighted);
+    any_time = std::max(any_time, at_cheapest + floor * std::max(0.0, best.gpu_hours - weighted));
     without_capacity = std::max(without_capacity, at_cheapest + rest);
     if (done_s != nullptr) {
       with_capacity = std::max(with_capacity,
@@ -239,6 +248,7 @@ CostBound cost_lower_bound(const std::vector<CostJob>& jobs, const std::vector<C
   bound.packing_usd = without_capacity - work_usd;
   bound.capacity_usd = std::max(0.0, with_capacity - without_capacity);
   bound.usd = without_capacity + bound.capacity_usd;
+  bound.any_time_usd = any_time;
   return bound;
 }
 

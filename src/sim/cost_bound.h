@@ -26,9 +26,6 @@ namespace lepton::sim {
 // The lowest price per GPU-hour of a pool that could host `job`; infinity when none fits.
 double cheapest_per_gpu_hour(const CostJob& job, const std::vector<CostPool>& pools);
 
-// The job's work at cheapest_per_gpu_hour; 0 when no pool fits.
-double job_lower_bound(const CostJob& job, const std::vector<CostPool>& pools);
-
 // A dual-feasible function of bin packing on GPU shares (in milli, 1..1000), as a weight in
 // [0, 1]: whatever shares one GPU holds at once (at most 1000 milli in all), their weights add up
 // to at most 1. It is Fekete and Schepers' u^(k) applied to U^(eps) ("New classes of fast lower
@@ -72,6 +69,8 @@ struct CostBound {
   double usd = 0;           // the bound: the largest of the three
   double packing_usd = 0;   // what bound 2 adds to bound 1
   double capacity_usd = 0;  // what bound 3 adds to bound 2 (0 when it is not larger)
+  // Without the completion times: work and the run-wide packing bound (usd when none are given).
+  double any_time_usd = 0;
 };
 
 // The lower bound on the cost of completing `jobs` (jobs no pool fits are left out). The packing

@@ -83,10 +83,12 @@ TEST(CostBound, CapacityForcesTheDearerPoolOnlyWhenJobsMustOverlap) {
   CostBound bound = cost_lower_bound(jobs, pools, -1, nullptr);
   EXPECT_NEAR(bound.usd, 2.0, 1e-9);
   EXPECT_EQ(bound.capacity_usd, 0);
+  EXPECT_NEAR(bound.any_time_usd, 2.0, 1e-9);
   std::vector<double> done = {3600, 3600};
   bound = cost_lower_bound(jobs, pools, -1, &done);
   EXPECT_NEAR(bound.usd, 4.0, 1e-9);
   EXPECT_NEAR(bound.capacity_usd, 2.0, 1e-9);
+  EXPECT_NEAR(bound.any_time_usd, 2.0, 1e-9);  // without the completion times
 }
 
 TEST(CostBound, CapacityBoundWeighsSharesByPacking) {

@@ -85,9 +85,14 @@ class CostSim {
         failed_until_(pools.size(), -std::numeric_limits<double>::infinity()) {}
 
   CostPolicyResult run() {
+    std::map<std::string, double> cheapest_of_kind;  // by fit_key
     for (size_t j = 0; j < jobs_.size(); ++j) {
-      const double work = jobs_[j].gpu_share() * jobs_[j].duration_s / 3600.0;
-      if (work > 0) cheapest_[j] = job_lower_bound(jobs_[j], pools_) / work;
+      auto [kind, fresh] = cheapest_of_kind.try_emplace(fit_key(jobs_[j]), 0.0);
+      if (fresh) kind->second = cheapest_per_gpu_hour(jobs_[j], pools_);
+      if (std::isfinite(kind->second)) {
+        cheapest_[j] = kind->second;
+        floor_ = std::min(floor_, kind->second);
+      }
       runs_[j].remaining = jobs_[j].duration_s;
       push(jobs_[j].arrival_s, kArrive, static_cast<int>(j), 0);
     }
@@ -190,8 +195,7 @@ class CostSim {
 
   const Candidates& candidates(int j) {
     const CostJob& job = jobs_[j];
-    std::string key = std::to_string(job.num_gpu) + (job.spot_ok ? "s" : "o");
-    for (const auto& m : job.models) key += "|" + m;
+    const std::string key = fit_key(job);
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
     Candidates c;
@@ -476,15 +480,13 @@ class CostSim {
       completed.push_back(jobs_[j]);
       done.push_back(run.done);
     }
-    // The floor of the packing term: every pool a policy launches fits some job of the run.
-    double floor = std::numeric_limits<double>::infinity();
-    for (const CostJob& job : jobs_) floor = std::min(floor, cheapest_per_gpu_hour(job, pools_));
     if (!completed.empty()) {
-      CostBound bound = cost_lower_bound(completed, pools_, floor, &done);
+      // The packing term's floor is floor_: every pool a policy launches fits some job of the run.
+      CostBound bound = cost_lower_bound(completed, pools_, floor_, &done);
       r.lower_bound_usd = bound.usd;
       r.packing_bound_usd = bound.packing_usd;
       r.capacity_bound_usd = bound.capacity_usd;
-      r.lower_bound_any_time_usd = cost_lower_bound(completed, pools_, floor).usd;
+      r.lower_bound_any_time_usd = bound.any_time_usd;
     }
     if (!jct.empty()) {
       double sum = 0;
@@ -518,8 +520,10 @@ class CostSim {
   const CostOptions& opt_;
   std::vector<JobRun> runs_;
   std::vector<double> cheapest_;  // per job: the lowest price per GPU-hour of a pool that fits
-  double accounted_to_ = 0;       // account() has split the cost up to this time
-  double work_usd_ = 0;           // jobs' run time x share at their cheapest price
+  // The lowest of cheapest_ over the jobs some pool fits.
+  double floor_ = std::numeric_limits<double>::infinity();
+  double accounted_to_ = 0;  // account() has split the cost up to this time
+  double work_usd_ = 0;      // jobs' run time x share at their cheapest price
   std::vector<Instance> instances_;
   std::vector<int> alive_;
   std::vector<int> in_use_;
@@ -535,6 +539,12 @@ class CostSim {
 };
 
 }  // namespace
+
+std::string fit_key(const CostJob& job) {
+  std::string key = std::to_string(job.num_gpu) + (job.spot_ok ? "s" : "o");
+  for (const auto& m : job.models) key += "|" + m;
+  return key;
+}
 
 bool pool_fits(const CostPool& pool, const CostJob& job) {
   if (pool.spot && !job.spot_ok) return false;

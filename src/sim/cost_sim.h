@@ -145,6 +145,8 @@ void assign_capacity(std::vector<CostPool>& pools, const CostOptions& options);
 
 // Whether `pool` could host `job` (model and GPU count; spot only when the job allows it).
 bool pool_fits(const CostPool& pool, const CostJob& job);
+// What pool_fits looks at in a job: jobs with the same key fit the same pools.
+std::string fit_key(const CostJob& job);
 
 // Runs one policy ("single-cloud", "cheapest-first" or "lepton") to the end of the last job.
 Result<CostPolicyResult> run_cost_policy(const std::string& policy,

@@ -194,6 +194,7 @@ TEST(CostSim, LowerBoundIsBelowEveryPolicyOnRandomInputs) {
       SCOPED_TRACE(std::string(policy) + " seed " + std::to_string(seed));
       ASSERT_EQ(r.jobs_completed, static_cast<int64_t>(c.jobs.size()));
       EXPECT_GE(r.lower_bound_usd, bound - 1e-6 * (1 + bound));
+      EXPECT_NEAR(r.lower_bound_any_time_usd, bound, 1e-6 * (1 + bound));
       EXPECT_GE(r.cost_usd, r.lower_bound_usd - 1e-9 * (1 + r.cost_usd));
       // The terms of the gap add up to it and none is negative.
       EXPECT_NEAR(r.boot_usd + r.idle_usd + r.unused_share_usd + r.premium_usd + r.redone_usd,
