@@ -9,9 +9,10 @@
 # Both proxies get the same number of workers (--workers: gateway I/O threads, nginx
 # worker_processes). nginx: proxy_pass to an upstream block with keepalive, HTTP/1.1 and
 # `Connection ""`, access log off, from a config written to a temp dir, in the foreground with its
-# own pid and log files (no system service). --pin runs wrk on CPU 0 and the servers on the
-# others (taskset), so the load generator does not steal the proxy's core. wrk and nginx are
-# installed from Debian's packages when missing (apt-get, as root).
+# own pid and log files (no system service). --pin runs wrk on its own CPUs (one per wrk thread
+# where two or more CPUs are left, else CPU 0) and the servers on the others (taskset), so the
+# load generator does not steal the proxy's core. wrk and nginx are installed from Debian's
+# packages when missing (apt-get, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,8 +81,11 @@ wait_http() {  # PORT PATH: polls for up to 10 s until it answers 200
 
 servers=() load=()
 if [ "$pin" -eq 1 ] && [ "$(nproc)" -ge 2 ]; then
-  servers=(taskset -c "1-$(($(nproc) - 1))")
-  load=(taskset -c 0)
+  # wrk gets a CPU per thread when two or more are left for the servers, else CPU 0.
+  wrk_cpus=1
+  [ "$(nproc)" -ge $((wrk_threads + 2)) ] && wrk_cpus=$wrk_threads
+  servers=(taskset -c "$wrk_cpus-$(($(nproc) - 1))")
+  load=(taskset -c "0-$((wrk_cpus - 1))")
 fi
 
 up_port=$(free_port)

@@ -302,7 +302,7 @@ class DeploymentControllerTest : public ControlPlaneTest {
     gateway::RouteTable table;
     gateway::Deployment& d = table.deployments["chat"];
     d.name = "chat";
-    d.stats = std::make_shared<gateway::DeploymentStats>();
+    d.stats = stats_;
     const gateway::RouteSpec routes = cp_->routes();
     auto add = [&](const std::string& address, bool draining) {
       auto r = std::make_shared<gateway::Replica>();
@@ -336,7 +336,26 @@ class DeploymentControllerTest : public ControlPlaneTest {
   }
 
   json running_ = json::array();
+  std::shared_ptr<gateway::DeploymentStats> stats_ = std::make_shared<gateway::DeploymentStats>();
 };
+
+TEST_F(DeploymentControllerTest, LatencyPercentilesAreOfTheRequestsThatEnded) {
+  ASSERT_TRUE(cp_->create_deployment(spec(R"(,"replicas":1)"), now_).is_ok());
+  for (int i = 0; i < 5; ++i) round();
+  EXPECT_EQ(deployment()["latency"], json::object());  // no requests yet
+  // 12 requests arrived; 4 ended after about 2 ms, one after about 50 ms; 7 are still running.
+  stats_->requests = 12;
+  for (int i = 0; i < 4; ++i) stats_->record_latency(2'000);
+  stats_->record_latency(50'000);
+  for (int i = 0; i < 6; ++i) round();
+  const json d = deployment();
+  ASSERT_TRUE(d["latency"].contains("p50_ms")) << d.dump(2);
+  EXPECT_GE(d["latency"]["p50_ms"].get<double>(), 2.0);
+  EXPECT_LT(d["latency"]["p50_ms"].get<double>(), 3.0);
+  EXPECT_GE(d["latency"]["p99_ms"].get<double>(), 50.0);
+  EXPECT_LT(d["latency"]["p99_ms"].get<double>(), 70.0);
+  EXPECT_GT(d["rps"].get<double>(), 0.0);
+}
 
 TEST_F(DeploymentControllerTest, ReplicasSpreadOverNodesWithRoom) {
   add_node("cpu-2", 0);

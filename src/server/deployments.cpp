@@ -571,7 +571,8 @@ json ControlPlane::deployment_json(const Deployment& d, int64_t now_ms) const {
                         {"in_flight", seen == d.observed.end() ? 0 : seen->second.in_flight},
                         {"reason", reason_of(job)}});
   }
-  // Requests per second and latency percentiles over the last minute.
+  // Requests per second (counted as they arrive) and latency percentiles (of the requests that
+  // ended: those still in flight have no latency yet) over the last minute.
   double rps = 0;
   json latency = json::object();
   if (d.load.size() >= 2) {
@@ -579,10 +580,12 @@ json ControlPlane::deployment_json(const Deployment& d, int64_t now_ms) const {
     const LoadSample& b = d.load.back();
     const uint64_t requests = b.requests - a.requests;
     rps = static_cast<double>(requests) * 1000.0 / static_cast<double>(b.time_ms - a.time_ms);
-    if (requests > 0) {
+    uint64_t ended = 0;
+    for (size_t i = 0; i < a.latency.size(); ++i) ended += b.latency[i] - a.latency[i];
+    if (ended > 0) {
       for (auto [label, q] : {std::pair{"p50_ms", 0.5}, {"p90_ms", 0.9}, {"p99_ms", 0.99}}) {
         uint64_t seen = 0;
-        const auto rank = static_cast<uint64_t>(q * static_cast<double>(requests) + 0.999999);
+        const auto rank = static_cast<uint64_t>(q * static_cast<double>(ended) + 0.999999);
         for (size_t i = 0; i < a.latency.size(); ++i) {
           seen += b.latency[i] - a.latency[i];
           if (seen >= rank) {
