@@ -461,6 +461,12 @@ Result<std::pair<std::string, server::PoolLimit>> parse_pool_limit(const std::st
   return std::make_pair(pool, limit);
 }
 
+// The console's address with the token after '#' (never sent to the server; the page keeps it
+// in the browser's storage), as Jupyter prints its link.
+std::string console_link(const server::Server& server) {
+  return server.url() + "/#token=" + server.token();
+}
+
 std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
   server::ServerOptions o;
   o.data_dir = f.data_dir.empty() ? default_data_dir() : f.data_dir;
@@ -550,9 +556,9 @@ void register_process_commands(CLI::App& app) {
       server->stop();
       fail(agent.status().message(), 2);
     }
-    std::printf("lepton is up at %s\n  API token: %s\n  local node: %s (%s)\n",
-                server->url().c_str(), server->token_path().c_str(), a.name.c_str(),
-                a.gpus.empty() ? "GPUs from NVML" : ("GPUs " + a.gpus).c_str());
+    std::printf("lepton is up at %s\n  console: %s\n  API token: %s\n  local node: %s (%s)\n",
+                server->url().c_str(), console_link(*server).c_str(), server->token_path().c_str(),
+                a.name.c_str(), a.gpus.empty() ? "GPUs from NVML" : ("GPUs " + a.gpus).c_str());
     if (!server->gateway_url().empty()) {
       std::printf("  gateway: %s/d/NAME/ reaches deployment NAME\n", server->gateway_url().c_str());
     }
@@ -578,8 +584,8 @@ void register_process_commands(CLI::App& app) {
   server_cmd->callback([srv] {
     sigset_t signals = block_stop_signals();
     auto server = start_server(*srv);
-    std::printf("lepton server at %s\n  API token: %s\n", server->url().c_str(),
-                server->token_path().c_str());
+    std::printf("lepton server at %s\n  console: %s\n  API token: %s\n", server->url().c_str(),
+                console_link(*server).c_str(), server->token_path().c_str());
     if (!server->gateway_url().empty()) {
       std::printf("  gateway: %s/d/NAME/ reaches deployment NAME\n", server->gateway_url().c_str());
     }

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "net/http.h"
+#include "server/console_assets.h"
 #include "server/openapi.h"
 #include "spec/json_text.h"
 #include "store/sqlite_store.h"
@@ -190,13 +191,16 @@ class ServerImpl final : public Server {
       });
       return;
     }
-    if (req.path == "/" && req.method == "GET") {
-      respond({.status = 200,
-               .content_type = "text/plain; charset=utf-8",
-               .body = "lepton API server\n\nThe web console is not built yet. The REST API is "
-                       "described at /api/v1/openapi.json;\nthe CLI: lepton job run -f "
-                       "examples/hello.yaml --follow, lepton job ls, lepton node ls,\n"
-                       "lepton deploy create -f examples/chat-deployment.yaml.\n"});
+    // The web console's files need no token: the page asks for one and sends it with its API
+    // calls.
+    if (const ConsoleAsset* asset = find_console_asset(req.path); asset && req.method == "GET") {
+      respond(
+          {.status = 200,
+           .content_type = std::string(asset->content_type),
+           .body = std::string(asset->body),
+           .headers = {{"Cache-Control", "no-cache"},
+                       {"X-Content-Type-Options", "nosniff"},
+                       {"Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"}}});
       return;
     }
     if (req.path == "/api/v1/openapi.json") {

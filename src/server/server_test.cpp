@@ -91,8 +91,19 @@ TEST(BootstrapScript, StartsTheAgentJoinedUnderTheMachinesName) {
 
 TEST_F(ServerTest, OpenEndpoints) {
   EXPECT_EQ(call("GET", "/healthz", "", false).body, "ok\n");
+  // The console: its page and scripts need no token (its API calls do).
   auto root = call("GET", "/", "", false);
-  EXPECT_NE(root.body.find("web console is not built yet"), std::string::npos);
+  EXPECT_EQ(root.status, 200);
+  EXPECT_NE(root.body.find(R"(<script type="module" src="/console.js">)"), std::string::npos);
+  for (const char* path : {"/console.js", "/render.js", "/console.css", "/index.html"}) {
+    auto asset = call("GET", path, "", false);
+    EXPECT_EQ(asset.status, 200) << path;
+    EXPECT_GT(asset.body.size(), 500u) << path;
+  }
+  EXPECT_NE(call("GET", "/render.js", "", false).body.find("export function jobs"),
+            std::string::npos);
+  EXPECT_EQ(call("GET", "/nothing.js", "", false).status, 404);
+  EXPECT_EQ(call("POST", "/console.js", "", false).status, 404);
   auto metrics = call("GET", "/metrics", "", false);
   EXPECT_NE(metrics.body.find("lepton_jobs{state=\"PENDING\"} 0"), std::string::npos);
   auto openapi = nlohmann::json::parse(call("GET", "/api/v1/openapi.json", "", false).body);

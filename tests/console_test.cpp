@@ -1,0 +1,163 @@
+// The web console in a real browser: `lepton up` (server, gateway and agent in one process), work
+// submitted with the CLI, then headless Chromium opens the console link `lepton up` printed and
+// the test reads the page its scripts built from the API (--dump-dom, after the page's fetches).
+// Chromium comes from Debian (scripts/install-deps); without it these tests fail and say so,
+// unless LEPTON_SKIP_BROWSER_TESTS=1.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+
+#include "tests/process.h"
+
+namespace lepton::e2e {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+std::string browser() {
+  if (const char* b = std::getenv("LEPTON_BROWSER"); b && *b) return b;
+  for (const char* name : {"chromium", "chromium-browser", "google-chrome"}) {
+    if (run_command(std::string("command -v ") + name + " >/dev/null").exit_code == 0) return name;
+  }
+  return "";
+}
+
+class Console : public testing::Test {
+ protected:
+  void SetUp() override {
+    browser_ = browser();
+    if (browser_.empty()) {
+      const char* skip = std::getenv("LEPTON_SKIP_BROWSER_TESTS");
+      if (skip && std::string(skip) == "1")
+        GTEST_SKIP() << "no browser; LEPTON_SKIP_BROWSER_TESTS=1";
+      FAIL() << "no chromium on PATH: install it (scripts/install-deps) or set "
+                "LEPTON_SKIP_BROWSER_TESTS=1";
+    }
+    dir_ = fresh_test_dir("console", testing::UnitTest::GetInstance()->current_test_info()->name());
+    port_ = free_port();
+    url_ = "http://127.0.0.1:" + std::to_string(port_);
+    up_ = std::make_unique<Process>(
+        std::vector<std::string>{LEPTON_BINARY, "up", "--data-dir", (dir_ / "server").string(),
+                                 "--port", std::to_string(port_), "--gateway-port", "0", "--gpus",
+                                 "A100-80GB:2", "--name", "local"},
+        (dir_ / "up.log").string());
+    ASSERT_TRUE(wait_until(
+        [&] {
+          auto r = cli("node ls --json");
+          return r.exit_code == 0 && r.out.find("\"ready\":true") != std::string::npos;
+        },
+        20s))
+        << read_text(dir_ / "up.log");
+    // The link `lepton up` prints, with the token after '#'.
+    const std::regex link("console: (http://\\S+/#token=[0-9a-f]+)");
+    std::smatch m;
+    const std::string log = read_text(dir_ / "up.log");
+    ASSERT_TRUE(std::regex_search(log, m, link)) << log;
+    link_ = m[1];
+  }
+  void TearDown() override {
+    up_.reset();
+    if (!dir_.empty()) run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
+    if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
+  }
+
+  CommandResult cli(const std::string& args) {
+    return run_cli(LEPTON_BINARY, args, url_, dir_ / "server" / "token");
+  }
+  std::string state_of(const std::string& id) {
+    auto r = cli("job get " + id + " --json");
+    return r.exit_code == 0 ? json::parse(r.out, nullptr, false).value("state", "") : "";
+  }
+  std::string submit(const std::string& name, const std::string& yaml) {
+    const fs::path p = dir_ / (name + ".yaml");
+    std::ofstream(p) << yaml;
+    auto r = cli("job run -f " + p.string());
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    return r.out.substr(0, r.out.find('\n'));
+  }
+
+  // The page at `url` as the browser built it. The browser's profile is kept in the test's
+  // folder, so a token the page stored is there on the next load.
+  std::string page(const std::string& url) {
+    auto r = run_command("timeout 60 " + browser_ +
+                         " --headless --no-sandbox --disable-gpu --no-first-run"
+                         " --user-data-dir=" +
+                         (dir_ / "browser").string() + " --virtual-time-budget=5000 --dump-dom '" +
+                         url + "' 2>>" + (dir_ / "browser.log").string());
+    EXPECT_EQ(r.exit_code, 0) << read_text(dir_ / "browser.log");
+    return r.out;
+  }
+
+  std::string browser_;
+  fs::path dir_;
+  int port_ = 0;
+  std::string url_;
+  std::string link_;
+  std::unique_ptr<Process> up_;
+};
+
+// What `page` shows of the element with this id, from its opening tag to the line's end (each
+// part of index.html ends a line; what the scripts put in them has no "</div>" and a new line).
+std::string section(const std::string& html, const std::string& id) {
+  const size_t at = html.find("id=\"" + id + "\"");
+  if (at == std::string::npos) return "";
+  const size_t end = html.find("</div>\n", at);
+  return html.substr(at, end == std::string::npos ? std::string::npos : end - at);
+}
+
+TEST_F(Console, ShowsNodesJobsAndQueuesFromTheApi) {
+  const std::string done = submit("hello", "name: hello\nrun: echo hello from the console test\n");
+  const std::string waiting =
+      submit("big", "name: too-big\nresources: {accelerators: A100-80GB:4}\nrun: 'true'\n");
+  const std::string running =
+      submit("busy", "name: busy\nresources: {accelerators: A100-80GB:1}\nrun: sleep 60\n");
+  ASSERT_TRUE(wait_until([&] { return state_of(done) == "SUCCEEDED"; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return state_of(running) == "RUNNING"; }, 20s));
+
+  const std::string html = page(link_);
+  // The overview, not the token form, and none of its sections empty.
+  EXPECT_NE(html.find(R"(<form id="login" hidden)"), std::string::npos) << html;
+  EXPECT_NE(html.find(R"(<div id="overview">)"), std::string::npos) << html;
+  const std::string jobs = section(html, "jobs");
+  for (const std::string& text :
+       {done, waiting, running, std::string("hello"), std::string("too-big"),
+        std::string(">SUCCEEDED<"), std::string(">PENDING<"), std::string(">RUNNING<")}) {
+    EXPECT_NE(jobs.find(text), std::string::npos) << text << " in " << jobs;
+  }
+  const std::string nodes = section(html, "nodes");
+  EXPECT_NE(nodes.find("<td>local</td>"), std::string::npos) << nodes;
+  EXPECT_NE(nodes.find("1/2 A100-80GB"), std::string::npos) << nodes;  // `busy` holds one
+  EXPECT_NE(section(html, "summary").find("1 running, 1 pending"), std::string::npos) << html;
+  EXPECT_NE(section(html, "queues").find("<td>default</td>"), std::string::npos) << html;
+  // The token is kept out of the page itself.
+  EXPECT_EQ(html.find(link_.substr(link_.find("#token=") + 7)), std::string::npos);
+}
+
+TEST_F(Console, AJobsViewShowsItsTasksAndLogWithTheStoredToken) {
+  const std::string id = submit("hello", "name: hello\nrun: echo 'hello <from> the log'\n");
+  ASSERT_TRUE(wait_until([&] { return state_of(id) == "SUCCEEDED"; }, 20s));
+  (void)page(link_);  // stores the token in the browser's profile
+  const std::string html = page(url_ + "/#/jobs/" + id);
+  const std::string view = section(html, "job-view");
+  EXPECT_NE(view.find("Job " + id), std::string::npos) << html;
+  EXPECT_NE(view.find("hello &lt;from&gt; the log"), std::string::npos) << view;  // escaped
+  EXPECT_NE(view.find("<td>local</td>"), std::string::npos) << view;
+  EXPECT_EQ(view.find("data-cancel"), std::string::npos) << "a finished job has no cancel button";
+}
+
+TEST_F(Console, AWrongTokenShowsTheTokenFormWithTheServersAnswer) {
+  const std::string html = page(url_ + "/#token=not-the-token");
+  EXPECT_NE(html.find(R"(<form id="login">)"), std::string::npos) << html;
+  EXPECT_NE(html.find("The server refused the token: authorization: expected"), std::string::npos)
+      << html;
+  EXPECT_NE(html.find(R"(<div id="overview" hidden)"), std::string::npos) << html;
+}
+
+}  // namespace
+}  // namespace lepton::e2e
