@@ -86,7 +86,8 @@ class Console : public testing::Test {
   // folder, so a token the page stored is there on the next load.
   std::string page(const std::string& url) {
     auto r = run_command("timeout 60 " + browser_ +
-                         " --headless --no-sandbox --disable-gpu --no-first-run"
+                         " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage"
+                         " --no-first-run"
                          " --user-data-dir=" +
                          (dir_ / "browser").string() + " --virtual-time-budget=5000 --dump-dom '" +
                          url + "' 2>>" + (dir_ / "browser.log").string());
