@@ -124,6 +124,31 @@ TEST(Provisioning, FailedPoolsAreSkippedUntilTheirTimeIsUp) {
   EXPECT_NE(cloud::offer_pool(kOffers[0], true), cloud::offer_pool(kOffers[0], false));
 }
 
+TEST(Provisioning, AProviderThatFailsToAnswerRestsLongerEachTimeUntilItAnswers) {
+  ProviderBackoff backoff;
+  EXPECT_FALSE(backoff.resting(0));
+  const Status unreachable(StatusCode::kInternal, "connect: connection refused");
+  backoff.record(unreachable, 1'000);
+  EXPECT_TRUE(backoff.resting(1'000));
+  EXPECT_EQ(backoff.rest_left(1'001), "15 s");  // rounded up
+  EXPECT_FALSE(backoff.resting(16'000));
+  // Each next failure doubles the rest, up to 5 minutes.
+  int64_t now = 16'000;
+  for (int64_t expected : {30'000, 60'000, 120'000, 240'000, 300'000, 300'000}) {
+    backoff.record(unreachable, now);
+    EXPECT_TRUE(backoff.resting(now + expected - 1)) << expected;
+    EXPECT_FALSE(backoff.resting(now + expected)) << expected;
+    now += expected;
+  }
+  // A capacity answer is an answer: the rest ends, and the next failure starts again at 15 s.
+  backoff.record(Status(StatusCode::kUnavailable, "InsufficientInstanceCapacity"), now);
+  EXPECT_FALSE(backoff.resting(now));
+  backoff.record(unreachable, now);
+  EXPECT_EQ(backoff.rest_left(now), "15 s");
+  backoff.record(Status::ok(), now + 1);
+  EXPECT_FALSE(backoff.resting(now + 1));
+}
+
 TEST(Provisioning, AJobTakesTheMachineRentedForItFirst) {
   std::vector<Room> rooms = {{"i-1", "j-1", kOffers[3], false, 1, 8000, 64 * 1024},
                              {"i-2", "j-2", kOffers[3], false, 1, 8000, 64 * 1024}};
