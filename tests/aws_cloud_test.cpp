@@ -306,8 +306,15 @@ TEST_F(AwsCloud, AJobRentsAnEc2MachineThatJoinsRunsItAndIsReturned) {
   EXPECT_NE(m.user_data.find("agent --server '" + advertised_url() + "'"), std::string::npos)
       << m.user_data;
   EXPECT_TRUE(ec2_.bad_signatures().empty()) << ec2_.bad_signatures()[0];
-  json instances = cli_json("cloud ls --json");
-  ASSERT_EQ(instances.size(), 1u) << instances.dump();
+  // The launch is made off the control loop; the server takes up its answer on the next round.
+  json instances;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        instances = cli_json("cloud ls --json");
+        return instances.size() == 1;
+      },
+      10s))
+      << instances.dump();
   EXPECT_EQ(instances[0].value("id", ""), m.id);
   EXPECT_EQ(instances[0].value("cloud", ""), "aws");
 

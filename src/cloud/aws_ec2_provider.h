@@ -70,6 +70,7 @@ class Ec2Provider final : public Provider {
   Status terminate(const std::vector<std::string>& instance_ids) override;
   Result<std::vector<Instance>> list_instances() override;
   Result<std::vector<InterruptionNotice>> interruption_notices() override;
+  bool calls_block() const override { return true; }  // HTTPS to the EC2 API
 
  private:
   // Signs and sends one call; the body of a 200 answer, else the EC2 error as a Status.

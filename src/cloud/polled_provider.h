@@ -39,6 +39,7 @@ class PolledProvider final : public Provider {
   // error when it failed.
   Result<std::vector<Instance>> list_instances() override;
   Result<std::vector<InterruptionNotice>> interruption_notices() override;
+  bool calls_block() const override { return inner_->calls_block(); }
 
   // Polls done so far (for tests and status output).
   int64_t polls() const;

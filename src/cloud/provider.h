@@ -1,7 +1,7 @@
 // The interface every source of machines implements (DESIGN.md, module cloud/): what it offers,
 // launching machines that start the lepton agent, terminating them, listing them, and telling
-// when the provider is about to take one away. The autoscaler (server/, not yet wired) drives
-// providers through this interface only.
+// when the provider is about to take one away. The autoscaler (server/cloud_autoscaler.cpp)
+// drives providers through this interface only.
 //
 // Errors are Status values. Two codes have a fixed meaning, because the autoscaler fails over to
 // the next offer on both:
@@ -83,6 +83,9 @@ class Provider {
   // The instances this lepton pool launched (not every instance of the account).
   virtual Result<std::vector<Instance>> list_instances() = 0;
   virtual Result<std::vector<InterruptionNotice>> interruption_notices() = 0;
+  // Whether provision and terminate go over a network and may take seconds (up to a timeout)
+  // to answer; the server then makes them on a thread of their own (server/provider_calls.h).
+  virtual bool calls_block() const { return false; }
 };
 
 }  // namespace lepton::cloud

@@ -136,6 +136,7 @@ class SshProvider final : public Provider {
   Result<std::vector<InterruptionNotice>> interruption_notices() override {
     return std::vector<InterruptionNotice>{};
   }
+  bool calls_block() const override { return true; }  // ssh runs, with deadlines
 
   // The host an instance in use runs on (for messages such as "stopped the agent on ...").
   Result<SshHost> host_of(const std::string& instance_id) const;

@@ -9,8 +9,10 @@
 //      machines already launching is used first, then the cheapest fitting offer; a capacity or
 //      quota error fails over to the next offer at once and the pool is skipped for
 //      failover_ttl_ms.
-// Provider calls run on the control loop: the sim provider answers at once; a provider with slow
-// network calls would need its own thread (not built yet).
+// Launches and terminations go through ProviderCalls: a provider whose calls block (EC2, over
+// HTTPS) is called on a thread of its own, one call at a time, and the result is taken up on a
+// later round; the emulated clouds answer at once, on the loop. Listings and notices come from
+// PolledProvider's last poll.
 #include <algorithm>
 #include <cmath>
 #include <ctime>
@@ -44,6 +46,9 @@ void ControlPlane::set_clouds(std::vector<std::shared_ptr<cloud::Provider>> prov
   providers_ = std::move(providers);
   bootstrap_script_ = std::move(bootstrap_script);
   provider_backoff_.assign(providers_.size(), ProviderBackoff());
+  launches_.clear();
+  returns_.clear();
+  calls_ = std::make_unique<ProviderCalls>(providers_);
   // Stored machines find their provider again by name.
   for (auto& [id, inst] : instances_) {
     for (size_t p = 0; p < providers_.size(); ++p) {
@@ -69,6 +74,16 @@ void ControlPlane::cloud_round(store::WriteBatch& batch, int64_t now_ms) {
     }
   }
   if (providers_.empty()) return;
+  // Calls made off the loop that ended since the last round.
+  for (ProviderCalls::Ended& ended : calls_->take_ended()) {
+    if (auto l = launches_.find(ended.id); l != launches_.end()) {
+      (void)launch_ended(l->second, ended.outcome, nullptr, batch, now_ms);
+      launches_.erase(l);
+    } else if (auto r = returns_.find(ended.id); r != returns_.end()) {
+      return_ended(r->second, ended.outcome.status(), batch, now_ms);
+      returns_.erase(r);
+    }  // else: a machine that did not join in time, terminated with no one waiting
+  }
   sync_instances(batch, now_ms);
   handle_notices(batch, now_ms);
   return_idle_instances(batch, now_ms);
@@ -122,7 +137,60 @@ int ControlPlane::live_in_pool(const std::string& key) const {
   for (const auto& [id, inst] : instances_) {
     if (!inst.ended_ms && pool_matches(key, cloud::offer_pool(inst.offer, inst.info.spot))) ++n;
   }
+  for (const auto& [call, launch] : launches_) {
+    if (pool_matches(key, cloud::offer_pool(launch.offer, launch.spot))) n += launch.count;
+  }
   return n;
+}
+
+std::vector<cloud::Instance> ControlPlane::launch_ended(const Launch& launch,
+                                                        const ProviderCalls::Outcome& outcome,
+                                                        std::string* unreachable,
+                                                        store::WriteBatch& batch, int64_t now_ms) {
+  ProviderBackoff& backoff = provider_backoff_[launch.provider];
+  backoff.record(outcome.status(), now_ms);
+  const std::string pool = cloud::offer_pool(launch.offer, launch.spot);
+  const std::string object =
+      launch.for_job.empty() ? "pool/" + launch.min_pool : "job/" + launch.for_job;
+  if (!outcome.is_ok()) {
+    const std::string& message = outcome.status().message();
+    if (launch.for_job.empty()) {
+      // A capacity answer skips the pool for a while; a failure to ask rests the provider.
+      if (is_capacity_answer(outcome.status())) pool_failed(launch.min_pool, batch, now_ms);
+      event(batch, now_ms, object, "cannot keep its minimum: " + message);
+      return {};
+    }
+    if (is_capacity_answer(outcome.status())) {
+      pool_failed(pool, batch, now_ms);
+      event(batch, now_ms, object,
+            "cannot rent " + pool + ": " + message +
+                "; trying the next offer (this one is skipped for " +
+                std::to_string(options_.failover_ttl_ms / 1000) + " s)");
+      return {};
+    }
+    // Not an answer about this offer (the provider was not reached, or refused the call): the
+    // offer is not skipped, the provider rests (other providers' offers are still tried), and
+    // the job says why it waits.
+    const std::string why = "cannot rent " + pool + ": " + message + "; " +
+                            std::string(providers_[launch.provider]->name()) +
+                            " is tried again in " + backoff.rest_left(now_ms);
+    event(batch, now_ms, object, why);
+    if (unreachable) *unreachable = why;
+    return {};
+  }
+  for (const cloud::Instance& i : outcome.value()) {
+    record_rented(launch.provider, i, launch.offer, launch.spot, launch.for_job, batch, now_ms);
+  }
+  if (launch.for_job.empty()) {
+    event(batch, now_ms, object,
+          "renting " + std::to_string(outcome->size()) + " to keep its minimum of " +
+              std::to_string(launch.keep_min));
+  } else {
+    event(batch, now_ms, object,
+          "renting " + std::to_string(outcome->size()) + " x " + pool + " at " +
+              money(offer_price(launch.offer, launch.spot)) + "/h each");
+  }
+  return outcome.value();
 }
 
 std::string ControlPlane::pool_limit_reached(const std::string& pool, int count) const {
@@ -142,25 +210,27 @@ void ControlPlane::keep_pool_minimums(store::WriteBatch& batch, int64_t now_ms) 
       const bool spot = cloud::offer_pool(o, true) == key;
       if (!spot && cloud::offer_pool(o, false) != key) continue;
       if (failures_.skip(key, now_ms) || provider_backoff_[p].resting(now_ms)) break;
-      auto result = providers_[p]->provision(
-          {.offer = o,
-           .spot = spot,
-           .count = missing,
-           .bootstrap_script = bootstrap_script_ ? bootstrap_script_() : std::string(),
-           .labels = {{"lepton-pool", key}},
-           .idempotency_key = key + "-" + std::to_string(now_ms)});
-      provider_backoff_[p].record(result.status(), now_ms);
-      if (!result.is_ok()) {
-        // A capacity answer skips the pool for a while; a failure to ask rests the provider.
-        if (is_capacity_answer(result.status())) pool_failed(key, batch, now_ms);
-        event(batch, now_ms, "pool/" + key,
-              "cannot keep its minimum: " + result.status().message());
-        break;
+      if (calls_->off_loop(p) && calls_->busy(p)) break;  // one call at a time; next round
+      const Launch launch{.provider = p,
+                          .offer = o,
+                          .spot = spot,
+                          .count = missing,
+                          .for_job = "",
+                          .min_pool = key,
+                          .keep_min = limit.min,
+                          .started_ms = now_ms};
+      const uint64_t call = calls_->provision(
+          p, {.offer = o,
+              .spot = spot,
+              .count = missing,
+              .bootstrap_script = bootstrap_script_ ? bootstrap_script_() : std::string(),
+              .labels = {{"lepton-pool", key}},
+              .idempotency_key = key + "-" + std::to_string(now_ms)});
+      if (auto outcome = calls_->take(call)) {
+        (void)launch_ended(launch, *outcome, nullptr, batch, now_ms);
+      } else {
+        launches_[call] = launch;  // its result is taken up on a later round
       }
-      for (const cloud::Instance& i : *result) record_rented(p, i, o, spot, "", batch, now_ms);
-      event(batch, now_ms, "pool/" + key,
-            "renting " + std::to_string(missing) + " to keep its minimum of " +
-                std::to_string(limit.min));
       break;
     }
   }
@@ -199,7 +269,7 @@ void ControlPlane::sync_instances(store::WriteBatch& batch, int64_t now_ms) {
     }
     if (!inst.joined_ms && now_ms - inst.launched_ms > options_.boot_timeout_ms) {
       pool_failed(cloud::offer_pool(inst.offer, inst.info.spot), batch, now_ms);
-      (void)providers_[inst.provider]->terminate({id});
+      (void)calls_->terminate(inst.provider, {id});  // nobody waits for the answer
       end_instance(inst, "did not join within the boot timeout", batch, now_ms);
       continue;
     }
@@ -249,8 +319,10 @@ void ControlPlane::handle_notices(store::WriteBatch& batch, int64_t now_ms) {
 
 void ControlPlane::return_idle_instances(store::WriteBatch& batch, int64_t now_ms) {
   const std::set<std::string> busy = nodes_with_tasks(/*with_stopping=*/true);
+  std::set<std::string> returning;
+  for (const auto& [call, id] : returns_) returning.insert(id);
   for (auto& [id, inst] : instances_) {
-    if (inst.ended_ms || !inst.joined_ms) continue;
+    if (inst.ended_ms || !inst.joined_ms || returning.count(id)) continue;
     // Rented for a job that still waits (say, for its old machine's notice to run out): kept.
     auto owner = jobs_.find(inst.for_job);
     const bool owner_waits =
@@ -267,19 +339,42 @@ void ControlPlane::return_idle_instances(store::WriteBatch& batch, int64_t now_m
       needed |= limit.min > 0 && pool_matches(key, pool) && live_in_pool(key) <= limit.min;
     }
     if (needed) continue;
-    ProviderBackoff& backoff = provider_backoff_[inst.provider];
-    if (backoff.resting(now_ms)) continue;
-    const Status s = providers_[inst.provider]->terminate({id});
-    backoff.record(s, now_ms);
-    if (!s.is_ok()) {
-      event(batch, now_ms, "instance/" + id,
-            "cannot terminate: " + s.message() + "; tried again in " + backoff.rest_left(now_ms));
+    if (provider_backoff_[inst.provider].resting(now_ms)) continue;
+    if (calls_->off_loop(inst.provider) && calls_->busy(inst.provider)) continue;  // next round
+    const uint64_t call = calls_->terminate(inst.provider, {id});
+    if (auto outcome = calls_->take(call)) {
+      return_ended(id, outcome->status(), batch, now_ms);
       continue;
     }
-    end_instance(
-        inst, "idle for " + std::to_string((now_ms - inst.idle_since_ms) / 1000) + " s, returned",
-        batch, now_ms);
+    // Made off the loop: the machine takes no work while it is being returned.
+    returns_[call] = id;
+    if (auto node = nodes_.find(id); node != nodes_.end()) {
+      cluster_.set_cordoned(node->second.id, true);
+      sched_dirty_ = true;
+    }
   }
+}
+
+void ControlPlane::return_ended(const std::string& id, const Status& outcome,
+                                store::WriteBatch& batch, int64_t now_ms) {
+  auto it = instances_.find(id);
+  if (it == instances_.end() || it->second.ended_ms) return;
+  CloudInstance& inst = it->second;
+  ProviderBackoff& backoff = provider_backoff_[inst.provider];
+  backoff.record(outcome, now_ms);
+  if (!outcome.is_ok()) {
+    event(
+        batch, now_ms, "instance/" + id,
+        "cannot terminate: " + outcome.message() + "; tried again in " + backoff.rest_left(now_ms));
+    if (auto node = nodes_.find(id); node != nodes_.end() && !inst.notice_ms) {
+      cluster_.set_cordoned(node->second.id, false);
+      sched_dirty_ = true;
+    }
+    return;
+  }
+  end_instance(inst,
+               "idle for " + std::to_string((now_ms - inst.idle_since_ms) / 1000) + " s, returned",
+               batch, now_ms);
 }
 
 void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
@@ -303,6 +398,12 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     if (inst.joined_ms && now_ms - inst.joined_ms > kFreshMs && !owner_waits) continue;
     rooms.push_back(room_on(id, inst.for_job, inst.offer, inst.info.spot));
   }
+  // Launches in flight count as machines, and their jobs wait for them.
+  std::map<std::string, const Launch*> launching;
+  for (const auto& [call, launch] : launches_) {
+    live += launch.count;
+    if (!launch.for_job.empty()) launching[launch.for_job] = &launch;
+  }
   // Every provider's offers, once per round.
   const std::vector<std::pair<size_t, cloud::Offer>> offers = provider_offers();
   std::vector<cloud::Offer> all;
@@ -323,11 +424,19 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     // every round, and the store has the events).
     std::string& note = jobs_.at(job->record.id).cloud_note;
     note.clear();
+    if (auto l = launching.find(job->record.id); l != launching.end()) {
+      const Launch& launch = *l->second;
+      note = "waiting for " + std::string(providers_[launch.provider]->name()) +
+             " to answer the launch of " + std::to_string(launch.count) + " x " +
+             cloud::offer_pool(launch.offer, launch.spot) + " (" +
+             std::to_string((now_ms - launch.started_ms) / 1000) + " s)";
+      served[w] = true;
+      continue;
+    }
     if (take_room(rooms, job->spec, job->record.id)) {
       served[w] = true;
       continue;
     }
-    const std::string object = "job/" + job->record.id;
     if (std::string spent = budget_spent(job->spec, now_ms); !spent.empty()) {
       note = std::move(spent);
       continue;
@@ -377,6 +486,7 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     bool launched = false;
     std::string limited;      // the pool limit that kept an offer out
     std::string unreachable;  // a provider that did not answer, or rests
+    std::string waiting_on;   // a provider busy with an earlier call
     for (size_t c = 0; c < candidates.size(); ++c) {
       const cloud::Offer& offer = candidates[c];
       const bool spot = c < spot_offers;
@@ -398,44 +508,51 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
         if (unreachable.empty()) {
           unreachable = "cannot rent from " + std::string(providers_[p]->name()) +
                         " until it answers again (tried again in " + backoff.rest_left(now_ms) +
-                        ")";
+                        "): " + backoff.last_error();
         }
         continue;
       }
-      auto result = providers_[p]->provision(request);
-      backoff.record(result.status(), now_ms);
-      if (!result.is_ok()) {
-        if (is_capacity_answer(result.status())) {
-          pool_failed(pool, batch, now_ms);
-          event(batch, now_ms, object,
-                "cannot rent " + pool + ": " + result.status().message() +
-                    "; trying the next offer (this one is skipped for " +
-                    std::to_string(options_.failover_ttl_ms / 1000) + " s)");
-          continue;
-        }
-        // Not an answer about this offer (the provider was not reached, or refused the call):
-        // the offer is not skipped, the provider rests (other providers' offers are still
-        // tried), and the job says why it waits.
-        unreachable = "cannot rent " + pool + ": " + result.status().message() + "; " +
-                      std::string(providers_[p]->name()) + " is tried again in " +
-                      backoff.rest_left(now_ms);
-        event(batch, now_ms, object, unreachable);
-        continue;
+      if (calls_->off_loop(p) && calls_->busy(p)) {
+        // One call at a time to a provider that blocks: the job waits a round for it rather
+        // than going to a dearer offer elsewhere.
+        waiting_on =
+            "waiting for " + std::string(providers_[p]->name()) + " to answer an earlier call";
+        break;
       }
-      for (const cloud::Instance& i : *result) {
-        record_rented(p, i, offer, spot, job->record.id, batch, now_ms);
+      const Launch launch{.provider = p,
+                          .offer = offer,
+                          .spot = spot,
+                          .count = missing,
+                          .for_job = job->record.id,
+                          .min_pool = "",
+                          .keep_min = 0,
+                          .started_ms = now_ms};
+      const uint64_t call = calls_->provision(p, request);
+      const std::optional<ProviderCalls::Outcome> outcome = calls_->take(call);
+      if (!outcome) {  // made off the loop: the machines count from now, the result comes later
+        launches_[call] = launch;
+        live += missing;
+        served[w] = true;
+        note = "waiting for " + std::string(providers_[p]->name()) + " to answer the launch of " +
+               std::to_string(missing) + " x " + pool;
+        launched = true;
+        break;
+      }
+      const std::vector<cloud::Instance> rented =
+          launch_ended(launch, *outcome, &unreachable, batch, now_ms);
+      if (!outcome->is_ok()) continue;  // the next offer (a resting provider's are skipped)
+      for (const cloud::Instance& i : rented) {
         rooms.push_back(room_on(i.id, job->record.id, offer, spot));
         ++live;
       }
       (void)take_room(rooms, job->spec, job->record.id);
       served[w] = true;
-      event(batch, now_ms, object,
-            "renting " + std::to_string(result->size()) + " x " + pool + " at " +
-                money(offer_price(offer, spot)) + "/h each");
       launched = true;
       break;
     }
-    if (!launched && !unreachable.empty()) {
+    if (!launched && !waiting_on.empty()) {
+      note = waiting_on;
+    } else if (!launched && !unreachable.empty()) {
       note = unreachable;
     } else if (!launched && !limited.empty()) {
       note = limited;

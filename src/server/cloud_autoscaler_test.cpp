@@ -3,8 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <optional>
+#include <thread>
 
 #include "server/control_plane.h"
 #include "store/sqlite_store.h"
@@ -62,6 +66,75 @@ class FakeProvider : public cloud::Provider {
     return out;
   }
   Result<std::vector<cloud::InterruptionNotice>> interruption_notices() override { return notices; }
+};
+
+// A provider whose launches and terminations block (as EC2's HTTPS calls do) until the test opens
+// its gate; the server must make them off the control loop. A gate not opened within 10 s opens
+// by itself and says so, so a server that waits for the call fails instead of hanging.
+class GatedProvider : public FakeProvider {
+ public:
+  bool calls_block() const override { return true; }
+  Result<std::vector<cloud::Instance>> provision(const cloud::ProvisionRequest& r) override {
+    std::unique_lock lock(mu_);
+    pass_gate(lock);
+    return FakeProvider::provision(r);
+  }
+  Status terminate(const std::vector<std::string>& ids) override {
+    std::unique_lock lock(mu_);
+    pass_gate(lock);
+    return FakeProvider::terminate(ids);
+  }
+  Result<std::vector<cloud::Instance>> list_instances() override {
+    std::lock_guard lock(mu_);
+    return FakeProvider::list_instances();
+  }
+  void open_gate() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    changed_.notify_all();
+  }
+  void close_gate() {
+    std::lock_guard lock(mu_);
+    open_ = false;
+  }
+  // Waits (10 s at most) until `n` calls have reached the gate.
+  bool wait_for_calls(int n) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, std::chrono::seconds(10), [&] { return calls_ >= n; });
+  }
+  // Waits (10 s at most) until `n` calls have passed the gate and returned.
+  bool wait_for_answers(int n) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, std::chrono::seconds(10), [&] { return answered_ >= n; });
+  }
+  std::vector<std::string> tried_now() {
+    std::lock_guard lock(mu_);
+    return tried;
+  }
+  bool opened_by_itself() {
+    std::lock_guard lock(mu_);
+    return opened_by_itself_;
+  }
+  int calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  // Called with mu_ held; the call itself runs with it held too, so it ends before the count.
+  void pass_gate(std::unique_lock<std::mutex>& lock) {
+    ++calls_;
+    changed_.notify_all();
+    if (!changed_.wait_for(lock, std::chrono::seconds(10), [&] { return open_; })) {
+      opened_by_itself_ = true;
+    }
+    ++answered_;  // counted before the answer returns; wait_for_answers then waits for take-up
+    changed_.notify_all();
+  }
+  std::mutex mu_;
+  std::condition_variable changed_;
+  bool open_ = false, opened_by_itself_ = false;
+  int calls_ = 0, answered_ = 0;
 };
 
 cloud::Offer offer(std::string type, double gpus, double price, double spot) {
@@ -223,6 +296,113 @@ TEST_F(CloudAutoscalerTest, AProviderThatDoesNotAnswerRestsInsteadOfBeingCalledE
   ASSERT_EQ(provider_->tried.size(), 3u);
   EXPECT_EQ(provider_->instances.size(), 1u);
   EXPECT_EQ(provider_->tried[2], "aws/us-east-1/one");
+}
+
+TEST_F(CloudAutoscalerTest, ALaunchThatBlocksIsMadeOffTheControlLoop) {
+  auto gated = std::make_shared<GatedProvider>();
+  gated->catalog = provider_->catalog;
+  cp_->set_clouds({gated}, [] { return std::string("true"); });
+  const std::string a = submit(kOneGpu);
+  tick();
+  ASSERT_TRUE(gated->wait_for_calls(1));
+  // The call is still waiting at the gate: rounds go on, and the API answers.
+  for (int i = 0; i < 3; ++i) tick();
+  EXPECT_FALSE(gated->opened_by_itself());
+  std::string reason = cp_->get_job(a)->value("reason", "");
+  EXPECT_NE(reason.find("waiting for fake to answer the launch of 1 x aws/us-east-1/one (3 s)"),
+            std::string::npos)
+      << reason;
+  // One call at a time: a second job waits for the provider instead of a second call.
+  const std::string b = submit(kOneGpu);
+  tick();
+  reason = cp_->get_job(b)->value("reason", "");
+  EXPECT_NE(reason.find("waiting for fake to answer an earlier call"), std::string::npos) << reason;
+  EXPECT_EQ(gated->calls(), 1);
+  EXPECT_TRUE(cp_->list_instances(now_).empty());
+  // The answer comes: the next round records the machine for `a`, and launches for `b`.
+  gated->open_gate();
+  ASSERT_TRUE(gated->wait_for_answers(1));
+  for (int i = 0; i < 100 && cp_->list_instances(now_).size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    tick();
+  }
+  const json machines = cp_->list_instances(now_);
+  ASSERT_EQ(machines.size(), 2u) << machines.dump(2);
+  EXPECT_EQ(machines[0].value("for_job", ""), a);
+  EXPECT_EQ(machines[1].value("for_job", ""), b);
+  EXPECT_EQ(gated->tried_now(),
+            (std::vector<std::string>{"aws/us-east-1/one", "aws/us-east-1/one"}));
+  EXPECT_FALSE(gated->opened_by_itself());
+}
+
+TEST_F(CloudAutoscalerTest, ANoCapacityAnswerOffTheLoopFailsOverOnTheNextRound) {
+  auto gated = std::make_shared<GatedProvider>();
+  gated->catalog = provider_->catalog;
+  gated->no_capacity.insert("aws/us-east-1/one");
+  gated->open_gate();
+  cp_->set_clouds({gated}, [] { return std::string("true"); });
+  submit(kOneGpu);
+  for (int i = 0; i < 100 && cp_->list_instances(now_).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    tick();
+  }
+  const json machines = cp_->list_instances(now_);
+  ASSERT_EQ(machines.size(), 1u);
+  EXPECT_EQ(machines[0].value("instance_type", ""), "two");
+  EXPECT_EQ(gated->tried_now(),
+            (std::vector<std::string>{"aws/us-east-1/one", "aws/us-east-1/two"}));
+}
+
+TEST_F(CloudAutoscalerTest, AMachineReturnedOffTheLoopTakesNoWorkMeanwhile) {
+  auto gated = std::make_shared<GatedProvider>();
+  gated->catalog = provider_->catalog;
+  gated->open_gate();
+  cp_->set_clouds({gated}, [] { return std::string("true"); });
+  const std::string a = submit(kOneGpu);
+  for (int i = 0; i < 100 && cp_->list_instances(now_).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    tick();
+  }
+  ASSERT_EQ(cp_->list_instances(now_).size(), 1u);
+  join("i-1", 1);
+  tick();
+  json reply = beat("i-1");
+  ASSERT_EQ(reply["start"].size(), 1u);
+  const json& start = reply["start"][0];
+  beat("i-1", json::array({{{"job_id", start["job_id"]},
+                            {"rank", 0},
+                            {"attempt", start["attempt"]},
+                            {"state", "EXITED"},
+                            {"exit_code", 0}}}));
+  ASSERT_EQ(state(a), "SUCCEEDED");
+  // Idle for a minute: the machine is being returned, and the call waits at the gate.
+  gated->close_gate();
+  for (int i = 0; i < 62; ++i) {
+    beat("i-1");
+    tick();
+  }
+  ASSERT_TRUE(gated->wait_for_calls(2));
+  // A job that would fit the machine is not put on it while it is being returned.
+  const std::string b = submit(kOneGpu);
+  for (int i = 0; i < 3; ++i) {
+    beat("i-1");
+    tick();
+  }
+  EXPECT_EQ(state(b), "PENDING");
+  EXPECT_TRUE(beat("i-1")["start"].empty());
+  // The provider answers: the machine ends, and `b` gets a machine of its own.
+  gated->open_gate();
+  ASSERT_TRUE(gated->wait_for_answers(2));
+  for (int i = 0; i < 100 && cp_->list_instances(now_).size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    tick();
+  }
+  const json machines = cp_->list_instances(now_);
+  ASSERT_EQ(machines.size(), 2u) << machines.dump(2);
+  EXPECT_NE(machines[0].value("end_reason", "").find("idle for"), std::string::npos)
+      << machines.dump(2);
+  EXPECT_EQ(machines[1].value("for_job", ""), b);
+  EXPECT_FALSE(gated->opened_by_itself());
 }
 
 TEST_F(CloudAutoscalerTest, AMachineTakesItsJobAndIsReturnedOnlyWhenIdle) {

@@ -27,6 +27,7 @@
 #include "sched/queues.h"
 #include "sched/scheduler.h"
 #include "server/autoscaler.h"
+#include "server/provider_calls.h"
 #include "server/provisioning.h"
 #include "store/store.h"
 
@@ -245,7 +246,28 @@ class ControlPlane {
     };
     std::vector<Use> usage;
   };
+  // A launch made off the control loop (ProviderCalls) whose result has not been collected.
+  struct Launch {
+    size_t provider = 0;
+    cloud::Offer offer;
+    bool spot = false;
+    int count = 0;
+    std::string for_job;   // the job it is for; empty for a pool minimum
+    std::string min_pool;  // the pool limit key whose minimum it keeps
+    int keep_min = 0;      // that minimum
+    int64_t started_ms = 0;
+  };
   void cloud_round(store::WriteBatch& batch, int64_t now_ms);
+  // What a launch's outcome means, with its events: the machines recorded; or the pool skipped
+  // for a while (a capacity answer), or the provider resting (no answer), when `unreachable`
+  // gets why. Returns the machines launched.
+  std::vector<cloud::Instance> launch_ended(const Launch& launch,
+                                            const ProviderCalls::Outcome& outcome,
+                                            std::string* unreachable, store::WriteBatch& batch,
+                                            int64_t now_ms);
+  // The end of a call returning idle machine `id` to its provider.
+  void return_ended(const std::string& id, const Status& outcome, store::WriteBatch& batch,
+                    int64_t now_ms);
   void sync_instances(store::WriteBatch& batch, int64_t now_ms);
   void handle_notices(store::WriteBatch& batch, int64_t now_ms);
   void return_idle_instances(store::WriteBatch& batch, int64_t now_ms);
@@ -381,6 +403,9 @@ class ControlPlane {
   std::vector<NodeGroup> node_groups_;                // group i + 1
   FailureMemory failures_{options_.failover_ttl_ms};  // kept in the store too (pool_failed)
   std::vector<ProviderBackoff> provider_backoff_;     // per provider
+  std::unique_ptr<ProviderCalls> calls_;              // launches and terminations
+  std::map<uint64_t, Launch> launches_;               // launches in flight, by call
+  std::map<uint64_t, std::string> returns_;           // idle machines being returned, by call
   int64_t last_cloud_round_ms_ = 0;
 };
 

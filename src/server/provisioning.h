@@ -69,20 +69,25 @@ class ProviderBackoff {
   void record(const Status& outcome, int64_t now_ms) {
     if (outcome.is_ok() || is_capacity_answer(outcome)) {
       delay_ms_ = until_ms_ = 0;
+      last_error_.clear();
       return;
     }
     delay_ms_ = std::clamp<int64_t>(2 * delay_ms_, kFirstMs, kMostMs);
     until_ms_ = now_ms + delay_ms_;
+    last_error_ = outcome.message();
   }
   bool resting(int64_t now_ms) const { return now_ms < until_ms_; }
   // "15 s": how long the rest still lasts, rounded up.
   std::string rest_left(int64_t now_ms) const {
     return std::to_string((until_ms_ - now_ms + 999) / 1000) + " s";
   }
+  // What the failed call that started the rest said.
+  const std::string& last_error() const { return last_error_; }
 
  private:
   int64_t delay_ms_ = 0;
   int64_t until_ms_ = 0;
+  std::string last_error_;
 };
 
 // The fitting offers for `spec`, cheapest first (by the price as launched, then price per GPU),

@@ -131,6 +131,7 @@ TEST(Provisioning, AProviderThatFailsToAnswerRestsLongerEachTimeUntilItAnswers) 
   backoff.record(unreachable, 1'000);
   EXPECT_TRUE(backoff.resting(1'000));
   EXPECT_EQ(backoff.rest_left(1'001), "15 s");  // rounded up
+  EXPECT_EQ(backoff.last_error(), "connect: connection refused");
   EXPECT_FALSE(backoff.resting(16'000));
   // Each next failure doubles the rest, up to 5 minutes.
   int64_t now = 16'000;
@@ -147,6 +148,7 @@ TEST(Provisioning, AProviderThatFailsToAnswerRestsLongerEachTimeUntilItAnswers) 
   EXPECT_EQ(backoff.rest_left(now), "15 s");
   backoff.record(Status::ok(), now + 1);
   EXPECT_FALSE(backoff.resting(now + 1));
+  EXPECT_EQ(backoff.last_error(), "");
 }
 
 TEST(Provisioning, AJobTakesTheMachineRentedForItFirst) {
