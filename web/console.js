@@ -9,7 +9,11 @@ const $ = (id) => document.getElementById(id);
 
 let token = localStorage.getItem("lepton-token") ?? "";
 let timer = null;
-let logs = { job: "", offset: 0, text: "" };  // the log shown in the job view, read on from offset
+// Each refresh has a number; one that a newer refresh overtook (a click, a hash change, a login
+// while it waited on the API) changes nothing when its answers come.
+let generation = 0;
+// The log shown in the job view: of this job and attempt, read on from offset.
+let logs = { job: "", attempt: -1, offset: 0, text: "" };
 
 function takeTokenFromLink() {
   const m = location.hash.match(/^#token=([^&]+)/);
@@ -47,10 +51,11 @@ function status(text, bad = false) {
   $("status").className = bad ? "bad" : "";
 }
 
-async function overview() {
+async function overview(current) {
   const [nodes, jobs, deployments, instances, queues, cost] = await Promise.all([
     api("nodes"), api("jobs"), api("deployments"), api("instances"), api("queues"), api("cost?by=job"),
   ]);
+  if (!current()) return;
   const now = Date.now();
   $("summary").innerHTML = render.summary({ nodes, jobs, deployments, instances, cost });
   $("nodes").innerHTML = render.nodes(nodes);
@@ -61,23 +66,40 @@ async function overview() {
   show("overview");
 }
 
-async function jobView(id) {
-  if (logs.job !== id) logs = { job: id, offset: 0, text: "" };
+async function jobView(id, current) {
   const j = await api(`jobs/${encodeURIComponent(id)}`);
-  // Read on from where the last refresh stopped, a bounded amount each time.
+  if (!current()) return;
+  if (logs.job !== id) logs = { job: id, attempt: -1, offset: 0, text: "" };
+  // Read on from where the last refresh stopped, a bounded amount each time; a new attempt (the
+  // task restarted) has a log of its own, read from its start.
   for (let i = 0; i < 8; i++) {
     const chunk = await api(`jobs/${encodeURIComponent(id)}/logs?rank=0&offset=${logs.offset}&max_bytes=262144`)
       .catch((e) => (e.status === 404 ? null : Promise.reject(e)));
-    if (!chunk || !chunk.data) break;
+    if (!current()) return;
+    if (!chunk) break;
+    if (chunk.attempt !== logs.attempt) {
+      const restarted = logs.attempt >= 0;
+      logs = { job: id, attempt: chunk.attempt, offset: 0, text: "" };
+      if (restarted) continue;  // read the new attempt's log from its start
+    }
+    if (!chunk.data) break;
     logs.text = (logs.text + chunk.data).slice(-LOG_MAX_CHARS);
     logs.offset = chunk.next_offset;
   }
+  // Redrawn whole; the log box keeps its place, or follows the end when it was there.
+  const box = document.querySelector("#job-view pre.log");
+  const atEnd = !box || box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+  const scrollTop = box?.scrollTop ?? 0;
   $("job-view").innerHTML = render.job(j, logs.text, Date.now());
+  const fresh = document.querySelector("#job-view pre.log");
+  if (fresh) fresh.scrollTop = atEnd ? fresh.scrollHeight : scrollTop;
   show("job-view");
 }
 
 async function refresh() {
   clearTimeout(timer);
+  const mine = ++generation;
+  const current = () => mine === generation;
   if (!token) {
     show("login");
     status("");
@@ -85,10 +107,12 @@ async function refresh() {
   }
   const m = location.hash.match(/^#\/jobs\/(.+)$/);
   try {
-    if (m) await jobView(decodeURIComponent(m[1]));
-    else await overview();
+    if (m) await jobView(decodeURIComponent(m[1]), current);
+    else await overview(current);
+    if (!current()) return;
     status(`updated ${new Date().toLocaleTimeString()}`);
   } catch (e) {
+    if (!current()) return;
     if (e instanceof ApiError && (e.status === 401 || e.status === 403)) {
       localStorage.removeItem("lepton-token");
       token = "";

@@ -27,13 +27,21 @@ export function ago(ms, now) {
   return ms ? `${span(now - ms)} ago` : "-";
 }
 
+// Job and task states (core/job.cpp) by how they look.
 const stateClass = {
-  RUNNING: "ok", SUCCEEDED: "ok", PENDING: "wait", STARTING: "wait", PREEMPTING: "wait",
-  FAILED: "bad", CANCELLED: "off", LOST: "bad",
+  PENDING: "wait", SCHEDULED: "wait", STARTING: "wait", RUNNING: "ok", SUCCEEDED: "ok",
+  FAILED: "bad", CANCELLED: "off",
 };
 
 export function state(s) {
-  return `<span class="state ${stateClass[s] ?? ""}">${esc(s)}</span>`;
+  const kind = Object.hasOwn(stateClass, s) ? stateClass[s] : "";
+  return `<span class="state ${kind}">${esc(s)}</span>`;
+}
+
+// Only http(s) addresses become links; anything else is shown as text.
+export function link(url) {
+  const text = esc(url);
+  return /^https?:\/\//i.test(String(url ?? "")) ? `<a href="${text}">${text}</a>` : text || "-";
 }
 
 // columns: [[title, row => html]]; rows: array. `empty` is shown when there are no rows.
@@ -76,6 +84,12 @@ export function jobs(list, now) {
 
 const terminal = new Set(["SUCCEEDED", "FAILED", "CANCELLED"]);
 
+// "accelerators H100:8, cpus 16, memory 64 GiB" from a spec's resources.
+export function resources(res) {
+  const parts = Object.entries(res ?? {}).map(([k, v]) => (k === "memory" ? `memory ${v} GiB` : `${k} ${v}`));
+  return parts.join(", ") || "-";
+}
+
 // One job: its fields, tasks and the log of rank 0 (`log`: text, or null while loading).
 export function job(j, log, now) {
   const tasks = table([
@@ -84,7 +98,7 @@ export function job(j, log, now) {
     ["state", (t) => state(t.state)],
     ["node", (t) => esc(t.node)],
     ["GPUs", (t) => esc((t.gpus ?? []).join(","))],
-    ["exit", (t) => esc(t.exit_code ?? "")],
+    ["exit", (t) => (t.exit_code >= 0 ? esc(t.exit_code) : "")],  // -1: not ended
     ["reason", (t) => esc(t.reason)],
   ], j.tasks ?? [], "No task placed yet.");
   const cancel = terminal.has(j.state) ? ""
@@ -93,7 +107,7 @@ export function job(j, log, now) {
   return `<h2>Job ${esc(j.id)} <small>${esc(j.name)}</small> ${state(j.state)}</h2>
 <dl>
 <dt>queue</dt><dd>${esc(j.queue)}</dd>
-<dt>resources</dt><dd>${esc(Object.entries(res).map(([k, v]) => `${k} ${v}`).join(", ") || "-")}</dd>
+<dt>resources</dt><dd>${esc(resources(res))}</dd>
 <dt>nodes</dt><dd>${esc(j.spec?.num_nodes ?? 1)}${j.spec?.use_spot ? " (spot)" : ""}</dd>
 <dt>created</dt><dd>${ago(j.created_ms, now)}</dd>
 <dt>restarts</dt><dd>${esc(j.restarts)}</dd>
@@ -114,7 +128,7 @@ export function deployments(list) {
     ["req/s", (d) => esc((d.rps ?? 0).toFixed(1))],
     ["p50 / p99", (d) => (d.latency?.p50_ms == null ? "-"
       : `${esc(d.latency.p50_ms)} / ${esc(d.latency.p99_ms ?? "-")} ms`)],
-    ["URL", (d) => (d.url ? `<a href="${esc(d.url)}">${esc(d.url)}</a>` : "-")],
+    ["URL", (d) => link(d.url)],
     ["replica nodes", (d) => esc((d.replicas ?? []).map((r) => `${r.job}@${r.node || "?"}${r.ready ? "" : " (not ready)"}`).join(", "))],
   ], list, "No deployments: lepton deploy create -f examples/chat-deployment.yaml");
 }
@@ -135,8 +149,10 @@ export function instances(list, now) {
   ], live, "No rented machines.");
 }
 
+// "2 GPUs, 8 CPUs"; "-" when there is none to show (an unlimited fair share is {}).
 function share(r) {
-  return `${esc(+(r?.gpus ?? 0).toFixed(2))} GPUs, ${esc(+(r?.cpus ?? 0).toFixed(1))} CPUs`;
+  if (!r || (r.gpus == null && r.cpus == null)) return "-";
+  return `${esc(+(r.gpus ?? 0).toFixed(2))} GPUs, ${esc(+(r.cpus ?? 0).toFixed(1))} CPUs`;
 }
 
 export function queues(list) {
@@ -155,11 +171,11 @@ export function queues(list) {
 export function summary({ nodes: ns, jobs: js, deployments: ds, instances: is, cost }) {
   const gpuTotal = ns.reduce((s, n) => s + (n.gpu_count || 0), 0);
   const gpuUsed = ns.reduce((s, n) => s + (n.gpu_count || 0) - (n.gpu_free_milli || 0) / 1000, 0);
-  const count = (s) => js.filter((j) => j.state === s).length;
+  const count = (...states) => js.filter((j) => states.includes(j.state)).length;
   const cards = [
     ["nodes", `${ns.filter((n) => n.ready).length}/${ns.length} ready`],
     ["GPUs in use", `${+gpuUsed.toFixed(2)}/${gpuTotal}`],
-    ["jobs", `${count("RUNNING")} running, ${count("PENDING")} pending`],
+    ["jobs", `${count("RUNNING")} running, ${count("SCHEDULED", "STARTING")} starting, ${count("PENDING")} pending`],
     ["deployments", `${ds.filter((d) => d.ready_replicas > 0).length}/${ds.length} serving`],
     ["rented machines", `${is.filter((i) => !i.ended_ms).length}`],
     ["spent", money(cost?.total_usd)],

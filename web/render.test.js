@@ -41,12 +41,13 @@ test("nodes show GPUs in use, fractions included", () => {
 test("the summary counts GPUs, jobs, deployments, machines and spend", () => {
   const html = render.summary({
     nodes: [{ ready: true, gpu_count: 4, gpu_free_milli: 1000 }, { ready: false, gpu_count: 0, gpu_free_milli: 0 }],
-    jobs: [{ state: "RUNNING" }, { state: "RUNNING" }, { state: "PENDING" }, { state: "FAILED" }],
+    jobs: [{ state: "RUNNING" }, { state: "RUNNING" }, { state: "SCHEDULED" }, { state: "PENDING" },
+      { state: "FAILED" }],
     deployments: [{ ready_replicas: 2 }, { ready_replicas: 0 }],
     instances: [{ ended_ms: 0 }, { ended_ms: 5 }],
     cost: { total_usd: 12.345 },
   });
-  for (const text of ["1/2 ready", "3/4", "2 running, 1 pending", "1/2 serving", ">1<", "$12.35"]) {
+  for (const text of ["1/2 ready", "3/4", "2 running, 1 starting, 1 pending", "1/2 serving", ">1<", "$12.35"]) {
     assert.ok(html.includes(text), `${text} in ${html}`);
   }
 });
@@ -95,4 +96,57 @@ test("spans and money read naturally", () => {
   assert.equal(render.span(-1), "-");
   assert.equal(render.money(0), "$0.00");
   assert.equal(render.money(undefined), "-");
+});
+
+// Every string field of every view set to markup that would run or break out of an attribute.
+test("hostile values stay text in every view, attributes included", () => {
+  const bad = `<img src=x onerror=alert(1)>" onmouseover="alert(2)' x='`;
+  const job = { id: bad, name: bad, state: bad, restarts: bad, created_ms: 0, reason: bad, queue: bad,
+    deployment: bad, spec: { resources: { [bad]: bad }, num_nodes: bad },
+    tasks: [{ rank: bad, attempt: bad, state: bad, node: bad, gpus: [bad], exit_code: 1, reason: bad }] };
+  const views = {
+    jobs: render.jobs([job], 0),
+    job: render.job(job, bad, 0),
+    nodes: render.nodes([{ name: bad, ready: true, gpu_count: 1, gpu_free_milli: 0, gpu_model: bad,
+      cpu_milli: 1000, cpu_free_milli: 0, memory_mib: 1024, memory_free_mib: 0, address: bad,
+      last_seen_ms_ago: 1 }]),
+    deployments: render.deployments([{ name: bad, ready_replicas: bad, desired_replicas: bad,
+      spec: { replicas: { min: bad, max: bad } }, in_flight: bad, rps: 1, latency: { p50_ms: bad, p99_ms: bad },
+      url: bad, replicas: [{ job: bad, node: bad, ready: false }] }]),
+    instances: render.instances([{ id: bad, cloud: bad, region: bad, zone: bad, instance_type: bad,
+      gpus: 1, gpu_model: bad, price_per_hour: 1, state: bad, for_job: bad, launched_ms: 0, ended_ms: 0,
+      cost_usd: 1 }], 0),
+    queues: render.queues([{ name: bad, parent: bad, weight: bad, jobs_running: bad, jobs_pending: bad,
+      in_use: { gpus: 1 }, fair_share: {}, guaranteed: { gpus: 1 }, spent_usd: 1, budget_usd: null }]),
+  };
+  for (const [name, html] of Object.entries(views)) {
+    assert.ok(!html.includes("<img"), `${name}: ${html}`);
+    assert.ok(!html.includes(`" onmouseover`), `${name}: ${html}`);
+    assert.ok(!html.includes(`' x='`), `${name}: ${html}`);
+    assert.ok(html.includes("&lt;img src=x onerror=alert(1)&gt;&quot; onmouseover=&quot;alert(2)&#39; x=&#39;"),
+      `${name}: ${html}`);
+  }
+});
+
+test("only http(s) addresses become links", () => {
+  assert.equal(render.link("http://127.0.0.1:8081/d/chat/"),
+    '<a href="http://127.0.0.1:8081/d/chat/">http://127.0.0.1:8081/d/chat/</a>');
+  assert.equal(render.link("javascript:alert(1)"), "javascript:alert(1)");
+  assert.equal(render.link(""), "-");
+});
+
+test("details: exit codes only once known, memory in GiB, unlimited shares, unknown states", () => {
+  const j = { id: "j-1", name: "x", state: "RUNNING", queue: "q", restarts: 0, created_ms: 0,
+    spec: { resources: { cpus: 2, memory: 16 } },
+    tasks: [{ rank: 0, attempt: 0, state: "RUNNING", node: "n", gpus: [], exit_code: -1, reason: "" },
+      { rank: 1, attempt: 0, state: "FAILED", node: "n", gpus: [], exit_code: 3, reason: "" }] };
+  const html = render.job(j, "", 0);
+  assert.ok(!html.includes("<td>-1</td>"));
+  assert.ok(html.includes("<td>3</td>"));
+  assert.ok(html.includes("cpus 2, memory 16 GiB"));
+  const q = render.queues([{ name: "q", weight: 1, jobs_running: 0, jobs_pending: 0, in_use: { gpus: 0, cpus: 0 },
+    fair_share: {}, guaranteed: { gpus: 2, cpus: 8 }, spent_usd: 0, budget_usd: 5 }]);
+  assert.ok(q.includes("<td>-</td>") && q.includes("2 GPUs, 8 CPUs") && q.includes("$0.00 of $5.00"));
+  assert.equal(render.state("constructor"), '<span class="state ">constructor</span>');
+  assert.equal(render.state("SCHEDULED"), '<span class="state wait">SCHEDULED</span>');
 });

@@ -102,6 +102,10 @@ TEST_F(ServerTest, OpenEndpoints) {
   }
   EXPECT_NE(call("GET", "/render.js", "", false).body.find("export function jobs"),
             std::string::npos);
+  EXPECT_EQ(root.headers["Content-Security-Policy"], "default-src 'self'; frame-ancestors 'none'");
+  EXPECT_EQ(root.headers["X-Content-Type-Options"], "nosniff");
+  EXPECT_EQ(root.headers["Cache-Control"], "no-cache");
+  EXPECT_EQ(root.content_type, "text/html; charset=utf-8");
   EXPECT_EQ(call("GET", "/nothing.js", "", false).status, 404);
   EXPECT_EQ(call("POST", "/console.js", "", false).status, 404);
   auto metrics = call("GET", "/metrics", "", false);
