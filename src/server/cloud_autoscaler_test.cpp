@@ -214,6 +214,15 @@ class CloudAutoscalerTest : public testing::Test {
     auto r = cp_->create_deployment(spec, now_);
     ASSERT_TRUE(r.is_ok()) << r.status().message();
   }
+  // Rounds (with a little real time between them for calls made off the loop, 1 s at most)
+  // until the server has recorded `n` machines; returns them.
+  json tick_until_machines(size_t n) {
+    for (int i = 0; i < 100 && cp_->list_instances(now_).size() < n; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      tick();
+    }
+    return cp_->list_instances(now_);
+  }
   // The pools provision was called for, sorted.
   std::vector<std::string> sorted_tried() const {
     std::vector<std::string> tried = provider_->tried;
@@ -322,11 +331,7 @@ TEST_F(CloudAutoscalerTest, ALaunchThatBlocksIsMadeOffTheControlLoop) {
   // The answer comes: the next round records the machine for `a`, and launches for `b`.
   gated->open_gate();
   ASSERT_TRUE(gated->wait_for_answers(1));
-  for (int i = 0; i < 100 && cp_->list_instances(now_).size() < 2; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    tick();
-  }
-  const json machines = cp_->list_instances(now_);
+  const json machines = tick_until_machines(2);
   ASSERT_EQ(machines.size(), 2u) << machines.dump(2);
   EXPECT_EQ(machines[0].value("for_job", ""), a);
   EXPECT_EQ(machines[1].value("for_job", ""), b);
@@ -342,11 +347,7 @@ TEST_F(CloudAutoscalerTest, ANoCapacityAnswerOffTheLoopFailsOverOnTheNextRound) 
   gated->open_gate();
   cp_->set_clouds({gated}, [] { return std::string("true"); });
   submit(kOneGpu);
-  for (int i = 0; i < 100 && cp_->list_instances(now_).empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    tick();
-  }
-  const json machines = cp_->list_instances(now_);
+  const json machines = tick_until_machines(1);
   ASSERT_EQ(machines.size(), 1u);
   EXPECT_EQ(machines[0].value("instance_type", ""), "two");
   EXPECT_EQ(gated->tried_now(),
@@ -359,11 +360,7 @@ TEST_F(CloudAutoscalerTest, AMachineReturnedOffTheLoopTakesNoWorkMeanwhile) {
   gated->open_gate();
   cp_->set_clouds({gated}, [] { return std::string("true"); });
   const std::string a = submit(kOneGpu);
-  for (int i = 0; i < 100 && cp_->list_instances(now_).empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    tick();
-  }
-  ASSERT_EQ(cp_->list_instances(now_).size(), 1u);
+  ASSERT_EQ(tick_until_machines(1).size(), 1u);
   join("i-1", 1);
   tick();
   json reply = beat("i-1");
@@ -393,11 +390,7 @@ TEST_F(CloudAutoscalerTest, AMachineReturnedOffTheLoopTakesNoWorkMeanwhile) {
   // The provider answers: the machine ends, and `b` gets a machine of its own.
   gated->open_gate();
   ASSERT_TRUE(gated->wait_for_answers(2));
-  for (int i = 0; i < 100 && cp_->list_instances(now_).size() < 2; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    tick();
-  }
-  const json machines = cp_->list_instances(now_);
+  const json machines = tick_until_machines(2);
   ASSERT_EQ(machines.size(), 2u) << machines.dump(2);
   EXPECT_NE(machines[0].value("end_reason", "").find("idle for"), std::string::npos)
       << machines.dump(2);
