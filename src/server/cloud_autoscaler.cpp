@@ -7,8 +7,8 @@
 //   3. idle machines (no task for cloud_idle_ms) are returned; a machine with work never is;
 //   4. pending work that no node has room for (and that its queue admits) gets machines: room on
 //      machines already launching is used first, then the cheapest fitting offer; a capacity or
-//      quota error fails over to the next offer at once and the pool is skipped for
-//      failover_ttl_ms.
+//      quota error fails over to the next offer (at once for a provider called on the loop, on the
+//      next round for one called off it) and the pool is skipped for failover_ttl_ms.
 // Launches and terminations go through ProviderCalls: a provider whose calls block (EC2, over
 // HTTPS) is called on a thread of its own, one call at a time, and the result is taken up on a
 // later round; the emulated clouds answer at once, on the loop. Listings and notices come from
@@ -41,13 +41,37 @@ std::string money(double usd) {
 
 }  // namespace
 
+void ControlPlane::take_up_calls(store::WriteBatch& batch, int64_t now_ms) {
+  for (ProviderCalls::Ended& ended : calls_->take_ended()) {
+    if (auto l = launches_.find(ended.id); l != launches_.end()) {
+      (void)launch_ended(l->second, ended.outcome, nullptr, batch, now_ms);
+      launches_.erase(l);
+    } else if (auto r = returns_.find(ended.id); r != returns_.end()) {
+      const std::string id = r->second;
+      returns_.erase(r);  // first: going_away() no longer counts it as being returned
+      return_ended(id, ended.outcome.status(), /*off_loop=*/true, batch, now_ms);
+    }  // else: a machine that did not join in time, terminated with no one waiting
+  }
+}
+
+Status ControlPlane::stop_clouds(int64_t now_ms) {
+  if (!calls_) return Status::ok();
+  calls_->drain();
+  store::WriteBatch batch;
+  take_up_calls(batch, now_ms);
+  // Calls dropped before they were made launched nothing.
+  launches_.clear();
+  returns_.clear();
+  return commit(batch);
+}
+
 void ControlPlane::set_clouds(std::vector<std::shared_ptr<cloud::Provider>> providers,
                               std::function<std::string()> bootstrap_script) {
   providers_ = std::move(providers);
   bootstrap_script_ = std::move(bootstrap_script);
   provider_backoff_.assign(providers_.size(), ProviderBackoff());
-  launches_.clear();
-  returns_.clear();
+  // Before the first round, or after stop_clouds(): no call's answer is left to take up.
+  LEPTON_CHECK(launches_.empty() && returns_.empty());
   calls_ = std::make_unique<ProviderCalls>(providers_);
   // Stored machines find their provider again by name.
   for (auto& [id, inst] : instances_) {
@@ -74,16 +98,7 @@ void ControlPlane::cloud_round(store::WriteBatch& batch, int64_t now_ms) {
     }
   }
   if (providers_.empty()) return;
-  // Calls made off the loop that ended since the last round.
-  for (ProviderCalls::Ended& ended : calls_->take_ended()) {
-    if (auto l = launches_.find(ended.id); l != launches_.end()) {
-      (void)launch_ended(l->second, ended.outcome, nullptr, batch, now_ms);
-      launches_.erase(l);
-    } else if (auto r = returns_.find(ended.id); r != returns_.end()) {
-      return_ended(r->second, ended.outcome.status(), batch, now_ms);
-      returns_.erase(r);
-    }  // else: a machine that did not join in time, terminated with no one waiting
-  }
+  take_up_calls(batch, now_ms);
   sync_instances(batch, now_ms);
   handle_notices(batch, now_ms);
   return_idle_instances(batch, now_ms);
@@ -343,7 +358,7 @@ void ControlPlane::return_idle_instances(store::WriteBatch& batch, int64_t now_m
     if (calls_->off_loop(inst.provider) && calls_->busy(inst.provider)) continue;  // next round
     const uint64_t call = calls_->terminate(inst.provider, {id});
     if (auto outcome = calls_->take(call)) {
-      return_ended(id, outcome->status(), batch, now_ms);
+      return_ended(id, outcome->status(), /*off_loop=*/false, batch, now_ms);
       continue;
     }
     // Made off the loop: the machine takes no work while it is being returned.
@@ -355,19 +370,21 @@ void ControlPlane::return_idle_instances(store::WriteBatch& batch, int64_t now_m
   }
 }
 
-void ControlPlane::return_ended(const std::string& id, const Status& outcome,
+void ControlPlane::return_ended(const std::string& id, const Status& outcome, bool off_loop,
                                 store::WriteBatch& batch, int64_t now_ms) {
   auto it = instances_.find(id);
-  if (it == instances_.end() || it->second.ended_ms) return;
+  if (it == instances_.end()) return;
   CloudInstance& inst = it->second;
   ProviderBackoff& backoff = provider_backoff_[inst.provider];
   backoff.record(outcome, now_ms);
+  if (inst.ended_ms) return;
   if (!outcome.is_ok()) {
     event(
         batch, now_ms, "instance/" + id,
         "cannot terminate: " + outcome.message() + "; tried again in " + backoff.rest_left(now_ms));
-    if (auto node = nodes_.find(id); node != nodes_.end() && !inst.notice_ms) {
-      cluster_.set_cordoned(node->second.id, false);
+    // The cordon the return set (off the loop) goes; one for other reasons stays.
+    if (auto node = nodes_.find(id); off_loop && node != nodes_.end()) {
+      cluster_.set_cordoned(node->second.id, !node->second.record.ready || going_away(id));
       sched_dirty_ = true;
     }
     return;
@@ -391,17 +408,25 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
   for (const auto& [id, inst] : instances_) {
     if (inst.ended_ms) continue;
     ++live;
-    if (inst.notice_ms || used.count(id)) continue;
+    if (going_away(id) || used.count(id)) continue;
     auto owner = jobs_.find(inst.for_job);
     const bool owner_waits =
         owner != jobs_.end() && owner->second.record.state == JobState::kPending;
     if (inst.joined_ms && now_ms - inst.joined_ms > kFreshMs && !owner_waits) continue;
     rooms.push_back(room_on(id, inst.for_job, inst.offer, inst.info.spot));
   }
-  // Launches in flight count as machines, and their jobs wait for them.
+  // Launches in flight count as machines: room for their job first, and for others too (a
+  // bigger machine rented to be filled); their jobs wait for them.
   std::map<std::string, const Launch*> launching;
+  auto launch_rooms = [&](uint64_t call, const Launch& launch) {
+    for (int i = 0; i < launch.count; ++i) {
+      rooms.push_back(room_on("launch-" + std::to_string(call) + "-" + std::to_string(i),
+                              launch.for_job, launch.offer, launch.spot));
+    }
+  };
   for (const auto& [call, launch] : launches_) {
     live += launch.count;
+    launch_rooms(call, launch);
     if (!launch.for_job.empty()) launching[launch.for_job] = &launch;
   }
   // Every provider's offers, once per round.
@@ -430,6 +455,7 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
              " to answer the launch of " + std::to_string(launch.count) + " x " +
              cloud::offer_pool(launch.offer, launch.spot) + " (" +
              std::to_string((now_ms - launch.started_ms) / 1000) + " s)";
+      (void)take_room(rooms, job->spec, job->record.id);  // its own share of the machines
       served[w] = true;
       continue;
     }
@@ -531,10 +557,12 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       const std::optional<ProviderCalls::Outcome> outcome = calls_->take(call);
       if (!outcome) {  // made off the loop: the machines count from now, the result comes later
         launches_[call] = launch;
+        launch_rooms(call, launch);
+        (void)take_room(rooms, job->spec, job->record.id);
         live += missing;
         served[w] = true;
         note = "waiting for " + std::string(providers_[p]->name()) + " to answer the launch of " +
-               std::to_string(missing) + " x " + pool;
+               std::to_string(missing) + " x " + pool + " (0 s)";
         launched = true;
         break;
       }
@@ -813,7 +841,12 @@ Status ControlPlane::load_instances() {
 
 bool ControlPlane::going_away(const std::string& node) const {
   auto it = instances_.find(node);
-  return it != instances_.end() && it->second.notice_ms && !it->second.ended_ms;
+  if (it == instances_.end() || it->second.ended_ms) return false;
+  if (it->second.notice_ms) return true;
+  for (const auto& [call, id] : returns_) {
+    if (id == node) return true;  // being returned to its provider
+  }
+  return false;
 }
 
 int ControlPlane::node_group(const std::string& node) {

@@ -379,7 +379,9 @@ TEST_F(CloudAutoscalerTest, AMachineReturnedOffTheLoopTakesNoWorkMeanwhile) {
     tick();
   }
   ASSERT_TRUE(gated->wait_for_calls(2));
-  // A job that would fit the machine is not put on it while it is being returned.
+  // A job that would fit the machine is not put on it while it is being returned, also when its
+  // agent registers again meanwhile.
+  join("i-1", 1);
   const std::string b = submit(kOneGpu);
   for (int i = 0; i < 3; ++i) {
     beat("i-1");
@@ -395,6 +397,65 @@ TEST_F(CloudAutoscalerTest, AMachineReturnedOffTheLoopTakesNoWorkMeanwhile) {
   EXPECT_NE(machines[0].value("end_reason", "").find("idle for"), std::string::npos)
       << machines.dump(2);
   EXPECT_EQ(machines[1].value("for_job", ""), b);
+  EXPECT_FALSE(gated->opened_by_itself());
+}
+
+TEST_F(CloudAutoscalerTest, AMachineTheProviderDidNotTakeBackServesAgain) {
+  auto gated = std::make_shared<GatedProvider>();
+  gated->catalog = provider_->catalog;
+  gated->open_gate();
+  cp_->set_clouds({gated}, [] { return std::string("true"); });
+  submit(kOneGpu);
+  ASSERT_EQ(tick_until_machines(1).size(), 1u);
+  join("i-1", 1);
+  tick();
+  json reply = beat("i-1");
+  ASSERT_EQ(reply["start"].size(), 1u);
+  beat("i-1", json::array({{{"job_id", reply["start"][0]["job_id"]},
+                            {"rank", 0},
+                            {"attempt", reply["start"][0]["attempt"]},
+                            {"state", "EXITED"},
+                            {"exit_code", 0}}}));
+  gated->close_gate();
+  gated->broken = Status(StatusCode::kInternal, "aws ec2 TerminateInstances: connect: timed out");
+  for (int i = 0; i < 62; ++i) {
+    beat("i-1");
+    tick();
+  }
+  ASSERT_TRUE(gated->wait_for_calls(2));
+  const std::string b = submit(kOneGpu);
+  tick();
+  EXPECT_EQ(state(b), "PENDING");
+  // The termination fails: the machine is still ours, and takes the job.
+  gated->open_gate();
+  ASSERT_TRUE(gated->wait_for_answers(2));
+  for (int i = 0; i < 100 && state(b) == "PENDING"; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    now_ += 100;  // rounds of the scheduler, not of the clouds (the provider now rests)
+    ASSERT_TRUE(cp_->tick(now_).is_ok());
+  }
+  EXPECT_EQ(state(b), "SCHEDULED");
+  const json machines = cp_->list_instances(now_);
+  ASSERT_EQ(machines.size(), 1u);
+  EXPECT_EQ(machines[0].value("ended_ms", int64_t{1}), 0);
+}
+
+TEST_F(CloudAutoscalerTest, AStopWaitsForTheLaunchBeingMadeAndRecordsIt) {
+  auto gated = std::make_shared<GatedProvider>();
+  gated->catalog = provider_->catalog;
+  cp_->set_clouds({gated}, [] { return std::string("true"); });
+  submit(kOneGpu);
+  tick();
+  ASSERT_TRUE(gated->wait_for_calls(1));
+  std::thread stopping([&] { EXPECT_TRUE(cp_->stop_clouds(now_).is_ok()); });
+  gated->open_gate();
+  stopping.join();
+  ASSERT_EQ(cp_->list_instances(now_).size(), 1u);
+  // In the store too: the next server knows the machine.
+  open();
+  const json machines = cp_->list_instances(now_);
+  ASSERT_EQ(machines.size(), 1u);
+  EXPECT_EQ(machines[0].value("id", ""), "i-1");
   EXPECT_FALSE(gated->opened_by_itself());
 }
 

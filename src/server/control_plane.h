@@ -111,6 +111,10 @@ class ControlPlane {
   // script a new machine runs at first boot to join this server (cloud::ProvisionRequest).
   void set_clouds(std::vector<std::shared_ptr<cloud::Provider>> providers,
                   std::function<std::string()> bootstrap_script);
+  // At a stop: waits for the launches and terminations being made off the loop (up to a
+  // provider's timeout) and records what they did, so no machine they started goes unrecorded;
+  // calls not yet made are dropped.
+  Status stop_clouds(int64_t now_ms);
   // Rented machines, live and ended: provider, offer, price, state, node, lifetime, cost so far.
   json list_instances(int64_t now_ms) const;
   // Posts a spot interruption notice for an emulated instance (the sim provider only).
@@ -258,6 +262,8 @@ class ControlPlane {
     int64_t started_ms = 0;
   };
   void cloud_round(store::WriteBatch& batch, int64_t now_ms);
+  // Takes up the answers of calls made off the loop.
+  void take_up_calls(store::WriteBatch& batch, int64_t now_ms);
   // What a launch's outcome means, with its events: the machines recorded; or the pool skipped
   // for a while (a capacity answer), or the provider resting (no answer), when `unreachable`
   // gets why. Returns the machines launched.
@@ -266,8 +272,9 @@ class ControlPlane {
                                             std::string* unreachable, store::WriteBatch& batch,
                                             int64_t now_ms);
   // The end of a call returning idle machine `id` to its provider.
-  void return_ended(const std::string& id, const Status& outcome, store::WriteBatch& batch,
-                    int64_t now_ms);
+  // (`off_loop`: the call was made off the loop, and the machine cordoned meanwhile.)
+  void return_ended(const std::string& id, const Status& outcome, bool off_loop,
+                    store::WriteBatch& batch, int64_t now_ms);
   void sync_instances(store::WriteBatch& batch, int64_t now_ms);
   void handle_notices(store::WriteBatch& batch, int64_t now_ms);
   void return_idle_instances(store::WriteBatch& batch, int64_t now_ms);
@@ -319,7 +326,7 @@ class ControlPlane {
     bool operator==(const NodeGroup&) const = default;
   };
   int node_group(const std::string& node);  // adds the group when new
-  // A rented machine with an interruption notice: it takes no new work.
+  // A rented machine with an interruption notice, or being returned: it takes no new work.
   bool going_away(const std::string& node) const;
   sched::GroupMask allowed_groups(const JobSpec& spec) const;
   Status load_deployments(int64_t now_ms);

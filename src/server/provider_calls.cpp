@@ -13,10 +13,17 @@ ProviderCalls::ProviderCalls(std::vector<std::shared_ptr<cloud::Provider>> provi
   }
 }
 
-ProviderCalls::~ProviderCalls() {
+ProviderCalls::~ProviderCalls() { drain(); }
+
+void ProviderCalls::drain() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;
+    for (auto& lane : lanes_) {
+      if (!lane) continue;
+      for (const auto& [id, call] : lane->queue) open_.erase(id);  // dropped, never made
+      lane->queue.clear();
+    }
   }
   wake_.notify_all();
   for (auto& lane : lanes_) {
@@ -41,6 +48,11 @@ uint64_t ProviderCalls::terminate(size_t p, std::vector<std::string> instance_id
 uint64_t ProviderCalls::start(size_t p, std::function<Outcome()> call) {
   std::unique_lock lock(mu_);
   const uint64_t id = next_id_++;
+  if (stop_) {  // drained: nothing is called any more
+    ended_.emplace(id, Status(StatusCode::kUnavailable, "the server is stopping"));
+    open_[id] = p;
+    return id;
+  }
   open_[id] = p;
   if (!lanes_[p]) {
     lock.unlock();

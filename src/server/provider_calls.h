@@ -33,9 +33,10 @@ class ProviderCalls {
   };
 
   explicit ProviderCalls(std::vector<std::shared_ptr<cloud::Provider>> providers);
-  // Drops the calls not started, and waits for those being made to end (a provider that does
-  // not answer: up to its HTTPS timeout).
-  ~ProviderCalls();
+  ~ProviderCalls();  // drain()
+  // Drops the calls not started and waits for those being made to end (a provider that does not
+  // answer: up to its HTTPS timeout); their results stay for take_ended(). No call starts after.
+  void drain();
   ProviderCalls(const ProviderCalls&) = delete;
   ProviderCalls& operator=(const ProviderCalls&) = delete;
 

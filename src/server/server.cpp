@@ -124,6 +124,10 @@ class ServerImpl final : public Server {
     work_.reset();
     loop_.stop();
     if (loop_thread_.joinable()) loop_thread_.join();
+    // Launches still being made off the loop are waited for and recorded.
+    if (Status s = cp_->stop_clouds(now_ms()); !s.is_ok()) {
+      std::fprintf(stderr, "lepton server: stopping the clouds: %s\n", s.to_string().c_str());
+    }
     if (gateway_) gateway_->stop();
   }
 
