@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
+#include <thread>
 
 #include "tests/process.h"
 
@@ -140,6 +141,49 @@ TEST_F(Console, ShowsNodesJobsAndQueuesFromTheApi) {
   // The token is not written into the page. (That it leaves the address bar is not seen here:
   // --dump-dom has no address.)
   EXPECT_EQ(html.find(link_.substr(link_.find("#token=") + 7)), std::string::npos);
+}
+
+TEST_F(Console, ShowsADeploymentWithItsReplicasLoadAndGatewayLink) {
+  const fs::path spec = dir_ / "chat.yaml";
+  std::ofstream(spec) << "kind: deployment\nname: chat\nresources: {cpus: 0.5, memory: 0.25}\n"
+                         "run: exec " UPSTREAM_BINARY
+                         " --port $PORT --id $LEPTON_JOB_ID\n"
+                         "replicas: 2\nreadiness: {path: /healthz}\n";
+  auto created = cli("deploy create -f " + spec.string() + " --wait --timeout 60");
+  ASSERT_EQ(created.exit_code, 0) << created.out;
+  json d;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto r = cli("deploy get chat --json");
+        d = json::parse(r.out, nullptr, false);
+        return r.exit_code == 0 && d.value("ready_replicas", 0) == 2;
+      },
+      30s))
+      << d.dump(2);
+  // Requests through the gateway, so the page has load to show.
+  const std::string url = d.value("url", "");
+  const int gateway = std::stoi(url.substr(url.rfind(':') + 1));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(request(gateway, "POST", "/d/chat/v1/completions", R"({"prompt": "hi"})").status,
+              200);
+  }
+  std::string deployments;
+  // The server samples the gateway's counters once a second: a page without load yet is loaded
+  // again (a few times at most).
+  for (int i = 0; i < 5; ++i) {
+    deployments = section(page(link_), "deployments");
+    if (deployments.find(" ms</td>") != std::string::npos) break;
+    std::this_thread::sleep_for(1s);
+  }
+  EXPECT_NE(deployments.find("<td>chat</td>"), std::string::npos) << deployments;
+  EXPECT_NE(deployments.find("<td>2/2</td>"), std::string::npos) << deployments;
+  EXPECT_NE(deployments.find(R"(<a href=")" + url + R"(">)"), std::string::npos) << deployments;
+  EXPECT_NE(deployments.find(" ms</td>"), std::string::npos) << "latency: " << deployments;
+  int replicas = 0;
+  for (const json& r : d["replicas"]) {
+    replicas += deployments.find(r.value("job", "") + "@local") != std::string::npos ? 1 : 0;
+  }
+  EXPECT_EQ(replicas, 2) << deployments;
 }
 
 TEST_F(Console, AJobsViewShowsItsTasksAndLogWithTheStoredToken) {
