@@ -65,8 +65,14 @@ class Console : public testing::Test {
   void TearDown() override {
     up_.reset();
     if (!dir_.empty()) run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
+    // Replicas exec the test server, whose command line does not name the test's folder; left
+    // running, they would hold their ports in the tests after this one.
+    run_command("pkill -KILL -f 'lepton-test-upstream --port [0-9]* --id " + tag() +
+                "' >/dev/null 2>&1");
     if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
   }
+  // Marks this test's replicas, so TearDown stops only them.
+  static std::string tag() { return "console-" + std::to_string(getpid()); }
 
   CommandResult cli(const std::string& args) {
     return run_cli(LEPTON_BINARY, args, url_, dir_ / "server" / "token");
@@ -146,9 +152,8 @@ TEST_F(Console, ShowsNodesJobsAndQueuesFromTheApi) {
 TEST_F(Console, ShowsADeploymentWithItsReplicasLoadAndGatewayLink) {
   const fs::path spec = dir_ / "chat.yaml";
   std::ofstream(spec) << "kind: deployment\nname: chat\nresources: {cpus: 0.5, memory: 0.25}\n"
-                         "run: exec " UPSTREAM_BINARY
-                         " --port $PORT --id $LEPTON_JOB_ID\n"
-                         "replicas: 2\nreadiness: {path: /healthz}\n";
+                         "run: exec " UPSTREAM_BINARY " --port $PORT --id "
+                      << tag() << "\nreplicas: 2\nreadiness: {path: /healthz}\n";
   auto created = cli("deploy create -f " + spec.string() + " --wait --timeout 60");
   ASSERT_EQ(created.exit_code, 0) << created.out;
   json d;
