@@ -334,10 +334,8 @@ void ControlPlane::handle_notices(store::WriteBatch& batch, int64_t now_ms) {
 
 void ControlPlane::return_idle_instances(store::WriteBatch& batch, int64_t now_ms) {
   const std::set<std::string> busy = nodes_with_tasks(/*with_stopping=*/true);
-  std::set<std::string> returning;
-  for (const auto& [call, id] : returns_) returning.insert(id);
   for (auto& [id, inst] : instances_) {
-    if (inst.ended_ms || !inst.joined_ms || returning.count(id)) continue;
+    if (inst.ended_ms || !inst.joined_ms || being_returned(id)) continue;
     // Rented for a job that still waits (say, for its old machine's notice to run out): kept.
     auto owner = jobs_.find(inst.for_job);
     const bool owner_waits =
@@ -450,11 +448,7 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     std::string& note = jobs_.at(job->record.id).cloud_note;
     note.clear();
     if (auto l = launching.find(job->record.id); l != launching.end()) {
-      const Launch& launch = *l->second;
-      note = "waiting for " + std::string(providers_[launch.provider]->name()) +
-             " to answer the launch of " + std::to_string(launch.count) + " x " +
-             cloud::offer_pool(launch.offer, launch.spot) + " (" +
-             std::to_string((now_ms - launch.started_ms) / 1000) + " s)";
+      note = waiting_for(*l->second, now_ms);
       (void)take_room(rooms, job->spec, job->record.id);  // its own share of the machines
       served[w] = true;
       continue;
@@ -561,8 +555,7 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
         (void)take_room(rooms, job->spec, job->record.id);
         live += missing;
         served[w] = true;
-        note = "waiting for " + std::string(providers_[p]->name()) + " to answer the launch of " +
-               std::to_string(missing) + " x " + pool + " (0 s)";
+        note = waiting_for(launch, now_ms);
         launched = true;
         break;
       }
@@ -842,11 +835,19 @@ Status ControlPlane::load_instances() {
 bool ControlPlane::going_away(const std::string& node) const {
   auto it = instances_.find(node);
   if (it == instances_.end() || it->second.ended_ms) return false;
-  if (it->second.notice_ms) return true;
-  for (const auto& [call, id] : returns_) {
-    if (id == node) return true;  // being returned to its provider
-  }
-  return false;
+  return it->second.notice_ms || being_returned(node);
+}
+
+bool ControlPlane::being_returned(const std::string& id) const {
+  return std::any_of(returns_.begin(), returns_.end(),
+                     [&](const auto& call) { return call.second == id; });
+}
+
+std::string ControlPlane::waiting_for(const Launch& launch, int64_t now_ms) const {
+  return "waiting for " + std::string(providers_[launch.provider]->name()) +
+         " to answer the launch of " + std::to_string(launch.count) + " x " +
+         cloud::offer_pool(launch.offer, launch.spot) + " (" +
+         std::to_string((now_ms - launch.started_ms) / 1000) + " s)";
 }
 
 int ControlPlane::node_group(const std::string& node) {

@@ -262,6 +262,8 @@ class ControlPlane {
     int64_t started_ms = 0;
   };
   void cloud_round(store::WriteBatch& batch, int64_t now_ms);
+  // A job's reason while its launch is in flight: "waiting for aws to answer the launch of ...".
+  std::string waiting_for(const Launch& launch, int64_t now_ms) const;
   // Takes up the answers of calls made off the loop.
   void take_up_calls(store::WriteBatch& batch, int64_t now_ms);
   // What a launch's outcome means, with its events: the machines recorded; or the pool skipped
@@ -328,6 +330,8 @@ class ControlPlane {
   int node_group(const std::string& node);  // adds the group when new
   // A rented machine with an interruption notice, or being returned: it takes no new work.
   bool going_away(const std::string& node) const;
+  // A terminate call for this rented machine is being made off the loop.
+  bool being_returned(const std::string& id) const;
   sched::GroupMask allowed_groups(const JobSpec& spec) const;
   Status load_deployments(int64_t now_ms);
   std::string replica_address(const Replica& r) const;  // "" until its task is placed

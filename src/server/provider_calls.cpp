@@ -48,12 +48,11 @@ uint64_t ProviderCalls::terminate(size_t p, std::vector<std::string> instance_id
 uint64_t ProviderCalls::start(size_t p, std::function<Outcome()> call) {
   std::unique_lock lock(mu_);
   const uint64_t id = next_id_++;
+  open_[id] = p;
   if (stop_) {  // drained: nothing is called any more
     ended_.emplace(id, Status(StatusCode::kUnavailable, "the server is stopping"));
-    open_[id] = p;
     return id;
   }
-  open_[id] = p;
   if (!lanes_[p]) {
     lock.unlock();
     Outcome outcome = call();
