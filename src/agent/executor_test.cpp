@@ -132,7 +132,9 @@ TEST_F(AgentExecutor, ScriptSeesItsEnvironmentOnly) {
                   {{"CUDA_VISIBLE_DEVICES", "0,1"}, {"PATH", "/usr/bin:/bin"}});
   unsetenv("LEPTON_AGENT_SECRET");
   ASSERT_GT(pid, 1);
-  EXPECT_EQ(slurp(dir + "/pid"), std::to_string(pid) + "\n");
+  // The pid and, on the next line, the wrapper's start time.
+  EXPECT_EQ(slurp(dir + "/pid").substr(0, std::to_string(pid).size() + 1),
+            std::to_string(pid) + "\n");
   TaskStatus st = wait_done(dir);
   EXPECT_EQ(st.state, TaskStatus::kExited);
   EXPECT_EQ(st.exit_code, 0);
@@ -140,7 +142,8 @@ TEST_F(AgentExecutor, ScriptSeesItsEnvironmentOnly) {
   EXPECT_NE(log.find("cvd=0,1\n"), std::string::npos) << log;
   EXPECT_NE(log.find("secret=[]\n"), std::string::npos) << log;
   EXPECT_NE(log.find("path=/usr/bin:/bin\n"), std::string::npos) << log;
-  EXPECT_NE(log.find("pwd=" + dir + "\n"), std::string::npos) << log;
+  // Beside the agent's records, not among them.
+  EXPECT_NE(log.find("pwd=" + dir + "/work\n"), std::string::npos) << log;
   EXPECT_NE(log.find("stdin=/dev/null\n"), std::string::npos) << log;
   EXPECT_EQ(slurp(dir + "/script.sh").substr(0, 4), "echo");
 }
@@ -220,7 +223,7 @@ TEST_F(AgentExecutor, ReadoptsARunningTaskFromItsDirectory) {
   ASSERT_TRUE(wait_log(dir, "ready"));
   const std::string again = root_ + "/readopt";
   EXPECT_EQ(poll_task(again).state, TaskStatus::kRunning);
-  std::ofstream(again + "/go").put('\n');
+  std::ofstream(again + "/work/go").put('\n');
   TaskStatus st = wait_done(again);
   EXPECT_EQ(st.state, TaskStatus::kExited);
   EXPECT_EQ(st.exit_code, 7);
@@ -251,7 +254,7 @@ TEST_F(AgentExecutor, TaskOutlivesTheAgentThatStartedIt) {
   // The agent is gone; the task runs on and a new agent (this process) finds it.
   ASSERT_TRUE(wait_log(dir, "ready"));
   EXPECT_EQ(poll_task(dir).state, TaskStatus::kRunning);
-  std::ofstream(dir + "/go").put('\n');
+  std::ofstream(dir + "/work/go").put('\n');
   TaskStatus done = wait_done(dir);
   EXPECT_EQ(done.state, TaskStatus::kExited);
   EXPECT_EQ(done.exit_code, 9);
@@ -271,15 +274,27 @@ TEST_F(AgentExecutor, GoneWhenTheWholeGroupIsKilledFromOutside) {
 TEST_F(AgentExecutor, TerminateCleansUpWhatAnExitedScriptLeftBehind) {
   std::string dir = task_dir("straggler");
   int pid = start(dir, "sleep 1000 &\necho bg\nexit 0\n");
-  TaskStatus st = wait_done(dir);
-  EXPECT_EQ(st.state, TaskStatus::kExited);
-  EXPECT_EQ(st.exit_code, 0);
+  if (task_cgroups_available()) {
+    // The task is not over while a process of it runs: it could still write exit_code. But
+    // poll_task says the script has ended, so the agent can end the rest.
+    ASSERT_TRUE(eventually([&] { return poll_task(dir).leftovers; }));
+    EXPECT_EQ(poll_task(dir).state, TaskStatus::kRunning);
+  } else {
+    // Without a cgroup, what the script leaves behind is not seen once the wrapper has ended.
+    EXPECT_EQ(wait_done(dir).state, TaskStatus::kExited);
+  }
   // The background sleep stays (the wrapper may still be exiting when exit_code appears).
   EXPECT_TRUE(eventually([&] { return live_members(pid) == 1; })) << live_members(pid);
   EXPECT_EQ(live_members(pid, "sleep"), 1);
   ASSERT_TRUE(terminate_task(dir, 1000ms).is_ok());
-  EXPECT_TRUE(eventually([&] { return group_gone(pid); }));
-  EXPECT_EQ(poll_task(dir).exit_code, 0);
+  if (task_cgroups_available()) {
+    EXPECT_TRUE(eventually([&] { return group_gone(pid); }));
+  } else {
+    (void)kill(-pid, SIGKILL);  // the fallback leaves it (see terminate_task)
+  }
+  TaskStatus st = poll_task(dir);
+  EXPECT_EQ(st.state, TaskStatus::kExited);
+  EXPECT_EQ(st.exit_code, 0);
 }
 
 TEST_F(AgentExecutor, TaskGetsDefaultSignalsAndNoInheritedFds) {
@@ -333,6 +348,155 @@ TEST_F(AgentExecutor, ReadsLogSlices) {
   EXPECT_EQ(*read_log(dir, 11, 100), "");
   EXPECT_EQ(*read_log(dir, 1000, 100), "");
   EXPECT_EQ(read_log(dir, -1, 10).status().code(), StatusCode::kInvalidArgument);
+}
+
+// Alive and not a zombie.
+bool alive(pid_t pid) {
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] != 'Z';
+}
+
+// Field 22 of /proc/PID/stat.
+std::string start_time(pid_t pid) {
+  std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
+  std::string rest = stat.substr(stat.rfind(')') + 2);
+  for (int field = 3; field < 22; ++field) rest = rest.substr(rest.find(' ') + 1);
+  return rest.substr(0, rest.find(' '));
+}
+
+// Runs the test body with task cgroups as found on this machine, then without (the fallback).
+class AgentExecutorModes : public AgentExecutor, public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    AgentExecutor::SetUp();
+    if (GetParam() && !task_cgroups_available()) {
+      GTEST_SKIP() << "no writable cgroup v2 hierarchy here (the fallback runs in the other mode)";
+    }
+    use_task_cgroups(GetParam());
+  }
+  void TearDown() override {
+    AgentExecutor::TearDown();
+    use_task_cgroups(true);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Cgroups, AgentExecutorModes, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "cgroup" : "fallback";
+                         });
+
+TEST_P(AgentExecutorModes, ForgedPidFileDoesNotKillAnUnrelatedProcess) {
+  // An unrelated process in a group of its own, as the task might name in its pid file.
+  pid_t victim = fork();
+  ASSERT_GE(victim, 0);
+  if (victim == 0) {
+    setpgid(0, 0);
+    execl("/bin/sleep", "sleep", "1000", nullptr);
+    _exit(127);
+  }
+  ASSERT_TRUE(eventually([&] { return getpgid(victim) == victim && start_time(victim) != ""; }));
+  ASSERT_TRUE(
+      eventually([&] { return slurp("/proc/" + std::to_string(victim) + "/comm") == "sleep\n"; }));
+  std::string dir = task_dir("forged-pid");
+  int pid = start(dir, "echo ready\nsleep 1000\n");
+  ASSERT_TRUE(wait_log(dir, "ready"));
+  // The victim's pid alone, then with its true start time (read from /proc as a task could).
+  for (const std::string& forged :
+       {std::to_string(victim) + "\n", std::to_string(victim) + "\n" + start_time(victim) + "\n"}) {
+    std::ofstream(dir + "/pid") << forged;
+    (void)poll_task(dir);
+    Status s = terminate_task(dir, 100ms);
+    EXPECT_TRUE(s.is_ok()) << s.message();
+    EXPECT_TRUE(alive(victim)) << "forged pid file: " << forged;
+  }
+  if (GetParam()) {
+    // The task itself is found through its cgroup all the same.
+    EXPECT_TRUE(eventually([&] { return group_gone(pid); }));
+  } else {
+    (void)kill(-pid, SIGKILL);  // without a cgroup the forged record hides it (see terminate_task)
+  }
+  kill(victim, SIGKILL);
+  int st = 0;
+  waitpid(victim, &st, 0);
+}
+
+TEST_P(AgentExecutorModes, ForgedExitCodeIsIgnoredWhileTheTaskRuns) {
+  std::string dir = task_dir("forged-exit");
+  // It also blocks the wrapper's temporary file, which must not keep the forged code in place.
+  start(dir,
+        "mkdir ../exit_code.tmp\necho 0 > ../exit_code\necho forged\n"
+        "while [ ! -e go ]; do sleep 0.02; done\nexit 5\n");
+  ASSERT_TRUE(wait_log(dir, "forged"));
+  EXPECT_EQ(slurp(dir + "/exit_code"), "0\n");
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(poll_task(dir).state, TaskStatus::kRunning);
+    std::this_thread::sleep_for(20ms);
+  }
+  std::ofstream(dir + "/work/go").put('\n');
+  TaskStatus st = wait_done(dir);
+  EXPECT_EQ(st.state, TaskStatus::kExited);
+  EXPECT_EQ(st.exit_code, 5);  // the real code, written over the forged one
+}
+
+TEST_P(AgentExecutorModes, ForgedExitCodeIsReplacedWhenTheTaskIsKilled) {
+  std::string dir = task_dir("forged-kill");
+  int pid = start(dir, "trap '' TERM\necho 0 > ../exit_code\necho forged\nsleep 1000\n");
+  ASSERT_TRUE(wait_log(dir, "forged"));
+  EXPECT_EQ(poll_task(dir).state, TaskStatus::kRunning);
+  ASSERT_TRUE(terminate_task(dir, 100ms).is_ok());
+  EXPECT_TRUE(eventually([&] { return group_gone(pid); }));
+  TaskStatus st = poll_task(dir);
+  EXPECT_EQ(st.state, TaskStatus::kExited);
+  EXPECT_EQ(st.exit_code, 128 + SIGKILL);
+}
+
+TEST_P(AgentExecutorModes, TamperedRecordsAreNotTrusted) {
+  std::string dir = task_dir("tampered");
+  int pid = start(dir, "echo ready\nsleep 1000\n");
+  ASSERT_TRUE(wait_log(dir, "ready"));
+  const std::string cgroup = slurp(dir + "/cgroup");
+  EXPECT_EQ(!cgroup.empty(), GetParam());
+  // A cgroup record naming another cgroup (here the one this test runs in, or a parent of the
+  // task's) is ignored; so is garbage.
+  for (const std::string& forged : {std::string("/sys/fs/cgroup\n"), std::string("\x01garbage"),
+                                    cgroup.substr(0, cgroup.rfind('/')) + "/../x\n"}) {
+    std::ofstream(dir + "/cgroup") << forged;
+    EXPECT_NE(poll_task(dir).state, TaskStatus::kExited);
+  }
+  std::ofstream(dir + "/cgroup") << cgroup;
+  std::ofstream(dir + "/pid") << "not a pid\n";
+  if (GetParam()) {
+    EXPECT_EQ(poll_task(dir).state, TaskStatus::kRunning);
+  }
+  ASSERT_TRUE(terminate_task(dir, 100ms).is_ok());
+  if (!GetParam()) (void)kill(-pid, SIGKILL);
+  EXPECT_TRUE(eventually([&] { return group_gone(pid); }));
+}
+
+TEST_F(AgentExecutor, TerminateKillsProcessesThatLeftTheSession) {
+  if (!task_cgroups_available()) {
+    GTEST_SKIP() << "no writable cgroup v2 hierarchy (a cgroup2 mount in /proc/self/mounts where "
+                    "this process may make cgroups): setsid'd processes escape the fallback";
+  }
+  std::string dir = task_dir("setsid");
+  int pid = start(dir, "setsid sleep 1000 &\necho bg=$!\nsleep 1000\n");
+  ASSERT_TRUE(wait_log(dir, "bg="));
+  std::string log = slurp(dir + "/log");
+  const pid_t bg = std::atoi(log.c_str() + log.find("bg=") + 3);
+  ASSERT_GT(bg, 1);
+  ASSERT_TRUE(eventually([&] { return getsid(bg) == bg; }));  // in a session of its own
+  const std::string cgroup = slurp(dir + "/cgroup").substr(0, slurp(dir + "/cgroup").find('\n'));
+  ASSERT_TRUE(exists(cgroup));
+  Status s = terminate_task(dir, 1000ms);
+  ASSERT_TRUE(s.is_ok()) << s.message();
+  EXPECT_TRUE(eventually([&] {
+    reap_children();
+    return !alive(bg);
+  }));
+  EXPECT_TRUE(eventually([&] { return group_gone(pid); }));
+  EXPECT_FALSE(exists(cgroup));  // removed once empty
+  EXPECT_NE(poll_task(dir).state, TaskStatus::kRunning);
 }
 
 }  // namespace
