@@ -4,7 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -13,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <thread>
 
 #include "agent/executor.h"
@@ -26,11 +30,17 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using SteadyClock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
 
 // Log bytes per task and per heartbeat; JSON escaping can grow them up to six times, and a
 // heartbeat must stay under the server's 4 MiB body limit.
 constexpr size_t kMaxLogChunk = 256 * 1024;
 constexpr size_t kMaxLogBytesPerHeartbeat = 512 * 1024;
+// A fenced task gets at most this between SIGTERM and SIGKILL, so that it is over soon after the
+// lease runs out (the server waits the lease and a margin before it starts the task elsewhere).
+constexpr milliseconds kMaxFenceGrace{2000};
+constexpr milliseconds kHttpTimeout{10000};
 
 struct TaskId {
   std::string job_id;
@@ -40,12 +50,58 @@ struct TaskId {
   std::string dir_name() const {
     return job_id + "_" + std::to_string(rank) + "_" + std::to_string(attempt);
   }
+  std::string describe() const {
+    return job_id + " rank " + std::to_string(rank) + " attempt " + std::to_string(attempt);
+  }
 };
+
+// The task named by a message (a start, a stop, a log offset, task.json), or nullopt when it
+// names none: every field is checked, so that a bad message is skipped rather than thrown on, and
+// a job id cannot make a directory name climb out of the tasks directory.
+std::optional<TaskId> task_id_of(const json& m) {
+  if (!m.is_object()) return std::nullopt;
+  auto job = m.find("job_id");
+  auto rank = m.find("rank");
+  auto attempt = m.find("attempt");
+  if (job == m.end() || !job->is_string()) return std::nullopt;
+  TaskId id{job->get<std::string>(), 0, 0};
+  if (id.job_id.empty() || id.job_id.size() > 128 || id.job_id[0] == '.') return std::nullopt;
+  for (char c : id.job_id) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
+      return std::nullopt;
+    }
+  }
+  for (auto [it, out] : {std::pair{rank, &id.rank}, std::pair{attempt, &id.attempt}}) {
+    if (it == m.end()) continue;  // 0, as before
+    if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > 1000000) {
+      return std::nullopt;
+    }
+    *out = static_cast<int>(it->get<int64_t>());
+  }
+  return id;
+}
+
+// An integer field, or `fallback` when it is missing or not an integer.
+int64_t int_field(const json& m, const char* key, int64_t fallback) {
+  if (!m.is_object()) return fallback;
+  auto it = m.find(key);
+  return it != m.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
+}
+
+// How a stop that runs on a thread of its own went: kRunning until it ends.
+enum StopResult : int { kStopRunning, kStopOk, kStopFailed };
+using StopFlag = std::shared_ptr<std::atomic<int>>;
 
 struct LocalTask {
   std::string dir;
   int64_t acked_log = 0;    // bytes the server has stored
   int reported_state = -1;  // agent::TaskStatus::State last reported; -1 before the first report
+  // Self-fencing: kNone; kFencing while it is being stopped because the lease ran out (reported
+  // RUNNING until every process is gone); kFenced once it is (reported FENCED until the server
+  // says stop).
+  enum Fence { kNone, kFencing, kFenced } fence = kNone;
+  StopFlag fence_stop{};  // the fencing stop, while kFencing
+  StopFlag cleanup{};     // ending what an exited script left behind, while it runs
 };
 
 class AgentImpl final : public AgentDaemon {
@@ -82,20 +138,31 @@ class AgentImpl final : public AgentDaemon {
   std::string tasks_dir() const { return options_.work_dir + "/tasks"; }
 
   // Tasks left by an earlier agent on this node (running or finished but not yet acknowledged).
+  // Their task.json is written by the agent but lies where a task could rewrite it: anything
+  // that does not name a task is skipped.
   void adopt() {
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(tasks_dir(), ec)) {
-      if (!entry.is_directory() || fs::exists(entry.path() / "forgotten")) continue;
-      std::ifstream in(entry.path() / "task.json");
-      json meta = json::parse(in, nullptr, false);
-      if (meta.is_discarded()) continue;
-      TaskId id{meta.value("job_id", ""), meta.value("rank", 0), meta.value("attempt", 0)};
-      if (id.job_id.empty()) continue;
-      tasks_[id] = LocalTask{entry.path().string(), 0};
+    for (auto it = fs::directory_iterator(tasks_dir(), ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      const fs::path path = it->path();
+      std::error_code ignored;
+      if (!it->is_directory(ignored) || fs::exists(path / "forgotten", ignored)) continue;
+      std::ifstream in(path / "task.json");
+      json meta = json::parse(in, nullptr, /*allow_exceptions=*/false);
+      auto id = task_id_of(meta);
+      if (!id || id->dir_name() != path.filename().string() || tasks_.count(*id)) continue;
+      LocalTask task{path.string(), 0};
+      if (fs::exists(path / "fenced", ignored)) {
+        // Fenced by an earlier agent: make sure it is over before reporting it so.
+        task.fence = LocalTask::kFencing;
+        task.fence_stop = stop_in_background(task.dir, fence_grace());
+      }
+      tasks_[*id] = std::move(task);
     }
+    load_lease();
   }
 
-  bool wait(std::chrono::milliseconds d) {
+  bool wait(milliseconds d) {
     std::unique_lock lock(mu_);
     return !cv_.wait_for(lock, d, [this] { return stopped_; });
   }
@@ -103,23 +170,148 @@ class AgentImpl final : public AgentDaemon {
   // Waits for the next heartbeat, but no longer than until a task starts or ends: the server
   // hears of it, and hands out the resources it frees, within kChangeCheck instead of a full
   // interval. A task's end shows as a reaped child (tasks adopted from an earlier agent are not
-  // our children; their ends wait for the regular heartbeat). Returns false when stopping.
+  // our children; their ends wait for the regular heartbeat). Fences the tasks when the lease
+  // runs out meanwhile. Returns false when stopping.
   bool wait_for_heartbeat() {
-    constexpr auto kChangeCheck = std::chrono::milliseconds(20);
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(interval_ms_);
-    while (std::chrono::steady_clock::now() < deadline) {
+    constexpr auto kChangeCheck = milliseconds(20);
+    const auto deadline = SteadyClock::now() + milliseconds(interval_ms_);
+    while (SteadyClock::now() < deadline) {
       for (const auto& [id, task] : tasks_) {
         if (task.reported_state < 0) return true;  // started and not reported yet
       }
       if (!wait(kChangeCheck)) return false;
       if (agent::reap_children() > 0) return true;
+      fence_if_lease_expired();
     }
     return true;
   }
 
-  net::HttpClientOptions http_options() const {
-    return {.timeout = std::chrono::seconds(10), .bearer_token = options_.token};
+  net::HttpClientOptions http_options(milliseconds timeout = kHttpTimeout) const {
+    return {.timeout = timeout, .bearer_token = options_.token};
+  }
+
+  // ---- the lease (self-fencing) ----
+  //
+  // A server that sends lease_ms may start this node's tasks elsewhere once it has not heard
+  // from the node for that long. So the agent stops every task itself when it has had no
+  // successful reply for lease_ms, counted from when it sent the last request that then
+  // succeeded (the server heard from it at that moment at the earliest): a task is never
+  // running here while the server believes it is not.
+
+  // The time the lease runs out; nullopt while there is no lease.
+  std::optional<SteadyClock::time_point> lease_deadline() const {
+    if (lease_ms_ <= 0 || !last_contact_) return std::nullopt;
+    return *last_contact_ + milliseconds(lease_ms_);
+  }
+
+  // The timeout for a request to the server: it must not outlast the lease (a heartbeat still in
+  // flight when the lease runs out would otherwise delay the fencing by up to kHttpTimeout).
+  milliseconds request_timeout() const {
+    auto deadline = lease_deadline();
+    if (!deadline) return kHttpTimeout;
+    auto left = std::chrono::duration_cast<milliseconds>(*deadline - SteadyClock::now());
+    if (left <= milliseconds(0)) return kHttpTimeout;  // fenced already; nothing left to lose
+    return std::clamp(left, milliseconds(1), kHttpTimeout);
+  }
+
+  // Records a successful reply to a request sent at `sent`, with the lease it carries.
+  void contact(SteadyClock::time_point sent, const json& reply) {
+    last_contact_ = sent;
+    lease_ms_ = std::max<int64_t>(0, int_field(reply, "lease_ms", 0));
+    fence_reported_ = false;
+    save_lease();
+  }
+
+  // The lease and the time of the last contact (wall clock: it must outlive this process) in
+  // WORK_DIR/lease, so that an agent restarted while the server is unreachable still fences the
+  // tasks it adopts.
+  void save_lease() {
+    const std::string path = options_.work_dir + "/lease";
+    if (lease_ms_ <= 0) {
+      std::error_code ec;
+      fs::remove(path, ec);
+      return;
+    }
+    const auto since = SteadyClock::now() - *last_contact_;
+    const auto wall = std::chrono::system_clock::now() - since;
+    const int64_t wall_ms =
+        std::chrono::duration_cast<milliseconds>(wall.time_since_epoch()).count();
+    std::ofstream(path + ".tmp") << lease_ms_ << " " << wall_ms << "\n";
+    std::error_code ec;
+    fs::rename(path + ".tmp", path, ec);
+  }
+
+  void load_lease() {
+    std::ifstream in(options_.work_dir + "/lease");
+    int64_t lease = 0;
+    int64_t wall_ms = 0;
+    if (!(in >> lease >> wall_ms) || lease <= 0) return;
+    const auto now_ms = std::chrono::duration_cast<milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    // A contact "in the future" (the clock was set back) counts as now.
+    const int64_t ago = std::max<int64_t>(0, now_ms - wall_ms);
+    lease_ms_ = lease;
+    last_contact_ = SteadyClock::now() - milliseconds(ago);
+  }
+
+  milliseconds fence_grace() const { return std::min(options_.stop_grace, kMaxFenceGrace); }
+
+  void fence_if_lease_expired() {
+    auto deadline = lease_deadline();
+    if (!deadline || SteadyClock::now() < *deadline) return;
+    std::vector<std::string> names;
+    const auto silent_s =
+        std::chrono::duration_cast<std::chrono::seconds>(SteadyClock::now() - *last_contact_)
+            .count();
+    for (auto& [id, task] : tasks_) {
+      if (task.fence != LocalTask::kNone) continue;
+      const std::string why = "no contact with the server for " + std::to_string(silent_s) +
+                              " s (lease " + std::to_string(lease_ms_) +
+                              " ms): stopping this task so that it cannot run twice";
+      append_log(task.dir, why);
+      // Survives an agent restart: the next agent keeps it fenced.
+      std::ofstream(fs::path(task.dir) / "fenced") << why << "\n";
+      task.fence = LocalTask::kFencing;
+      task.fence_stop = stop_in_background(task.dir, fence_grace());
+      names.push_back(id.describe());
+    }
+    if (!names.empty()) {
+      std::string list;
+      for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+      std::fprintf(stderr,
+                   "lepton agent %s: no contact with the server for %lld s; stopping tasks %s so "
+                   "they cannot run twice\n",
+                   options_.name.c_str(), static_cast<long long>(silent_s), list.c_str());
+    } else if (!fence_reported_ && !tasks_.empty()) {
+      report_once("no contact with the server for " + std::to_string(silent_s) +
+                  " s; its tasks are stopped");
+    }
+    fence_reported_ = true;
+  }
+
+  // A line from the agent in the task's log, so that the user sees why the task ended.
+  static void append_log(const std::string& dir, const std::string& line) {
+    std::ofstream(fs::path(dir) / "log", std::ios::app) << "lepton agent: " << line << "\n";
+  }
+
+  // Terminates the task in `dir` on a thread of its own; the flag says how it went.
+  StopFlag stop_in_background(const std::string& dir, milliseconds grace) {
+    auto result = std::make_shared<std::atomic<int>>(kStopRunning);
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    try {
+      stoppers_.push_back(
+          {std::thread([dir, grace, result, done] {
+             Status s = agent::terminate_task(dir, grace);
+             result->store(s.is_ok() || s.code() == StatusCode::kNotFound ? kStopOk : kStopFailed);
+             done->store(true);
+           }),
+           done});
+    } catch (const std::exception& e) {  // no thread to be had: stop it here instead
+      Status s = agent::terminate_task(dir, grace);
+      result->store(s.is_ok() ? kStopOk : kStopFailed);
+    }
+    return result;
   }
 
   bool register_node() {
@@ -135,8 +327,9 @@ class AgentImpl final : public AgentDaemon {
                  {"gpu_count", static_cast<int>(gpus_.size())},
                  {"gpu_model", gpus_.empty() ? "" : gpus_[0].model},
                  {"address", options_.address}};
+    const auto sent = SteadyClock::now();
     auto r = net::http_request(url_, "POST", "/api/v1/agents/register", spec::to_json_text(body),
-                               http_options());
+                               http_options(request_timeout()));
     if (!r.is_ok()) {
       report_once("cannot register yet: " + r.status().message());
       return false;
@@ -146,7 +339,9 @@ class AgentImpl final : public AgentDaemon {
       return false;
     }
     json j = json::parse(r->body, nullptr, false);
-    if (!j.is_discarded()) interval_ms_ = j.value("heartbeat_ms", interval_ms_);
+    interval_ms_ = static_cast<int>(
+        std::clamp<int64_t>(int_field(j, "heartbeat_ms", interval_ms_), 10, 60000));
+    contact(sent, j);
     last_problem_.clear();
     return true;
   }
@@ -164,22 +359,44 @@ class AgentImpl final : public AgentDaemon {
     for (auto& [id, task] : tasks_) {
       agent::TaskStatus st = agent::poll_task(task.dir);
       task.reported_state = static_cast<int>(st.state);
+      if (task.fence == LocalTask::kFencing && task.fence_stop->load() != kStopRunning) {
+        if (task.fence_stop->load() == kStopOk) {
+          task.fence = LocalTask::kFenced;
+          task.fence_stop.reset();
+        } else {  // processes survived SIGKILL for a while: try again
+          task.fence_stop = stop_in_background(task.dir, milliseconds(0));
+        }
+      }
+      if (task.cleanup && task.cleanup->load() != kStopRunning) task.cleanup.reset();
+      if (st.state == agent::TaskStatus::kRunning && st.leftovers && !task.cleanup &&
+          task.fence == LocalTask::kNone) {
+        // The script has ended; what it left behind is ended too, as when a batch job's script
+        // ends under Slurm. Its exit code is reported once nothing of it runs.
+        task.cleanup = stop_in_background(task.dir, options_.stop_grace);
+      }
       std::error_code ec;
       const fs::path log = fs::path(task.dir) / "log";
       const int64_t size = fs::exists(log, ec) ? static_cast<int64_t>(fs::file_size(log, ec)) : 0;
       json t = {
           {"job_id", id.job_id}, {"rank", id.rank}, {"attempt", id.attempt}, {"log_size", size}};
-      switch (st.state) {
-        case agent::TaskStatus::kRunning:
-          t["state"] = "RUNNING";
-          break;
-        case agent::TaskStatus::kExited:
-          t["state"] = "EXITED";
-          t["exit_code"] = st.exit_code;
-          break;
-        case agent::TaskStatus::kGone:
-          t["state"] = "GONE";
-          break;
+      if (task.fence == LocalTask::kFenced) {
+        t["state"] = "FENCED";
+        t["exit_code"] = st.state == agent::TaskStatus::kExited ? st.exit_code : -1;
+      } else if (task.fence == LocalTask::kFencing) {
+        t["state"] = "RUNNING";  // until every process of it is gone
+      } else {
+        switch (st.state) {
+          case agent::TaskStatus::kRunning:
+            t["state"] = "RUNNING";
+            break;
+          case agent::TaskStatus::kExited:
+            t["state"] = "EXITED";
+            t["exit_code"] = st.exit_code;
+            break;
+          case agent::TaskStatus::kGone:
+            t["state"] = "GONE";
+            break;
+        }
       }
       tasks.push_back(t);
       if (size > task.acked_log && log_bytes < kMaxLogBytesPerHeartbeat) {
@@ -199,8 +416,13 @@ class AgentImpl final : public AgentDaemon {
   }
 
   void start(const json& msg) {
-    TaskId id{msg.value("job_id", ""), msg.value("rank", 0), msg.value("attempt", 0)};
-    if (id.job_id.empty() || tasks_.count(id)) return;  // already ours: starts are idempotent
+    auto task_id = task_id_of(msg);
+    if (!task_id) {
+      ++invalid_starts_;
+      return;
+    }
+    const TaskId id = *task_id;
+    if (tasks_.count(id)) return;  // already ours: starts are idempotent
     const std::string dir = tasks_dir() + "/" + id.dir_name();
     std::error_code ec;
     if (fs::exists(fs::path(dir) / "pid", ec)) {  // started before, by us or an earlier agent
@@ -212,7 +434,9 @@ class AgentImpl final : public AgentDaemon {
         << json{{"job_id", id.job_id}, {"rank", id.rank}, {"attempt", id.attempt}}.dump();
     agent::TaskLaunch launch;
     launch.dir = dir;
-    launch.script = msg.value("script", "");
+    if (auto script = msg.find("script"); script != msg.end() && script->is_string()) {
+      launch.script = script->get<std::string>();
+    }
     if (auto env = msg.find("env"); env != msg.end() && env->is_object()) {
       for (auto it = env->begin(); it != env->end(); ++it) {
         if (it->is_string()) launch.env[it.key()] = it->get<std::string>();
@@ -242,8 +466,7 @@ class AgentImpl final : public AgentDaemon {
     auto pid = agent::start_task(launch);
     if (!pid.is_ok()) {
       // Record the failure as the task's exit, so the server learns of it.
-      std::ofstream(fs::path(dir) / "log", std::ios::app)
-          << "lepton agent: cannot start the task: " << pid.status().message() << "\n";
+      append_log(dir, "cannot start the task: " + pid.status().message());
       std::ofstream(fs::path(dir) / "exit_code") << 127 << "\n";
     }
     tasks_[id] = LocalTask{dir, 0};
@@ -253,26 +476,30 @@ class AgentImpl final : public AgentDaemon {
   // LEPTON_PREEMPTION_NOTICE=1 and the grace in seconds before the SIGTERM, so a task can tell a
   // preemption it should checkpoint for from an ordinary stop. (A running process's environment
   // cannot change; the file is sourced: `. "$LEPTON_NOTICE_FILE"`.)
-  void stop_task(const TaskId& id, std::chrono::milliseconds grace, bool notice) {
+  void stop_task(const TaskId& id, milliseconds grace, bool notice) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return;
     const std::string dir = it->second.dir;
+    const bool fenced = it->second.fence != LocalTask::kNone;
     tasks_.erase(it);
     if (notice) {
       std::ofstream(fs::path(dir) / "notice")
           << "LEPTON_PREEMPTION_NOTICE=1\nLEPTON_PREEMPTION_GRACE_S="
           << std::chrono::duration_cast<std::chrono::seconds>(grace).count() << "\n";
     }
-    // Forget the task at once; ending its processes may take the grace period.
+    if (!fenced && agent::poll_task(dir).state == agent::TaskStatus::kRunning) {
+      // The server no longer counts on this attempt (cancelled, preempted, or superseded by
+      // another attempt, e.g. after this node was out of contact): say so where the user looks.
+      const std::string why = "the server stopped " + id.describe() +
+                              ": it no longer runs this attempt (cancelled, preempted or "
+                              "superseded by another attempt)";
+      append_log(dir, why);
+      std::fprintf(stderr, "lepton agent %s: %s\n", options_.name.c_str(), why.c_str());
+    }
+    // Forget the task at once; ending its processes may take the grace period. Always
+    // terminated: it also removes the task's cgroup.
     std::ofstream(fs::path(dir) / "forgotten") << "1\n";
-    auto done = std::make_shared<std::atomic<bool>>(false);
-    stoppers_.push_back({std::thread([dir, grace, done] {
-                           if (agent::poll_task(dir).state == agent::TaskStatus::kRunning) {
-                             (void)agent::terminate_task(dir, grace);
-                           }
-                           done->store(true);
-                         }),
-                         done});
+    (void)stop_in_background(dir, grace);
   }
 
   // Joins the stoppers that have finished, so a long-lived agent does not keep their threads.
@@ -285,53 +512,92 @@ class AgentImpl final : public AgentDaemon {
   }
 
   void loop() {
+    // Nothing may end this thread but stop(): a throw (a malformed reply, no thread to be had)
+    // is reported and the loop carries on with the next heartbeat.
     (void)agent::become_subreaper();
-    while (!register_node()) {
-      if (!wait(std::chrono::seconds(1))) return;
+    for (bool registered = false; !registered;) {
+      try {
+        fence_if_lease_expired();  // tasks adopted from an agent that lost contact
+        registered = register_node();
+      } catch (const std::exception& e) {
+        report_once(std::string("registering: ") + e.what());
+      }
+      if (!registered && !wait(std::chrono::seconds(1))) return;
     }
     while (true) {
-      agent::reap_children();
-      join_finished_stoppers();
-      json body = build_heartbeat();
-      auto r = net::http_request(url_, "POST",
-                                 "/api/v1/agents/" + net::url_encode(options_.name) + "/heartbeat",
-                                 spec::to_json_text(body), http_options());
-      if (!r.is_ok()) {
-        report_once(r.status().message() + " (tasks keep running; retrying)");
-      } else if (r->status == 404) {
-        register_node();  // the server does not know us (a new data dir): join again
-      } else if (r->status != 200) {
-        report_once("heartbeat refused (" + std::to_string(r->status) + "): " + r->body);
-      } else {
-        last_problem_.clear();
-        handle_reply(json::parse(r->body, nullptr, false));
+      try {
+        heartbeat_once();
+      } catch (const std::exception& e) {
+        report_once(std::string("heartbeat: ") + e.what() + " (retrying)");
       }
-      if (!wait_for_heartbeat()) return;
+      try {
+        if (!wait_for_heartbeat()) return;
+      } catch (const std::exception& e) {
+        report_once(std::string("waiting: ") + e.what());
+        if (!wait(milliseconds(interval_ms_))) return;
+      }
     }
   }
 
+  void heartbeat_once() {
+    agent::reap_children();
+    join_finished_stoppers();
+    fence_if_lease_expired();
+    json body = build_heartbeat();
+    const auto sent = SteadyClock::now();
+    auto r = net::http_request(url_, "POST",
+                               "/api/v1/agents/" + net::url_encode(options_.name) + "/heartbeat",
+                               spec::to_json_text(body), http_options(request_timeout()));
+    if (!r.is_ok()) {
+      report_once(r.status().message() + " (tasks keep running; retrying)");
+    } else if (r->status == 404) {
+      register_node();  // the server does not know us (a new data dir): join again
+    } else if (r->status != 200) {
+      report_once("heartbeat refused (" + std::to_string(r->status) + "): " + r->body);
+    } else {
+      json reply = json::parse(r->body, nullptr, false);
+      if (reply.is_discarded() || !reply.is_object()) {
+        report_once("heartbeat reply is not a JSON object: " + r->body.substr(0, 200));
+        return;
+      }
+      contact(sent, reply);
+      last_problem_.clear();
+      handle_reply(reply);
+    }
+    fence_if_lease_expired();
+  }
+
   void handle_reply(const json& reply) {
-    if (reply.is_discarded() || !reply.is_object()) return;
     const json empty = json::array();
     auto list = [&](const char* key) -> const json& {
       auto it = reply.find(key);
       return it != reply.end() && it->is_array() ? *it : empty;
     };
     for (const json& off : list("log_offsets")) {
-      TaskId id{off.value("job_id", ""), off.value("rank", 0), off.value("attempt", 0)};
-      auto it = tasks_.find(id);
-      if (it != tasks_.end()) it->second.acked_log = off.value("offset", int64_t{0});
+      auto id = task_id_of(off);
+      if (!id) continue;
+      auto it = tasks_.find(*id);
+      if (it != tasks_.end())
+        it->second.acked_log = std::max<int64_t>(0, int_field(off, "offset", 0));
     }
     for (const json& s : list("stop")) {
+      auto id = task_id_of(s);
+      if (!id) continue;
       // The server may set the grace period (a preemption does); else the agent's own.
       const auto grace = s.contains("grace_ms")
-                             ? std::chrono::milliseconds(s.value("grace_ms", int64_t{0}))
+                             ? milliseconds(std::max<int64_t>(0, int_field(s, "grace_ms", 0)))
                              : options_.stop_grace;
-      stop_task({s.value("job_id", ""), s.value("rank", 0), s.value("attempt", 0)}, grace,
-                s.value("notice", false));
+      auto notice = s.find("notice");
+      stop_task(*id, grace, notice != s.end() && notice->is_boolean() && notice->get<bool>());
     }
+    invalid_starts_ = 0;
     for (const json& s : list("start")) start(s);
-    interval_ms_ = reply.value("heartbeat_ms", interval_ms_);
+    if (invalid_starts_ > 0) {
+      report_once("ignoring " + std::to_string(invalid_starts_) +
+                  " start message(s) that name no valid task (job_id, rank, attempt)");
+    }
+    interval_ms_ = static_cast<int>(
+        std::clamp<int64_t>(int_field(reply, "heartbeat_ms", interval_ms_), 10, 60000));
   }
 
   AgentOptions options_;
@@ -346,6 +612,11 @@ class AgentImpl final : public AgentDaemon {
   std::optional<agent::MpsDaemon> mps_;
   std::string last_problem_;
   int interval_ms_ = 300;
+  // The lease from the server's last reply (0: none), and when the request it answered was sent.
+  int64_t lease_ms_ = 0;
+  std::optional<SteadyClock::time_point> last_contact_;
+  bool fence_reported_ = false;
+  int invalid_starts_ = 0;  // in the reply being handled
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopped_ = false;
