@@ -4,8 +4,18 @@
 // agent/executor, in directories under WORK_DIR/tasks, so they outlive an agent restart and are
 // re-adopted by the next agent (and by a restarted server, which learns them from heartbeats).
 //
+// Self-fencing: when the server's register and heartbeat replies carry "lease_ms", the agent
+// stops every task it runs once it has had no answered (HTTP 200) heartbeat for that long,
+// counted from when it sent the last one that was answered; its requests time out by then, so a
+// hung request cannot delay it. A fenced task gets SIGTERM, at most min(stop_grace, 2 s), then
+// SIGKILL, a line in its log and one on stderr, and is reported "FENCED" (with its exit_code) once
+// none of its processes is left, until the server says stop. The lease and the last contact are
+// kept in WORK_DIR/lease, so an agent restarted while the server is unreachable fences the tasks
+// it adopts too. No lease_ms: no fencing.
+//
 // Threads: one loop thread; stopping a task (which may wait out a grace period) runs on a
-// short-lived thread of its own.
+// short-lived thread of its own. Nothing thrown in the loop (a malformed reply) ends it: it is
+// reported once and the next heartbeat goes on.
 #pragma once
 
 #include <chrono>
