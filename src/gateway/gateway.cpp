@@ -5,8 +5,10 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
+#include <cstdio>
 #include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -16,6 +18,8 @@
 #include <vector>
 
 #include "gateway/openai.h"
+#include "net/http.h"
+#include "spec/json_text.h"
 
 namespace lepton::gateway {
 namespace {
@@ -35,8 +39,70 @@ int64_t now_ns() {
       .count();
 }
 
+// The message may quote what a client sent (a deployment or host name) in any bytes: dump() would
+// throw on bad UTF-8 and end the process.
 std::string error_body(std::string_view code, const std::string& message) {
-  return nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump() + "\n";
+  return spec::to_json_text(nlohmann::json{{"error", {{"code", code}, {"message", message}}}}) +
+         "\n";
+}
+
+// How long accepting waits after running out of descriptors or memory: accepting again at once
+// fails again at once, a busy loop.
+constexpr std::chrono::milliseconds kAcceptBackOff{50};
+// After an answer that leaves a request body unread, what the client still sends is read and
+// dropped for up to this long (or this much) before closing, so that the close does not reset
+// the connection under the answer.
+constexpr std::chrono::milliseconds kLingerTime{1000};
+constexpr size_t kLingerBytes = 1 << 20;
+
+bool out_of_resources(const error_code& ec) {
+  return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+         ec == asio::error::no_memory || ec == error_code(ENFILE, boost::system::system_category());
+}
+
+// The name in a Host header, lower-case, without port, brackets or a final dot.
+std::string host_name(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    host = host.substr(1, host.find(']') - 1);
+  } else if (size_t colon = host.rfind(':'); colon != std::string_view::npos) {
+    host = host.substr(0, colon);
+  }
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  std::string out(host);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool is_ip_literal(const std::string& host) {
+  error_code ec;
+  asio::ip::make_address(host, ec);
+  return !ec;
+}
+
+bool ends_with_domain(std::string_view host, std::string_view domain) {
+  return host == domain || (host.size() > domain.size() + 1 && host.ends_with(domain) &&
+                            host[host.size() - domain.size() - 1] == '.');
+}
+
+// A web page can point a name of its own at the gateway's address (DNS rebinding) and then reach
+// it as same-origin; such requests carry that name in Host. IP literals, localhost and names
+// without a dot (a machine's own name on its network: no one can register one in public DNS)
+// cannot be rebound by a web page; other names must be configured.
+bool host_allowed(const std::string& host, const std::vector<std::string>& allowed) {
+  if (host.find('.') == std::string::npos || is_ip_literal(host) ||
+      ends_with_domain(host, "localhost")) {
+    return true;
+  }
+  for (std::string domain : allowed) {
+    for (char& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string_view d = domain;
+    if (d.starts_with("*.")) d.remove_prefix(2);
+    while (!d.empty() && (d.front() == '.' || d.back() == '.')) {
+      d = d.front() == '.' ? d.substr(1) : d.substr(0, d.size() - 1);
+    }
+    if (!d.empty() && ends_with_domain(host, d)) return true;
+  }
+  return false;
 }
 
 // Hop-by-hop headers, and those the gateway writes itself.
@@ -54,17 +120,6 @@ bool hop_by_hop(http::field f) {
     default:
       return false;
   }
-}
-
-// Compares in time that depends only on the lengths, so the time taken does not tell how much of
-// a guessed token was right.
-bool same_secret(std::string_view given, std::string_view expected) {
-  if (given.size() != expected.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < given.size(); ++i) {
-    diff |= static_cast<unsigned char>(given[i] ^ expected[i]);
-  }
-  return diff == 0;
 }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -181,10 +236,11 @@ using Timer = asio::basic_waitable_timer<std::chrono::steady_clock,
 
 class Session;
 
-// A link in a worker's list of exchanges whose client is not watched yet.
-struct WatchLink {
-  WatchLink* prev = this;
-  WatchLink* next = this;
+// A link in one of a worker's lists of sessions (Tag tells the lists apart).
+template <int Tag>
+struct ListLink {
+  ListLink* prev = this;
+  ListLink* next = this;
   int64_t linked_ns = 0;
   bool linked() const { return next != this; }
   void unlink() {
@@ -192,13 +248,16 @@ struct WatchLink {
     next->prev = prev;
     prev = next = this;
   }
-  void link_before(WatchLink& at) {
+  void link_before(ListLink& at) {
     prev = at.prev;
     next = &at;
     at.prev->next = this;
     at.prev = this;
   }
 };
+// Exchanges whose client is not watched yet; connections waiting for a request.
+using WatchLink = ListLink<0>;
+using IdleLink = ListLink<1>;
 
 // How long an exchange runs before the gateway watches its client for going away. Most requests
 // are answered sooner and never pay the watch's read (a system call each); a client that leaves a
@@ -213,15 +272,20 @@ struct Worker {
         rng(seed),
         min_timeout_ns(std::max<int64_t>(
             1'000'000, std::chrono::nanoseconds(
-                           std::min({o.connect_timeout, o.first_byte_timeout, o.idle_timeout}))
+                           std::min({o.connect_timeout, o.first_byte_timeout, o.idle_timeout,
+                                     o.header_timeout, o.body_timeout, o.keep_alive_timeout}))
                            .count())) {}
 
-  // Before the io_context: sessions, destroyed with it, unlink themselves from this list.
-  WatchLink unwatched;  // oldest first
+  // Before the io_context: sessions, destroyed with it, unlink themselves from these lists.
+  WatchLink unwatched;     // oldest first
+  IdleLink idle_sessions;  // waiting for a request, longest first
+  size_t open = 0;         // client connections open
+  size_t max_open = 1;
   // Declared first so it is destroyed last: everything below holds sockets on it.
   asio::io_context ioc{1};
   Timer watch_timer{ioc.get_executor()};
   bool watch_timer_armed = false;
+  Timer accept_timer{ioc.get_executor()};
   asio::basic_socket_acceptor<tcp, Executor> acceptor{ioc.get_executor()};
   const GatewayOptions& options;
   Router& router;
@@ -262,6 +326,9 @@ struct Worker {
   }
 
   void accept();
+  void back_off(const error_code& ec);
+  // Closes the connection that has waited longest for a request; false when none waits.
+  bool evict_oldest_idle();
   void watch_later(Session& s);
   void on_watch_timer();
   void arm_watch_timer();
@@ -269,13 +336,17 @@ struct Worker {
 
 // One client connection, on one worker, from accept to close. Requests on it are handled one at a
 // time: read the request, relay one exchange with an upstream, then read the next.
-class Session : public std::enable_shared_from_this<Session>, public WatchLink {
+class Session : public std::enable_shared_from_this<Session>, public WatchLink, public IdleLink {
  public:
   Session(Worker& worker, Socket socket)
-      : w_(worker), client_(std::move(socket)), timer_(worker.ioc.get_executor()) {}
+      : w_(worker), client_(std::move(socket)), timer_(worker.ioc.get_executor()) {
+    ++w_.open;
+  }
   ~Session() {
     release();
-    unlink();
+    WatchLink::unlink();
+    IdleLink::unlink();
+    uncount();
   }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -285,25 +356,51 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
     client_.set_option(tcp::no_delay(true), ec);
     tcp::endpoint peer = client_.remote_endpoint(ec);
     if (!ec) client_ip_ = peer.address().to_string();
+    wait_for_request();
     read_request();
+  }
+
+  // Closes the connection to make room for a new one (it waits for a request).
+  void evict() {
+    IdleLink::unlink();
+    close_client();
   }
 
  private:
   // ---- client side
 
+  // Waiting for a request: the state in which a connection may be evicted.
+  void wait_for_request() {
+    if (!IdleLink::linked()) IdleLink::link_before(w_.idle_sessions);
+  }
+
+  void uncount() {
+    if (counted_) --w_.open;
+    counted_ = false;
+  }
+
+  // The whole head within header_timeout: of connecting, or of the first byte of a request on a
+  // kept-alive connection.
   void read_request() {
     req_parser_.emplace(req_);
     req_parser_->body_limit(w_.options.max_request_body_bytes);
     req_parser_->header_limit(32 * 1024);
-    set_deadline(Deadline::kClient, w_.options.idle_timeout);
+    set_deadline(Deadline::kClient, w_.options.header_timeout);
     http::async_read_header(
         client_, client_buf_, *req_parser_,
         [self = shared_from_this()](error_code ec, size_t) { self->on_request_head(ec); });
   }
 
   void on_request_head(error_code ec) {
+    IdleLink::unlink();
     if (ec) return on_request(ec);
+    client_http11_ = req_.version >= 11;
+    client_keep_alive_ = client_http11_ && req_parser_->keep_alive();
+    head_request_ = req_.method == http::verb::head;
+    // Routed, and its token checked, before its body is read.
+    if (!route()) return;
     if (req_parser_->is_done()) return on_request({});
+    set_deadline(Deadline::kClient, w_.options.body_timeout);
     auto read_body = [self = shared_from_this()] {
       http::async_read(self->client_, self->client_buf_, *self->req_parser_,
                        [self](error_code e, size_t) { self->on_request(e); });
@@ -322,6 +419,7 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
 
   void on_request(error_code ec) {
     if (ec) {
+      dep_ = nullptr;  // routed on the head, but not counted yet
       if (!is_http_error(ec) || ec == http::error::end_of_stream ||
           ec == http::error::partial_message) {
         return close_client();
@@ -340,57 +438,9 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
       return respond_local(
           400, error_body("invalid_argument", "malformed HTTP request: " + ec.message()));
     }
-    client_http11_ = req_.version >= 11;
-    client_keep_alive_ = client_http11_ && req_parser_->keep_alive();
     req_parser_.reset();
     clear_deadline();
-    head_request_ = req_.method == http::verb::head;
-    std::string_view target = req_.target();
-    table_ = w_.routes();
-    if (target == "/-/metrics") {
-      return respond_local(200, prometheus_text(*table_, w_.stats), "text/plain; version=0.0.4");
-    }
-    if (target == "/-/healthz") return respond_local(200, "ok\n", "text/plain");
-
-    std::string_view name;
-    std::string_view rest;
-    if (target.substr(0, 3) == "/d/") {
-      std::string_view t = target.substr(3);
-      size_t end = t.find_first_of("/?");
-      name = t.substr(0, end);
-      rest = end == std::string_view::npos ? std::string_view{} : t.substr(end);
-    } else {
-      std::string_view host = req_[http::field::host];
-      size_t dot = host.find('.');
-      if (dot != std::string_view::npos && dot > 0) {
-        name = host.substr(0, dot);
-        rest = target;
-        if (!table_->find(name)) name = {};
-      }
-    }
-    dep_ = name.empty() ? nullptr : table_->find(name);
-    if (!dep_) {
-      w_.stats.unrouted.fetch_add(1, std::memory_order_relaxed);
-      return respond_local(
-          404, error_body("not_found", name.empty()
-                                           ? "no deployment named in the path (/d/NAME/...) or the "
-                                             "Host header (NAME.example.com)"
-                                           : "no deployment named '" + std::string(name) + "'"));
-    }
-    if (!dep_->token.empty()) {
-      if (!same_secret(req_[http::field::authorization], "Bearer " + dep_->token)) {
-        return respond_local(401,
-                             error_body("unauthenticated", "deployment '" + dep_->name +
-                                                               "' needs 'Authorization: Bearer "
-                                                               "TOKEN' (lepton deploy get " +
-                                                               dep_->name + " shows it)"),
-                             "application/json", "WWW-Authenticate: Bearer\r\n");
-      }
-    }
-    std::string upstream_target;
-    if (rest.empty() || rest.front() == '?') upstream_target = "/";
-    upstream_target.append(rest);
-    prepare_upstream_request(upstream_target);
+    prepare_upstream_request(upstream_target_);
 
     dep_->stats->requests.fetch_add(1, std::memory_order_relaxed);
     dep_->stats->in_flight.fetch_add(1, std::memory_order_relaxed);
@@ -402,6 +452,121 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
     stale_retry_used_ = false;
     last_error_.clear();
     try_replica();
+  }
+
+  // The answer for a request whose head is read, when the gateway answers it itself (false), or
+  // the deployment and upstream target it goes to (true).
+  bool route() {
+    if (std::optional<std::string> bad = framing_problem()) {
+      w_.stats.bad_requests.fetch_add(1, std::memory_order_relaxed);
+      refuse(400, error_body("invalid_argument", *bad));
+      return false;
+    }
+    const std::string host = host_name(req_[http::field::host]);
+    if (!host_allowed(host, w_.options.allowed_hosts)) {
+      refuse(421, error_body("permission_denied",
+                             "host '" + host +
+                                 "' is not served here: the gateway answers IP addresses, "
+                                 "localhost and the hosts it is configured to allow"));
+      return false;
+    }
+    std::string_view target = req_.target();
+    table_ = w_.routes();
+    if (target == "/-/metrics") {
+      const std::string& token = w_.options.metrics_token;
+      if (!token.empty() &&
+          !net::token_equals(req_[http::field::authorization], "Bearer " + token)) {
+        refuse(401, error_body("unauthenticated", "/-/metrics needs 'Authorization: Bearer TOKEN'"),
+               "application/json", "WWW-Authenticate: Bearer\r\n");
+        return false;
+      }
+      refuse(200, prometheus_text(*table_, w_.stats), "text/plain; version=0.0.4");
+      return false;
+    }
+    if (target == "/-/healthz") {
+      refuse(200, "ok\n", "text/plain");
+      return false;
+    }
+
+    // By /d/NAME/REST: NAME is decoded (an encoded '/' stays in it), REST goes upstream as sent.
+    // Or by a Host NAME.DOMAIN (not an IP address).
+    std::string name;
+    std::string_view rest;
+    if (target.substr(0, 3) == "/d/") {
+      std::string_view t = target.substr(3);
+      size_t end = t.find_first_of("/?");
+      std::vector<std::string> decoded = net::path_segments(t.substr(0, end));
+      if (!decoded.empty()) name = std::move(decoded.front());
+      rest = end == std::string_view::npos ? std::string_view{} : t.substr(end);
+    } else if (size_t dot = host.find('.');
+               dot != std::string::npos && dot > 0 && !is_ip_literal(host)) {
+      name = host.substr(0, dot);
+      rest = target;
+      if (!table_->find(name)) name.clear();
+    }
+    dep_ = name.empty() ? nullptr : table_->find(name);
+    if (!dep_) {
+      w_.stats.unrouted.fetch_add(1, std::memory_order_relaxed);
+      refuse(404, error_body("not_found", name.empty()
+                                              ? "no deployment named in the path (/d/NAME/...) or "
+                                                "the Host header (NAME.example.com)"
+                                              : "no deployment named '" + name + "'"));
+      return false;
+    }
+    if (!dep_->token.empty()) {
+      if (!net::token_equals(req_[http::field::authorization], "Bearer " + dep_->token)) {
+        std::string message = "deployment '" + dep_->name +
+                              "' needs 'Authorization: Bearer TOKEN' (lepton deploy get " +
+                              dep_->name + " shows it)";
+        dep_ = nullptr;
+        refuse(401, error_body("unauthenticated", message), "application/json",
+               "WWW-Authenticate: Bearer\r\n");
+        return false;
+      }
+    }
+    upstream_target_.clear();
+    if (rest.empty() || rest.front() == '?') upstream_target_ = "/";
+    upstream_target_.append(rest);
+    return true;
+  }
+
+  // A request two parsers could frame two ways (smuggling past a proxy in front), or with a
+  // repeated field that decides routing or identity (which copy wins differs between parsers).
+  std::optional<std::string> framing_problem() const {
+    int host = 0, auth = 0, length = 0, coding = 0;
+    for (const Head::Field& f : req_.fields) {
+      host += f.name == http::field::host;
+      auth += f.name == http::field::authorization;
+      length += f.name == http::field::content_length;
+      coding += f.name == http::field::transfer_encoding;
+    }
+    if (host > 1 || auth > 1 || length > 1 || coding > 1) {
+      return "request: more than one Host, Authorization, Content-Length or Transfer-Encoding";
+    }
+    if (coding == 0) return std::nullopt;
+    if (length > 0) return "request: both Transfer-Encoding and Content-Length";
+    std::string_view te = req_[http::field::transfer_encoding];
+    http::token_list codings(beast::string_view(te.data(), te.size()));
+    beast::string_view last;
+    int n = 0;
+    for (auto c : codings) {
+      last = c;
+      ++n;
+    }
+    if (n != 1 || !beast::iequals(last, "chunked")) {
+      return "transfer-encoding: only chunked is supported, and last";
+    }
+    return std::nullopt;
+  }
+
+  // An answer from the gateway for a request whose head is read: its body, if any, is not read,
+  // so the connection ends after it.
+  void refuse(int status, const std::string& body,
+              std::string_view content_type = "application/json",
+              std::string_view extra_headers = {}) {
+    if (!req_parser_->is_done()) client_keep_alive_ = false;
+    req_parser_.reset();
+    respond_local(status, body, content_type, extra_headers);
   }
 
   void prepare_upstream_request(const std::string& target) {
@@ -542,7 +707,7 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
   }
 
   void send_upstream() {
-    if (!watch_armed_ && !linked()) w_.watch_later(*this);
+    if (!watch_armed_ && !WatchLink::linked()) w_.watch_later(*this);
     upstream_buf_.clear();
     set_deadline(Deadline::kUpstream, w_.options.first_byte_timeout);
     asio::async_write(*upstream_, asio::buffer(upstream_request_),
@@ -768,7 +933,7 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
 
   void release() {
     unhold();
-    unlink();
+    WatchLink::unlink();
     if (replica_) {
       replica_->in_flight.fetch_sub(1, std::memory_order_relaxed);
       replica_ = nullptr;
@@ -811,18 +976,48 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
 
   void next_request() {
     table_.reset();
-    if (!client_keep_alive_) return close_client();
-    if (watch_armed_) {
-      // The watch's read is the first read of the next request: its handler goes on with it.
-      resume_after_watch_ = true;
-      set_deadline(Deadline::kClient, w_.options.idle_timeout);
-      return;
-    }
-    read_request();
+    if (!client_keep_alive_) return linger();
+    wait_for_request();
+    if (!watch_armed_ && client_buf_.size() > 0) return read_request();  // pipelined
+    // The next request's first byte within keep_alive_timeout, then its head within
+    // header_timeout. The watch's read (armed here when there is none) is the first read of the
+    // next request: its handler goes on with it.
+    set_deadline(Deadline::kClient, w_.options.keep_alive_timeout);
+    resume_after_watch_ = true;
+    if (watch_armed_) return;
+    watch_armed_ = true;
+    client_.async_read_some(
+        client_buf_.prepare(kClientReadSize),
+        [self = shared_from_this()](error_code ec, size_t n) { self->on_client_watch(ec, n); });
+  }
+
+  // The connection ends: stop sending, then read and drop what the client still sends (a body
+  // not read) for a while, so that closing does not reset the connection under the answer.
+  void linger() {
+    if (closing_) return;
+    error_code ec;
+    client_.shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return close_client();
+    set_deadline(Deadline::kClient, kLingerTime);
+    drain();
+  }
+
+  void drain() {
+    client_buf_.clear();
+    client_.async_read_some(client_buf_.prepare(16384),
+                            [self = shared_from_this()](error_code ec, size_t n) {
+                              self->drained_ += n;
+                              if (ec || self->closing_ || self->drained_ >= kLingerBytes) {
+                                return self->close_client();
+                              }
+                              self->drain();
+                            });
   }
 
   void close_client() {
     closing_ = true;
+    IdleLink::unlink();
+    uncount();
     clear_deadline();
     error_code ec;
     timer_.cancel();
@@ -840,7 +1035,7 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
   // read just queues on the registered socket; and the read doubles as the first read of the next
   // request.
   void arm_client_watch() {
-    unlink();
+    WatchLink::unlink();
     if (watch_armed_ || client_buf_.size() > 0) return;
     watch_armed_ = true;
     client_.async_read_some(
@@ -925,6 +1120,9 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
   std::string client_ip_;
   std::optional<HeadParser<true>> req_parser_;
   Head req_;
+  std::string upstream_target_;
+  bool counted_ = true;  // in w_.open
+  size_t drained_ = 0;
   bool client_http11_ = true;
   bool client_keep_alive_ = true;
   bool head_request_ = false;
@@ -969,8 +1167,9 @@ class Session : public std::enable_shared_from_this<Session>, public WatchLink {
 };
 
 void Worker::watch_later(Session& s) {
-  s.linked_ns = now_ns();
-  s.link_before(unwatched);
+  WatchLink& link = s;
+  link.linked_ns = now_ns();
+  link.link_before(unwatched);
   if (!watch_timer_armed) arm_watch_timer();
 }
 
@@ -995,12 +1194,46 @@ void Worker::on_watch_timer() {
 void Worker::accept() {
   acceptor.async_accept(ioc.get_executor(), [this](error_code ec, Socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
-    if (!ec) {
-      stats.connections.fetch_add(1, std::memory_order_relaxed);
+    if (ec) return back_off(ec);
+    stats.connections.fetch_add(1, std::memory_order_relaxed);
+    // At the cap the connection that has waited longest for a request makes room; when every
+    // connection has a request in flight, the new one is closed.
+    if (open < max_open || evict_oldest_idle()) {
       std::make_shared<Session>(*this, std::move(socket))->start();
     }
     accept();
   });
+}
+
+// Accepting failed (out of descriptors, say): accepting again at once would fail again at once.
+// Wait a little, and close an idle connection to free a descriptor.
+void Worker::back_off(const error_code& ec) {
+  if (out_of_resources(ec)) evict_oldest_idle();
+  accept_timer.expires_after(kAcceptBackOff);
+  accept_timer.async_wait([this](error_code e) {
+    if (!e) accept();
+  });
+}
+
+bool Worker::evict_oldest_idle() {
+  if (!idle_sessions.linked()) return false;
+  static_cast<Session*>(idle_sessions.next)->evict();  // unlinks it
+  return true;
+}
+
+// An exception out of a completion handler would end the thread and, uncaught, the process. What
+// threw is dropped (with its connection, when it held the last reference) and the loop goes on.
+void run_guarded(asio::io_context& ioc) {
+  for (;;) {
+    try {
+      ioc.run();
+      return;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "lepton: gateway: dropped a connection: %s\n", e.what());
+    } catch (...) {
+      std::fprintf(stderr, "lepton: gateway: dropped a connection: unknown exception\n");
+    }
+  }
 }
 
 class GatewayImpl : public Gateway {
@@ -1020,6 +1253,7 @@ class GatewayImpl : public Gateway {
     std::random_device seed;
     for (int i = 0; i < threads; ++i) {
       auto w = std::make_unique<Worker>(options_, *router_, stats_, seed());
+      w->max_open = std::max<size_t>(1, options_.max_connections / static_cast<size_t>(threads));
       tcp::endpoint endpoint(address, port);
       w->acceptor.open(endpoint.protocol(), ec);
       if (!ec) w->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
@@ -1037,7 +1271,7 @@ class GatewayImpl : public Gateway {
     for (auto& w : workers_) {
       w->accept();
       Worker* raw = w.get();
-      w->thread = std::thread([raw] { raw->ioc.run(); });
+      w->thread = std::thread([raw] { run_guarded(raw->ioc); });
     }
     prober_ = std::thread([this] { probe_loop(); });
     return Status::ok();

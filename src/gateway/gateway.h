@@ -17,6 +17,14 @@
 // the deployment holds requests and none became ready in time), 504 (upstream timed out before its
 // first byte).
 //
+// Hostile clients: each worker holds at most its share of `max_connections` client connections (a
+// new one closes the connection that has waited longest for a request), a client has
+// `header_timeout` for a request's head and `body_timeout` for its body, a request is routed and
+// its token checked before its body is read, and accepting backs off when descriptors run out.
+// Only Host names that a web page cannot rebind to the gateway (IP literals, localhost,
+// *.localhost, names without a dot, `allowed_hosts`) are answered: others get 421 (DNS rebinding).
+// /-/metrics lists replica addresses and needs `metrics_token` when one is set.
+//
 // Readiness: a prober thread sends each replica of a deployment with a probe path a GET every
 // probe_interval; only ready replicas get requests. Scale from zero: when no replica of a holding
 // deployment is ready (or none that this request has not already failed on), requests wait
@@ -27,6 +35,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "gateway/routing.h"
@@ -41,7 +50,7 @@ struct GatewayOptions {
   std::chrono::milliseconds connect_timeout{3000};
   // From sending the request to the upstream's response head.
   std::chrono::milliseconds first_byte_timeout{60000};
-  // Between two reads of a response body, and a client's keep-alive idle time.
+  // Between two reads of a response body, and for each write to a client.
   std::chrono::milliseconds idle_timeout{300000};
   // How long a replica that failed is skipped.
   std::chrono::milliseconds down_for{5000};
@@ -56,6 +65,23 @@ struct GatewayOptions {
   // request may wait, and how many may wait per deployment before more get 503 at once.
   std::chrono::milliseconds hold_for{60000};
   int64_t max_held = 1000;
+  // A client must send a request's whole head within header_timeout of connecting (of the
+  // request's first byte on a kept-alive connection: slowloris), and its body within
+  // body_timeout of the head; a kept-alive connection may wait keep_alive_timeout for its next
+  // request.
+  std::chrono::milliseconds header_timeout{10000};
+  std::chrono::milliseconds body_timeout{120000};
+  std::chrono::milliseconds keep_alive_timeout{60000};
+  // Client connections at most, shared equally by the workers. At the cap a new connection
+  // closes the one that has waited longest for a request (never one with a request in flight),
+  // or is closed itself. Each client connection may hold an upstream one too: with the API
+  // server's 256 this stays under a 1024-descriptor limit.
+  size_t max_connections = 256;
+  // "Authorization: Bearer TOKEN" that /-/metrics needs; empty: it is open to anyone.
+  std::string metrics_token{};
+  // Host names answered besides IP literals, "localhost", "*.localhost" and names without a dot:
+  // an entry D allows D and any NAME.D (so Host-based routing works under it). Others get 421.
+  std::vector<std::string> allowed_hosts{};
 };
 
 class Gateway {
