@@ -84,6 +84,7 @@ Status ControlPlane::load(int64_t now_ms) {
                               ": stored spec unreadable: " + spec.status().message());
     }
     job_order_.push_back(r.id);
+    if (!r.idempotency_key.empty()) idempotency_keys_[r.idempotency_key] = r.id;
     const int64_t seq = static_cast<int64_t>(job_order_.size());
     if (r.state == JobState::kPending) pending_jobs_.emplace(seq, r.id);
     jobs_[r.id] = Job{r, std::move(*spec), seq, r.updated_ms, {}, false, {}};
@@ -114,10 +115,36 @@ Status ControlPlane::load(int64_t now_ms) {
 }
 
 Status ControlPlane::commit(store::WriteBatch& batch) {
+  if (!store_failure_.is_ok()) return store_failure_;
+  if (batch.empty()) return Status::ok();
+  auto rev = store_->commit(batch);
+  batch = store::WriteBatch{};
+  if (!rev.is_ok()) {
+    // Memory already holds what the store refused. Answering on from it would tell clients of
+    // changes a restart forgets (a cancelled job that runs again), so nothing is answered any
+    // more: the owner stops, and a restart rebuilds the state from the store.
+    store_failure_ = Status(StatusCode::kUnavailable,
+                            "the store failed (" + rev.status().message() +
+                                "); the server stops and must be restarted once the store "
+                                "is writable again");
+  }
+  return store_failure_.is_ok() ? Status::ok() : store_failure_;
+}
+
+Status ControlPlane::commit_first(store::WriteBatch& batch) {
+  if (!store_failure_.is_ok()) return store_failure_;
   if (batch.empty()) return Status::ok();
   auto rev = store_->commit(batch);
   batch = store::WriteBatch{};
   return rev.status();
+}
+
+int64_t ControlPlane::lease_ms() const {
+  return options_.lease_ms > 0 ? options_.lease_ms : 2 * options_.node_timeout_ms;
+}
+
+json ControlPlane::agent_timing() const {
+  return {{"heartbeat_ms", options_.heartbeat_interval_ms}, {"lease_ms", lease_ms()}};
 }
 
 void ControlPlane::save_task(const store::TaskRecord& task, store::WriteBatch& batch) {
@@ -191,16 +218,40 @@ Status ControlPlane::check_queue(const std::string& queue) const {
   return Status::ok();
 }
 
-Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms) {
+Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms,
+                                      const std::string& idempotency_key, bool* replayed) {
+  LEPTON_RETURN_IF_ERROR(store_failure_);
+  if (replayed != nullptr) *replayed = false;
+  if (idempotency_key.size() > 255 || std::any_of(idempotency_key.begin(), idempotency_key.end(),
+                                                  [](char c) { return c < 0x21 || c > 0x7e; })) {
+    return Status::invalid_argument(
+        "idempotency-key: expected up to 255 printable ASCII characters without spaces");
+  }
   auto spec = spec::job_spec_from_json(body);
   if (!spec.is_ok()) return spec.status();
+  if (!idempotency_key.empty()) {
+    if (auto it = idempotency_keys_.find(idempotency_key); it != idempotency_keys_.end()) {
+      const Job& earlier = jobs_.at(it->second);
+      if (earlier.record.spec_json != spec::job_spec_to_json(*spec)) {
+        return Status(StatusCode::kConflict, "idempotency-key: " + idempotency_key +
+                                                 " was used for job " + it->second +
+                                                 " with another spec; use a new key");
+      }
+      if (replayed != nullptr) *replayed = true;
+      return job_json(earlier);
+    }
+  }
   LEPTON_RETURN_IF_ERROR(check_queue(spec->queue));
   auto n = store_->next_id("job");
   if (!n.is_ok()) return n.status();
   store::WriteBatch batch;
   Job& job = add_job(std::move(*spec), *n, batch, now_ms);
   const std::string id = job.record.id;
-  if (Status s = commit(batch); !s.is_ok()) {  // durable before the API answers
+  if (!idempotency_key.empty()) {
+    job.record.idempotency_key = idempotency_key;
+    batch.jobs.back().idempotency_key = idempotency_key;
+  }
+  if (Status s = commit_first(batch); !s.is_ok()) {  // durable before the API answers
     // Not stored: forget it again.
     pending_jobs_.erase(job.seq);
     for (int rank = 0; rank < job.spec.num_nodes; ++rank) tasks_.erase({id, rank});
@@ -209,6 +260,7 @@ Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms) {
     return s;
   }
   ++submitted_;
+  if (!idempotency_key.empty()) idempotency_keys_[idempotency_key] = id;
   return job_json(jobs_[id]);
 }
 
@@ -278,10 +330,38 @@ std::string ControlPlane::reason_of(const Job& job) {
   return job.record.reason.empty() ? job.cloud_note : job.record.reason + "; " + job.cloud_note;
 }
 
-json ControlPlane::list_jobs() const {
+Result<json> ControlPlane::list_jobs(const JobPage& page, std::string* next_after) const {
+  if (page.limit == 0) return Status::invalid_argument("limit: expected at least 1");
+  if (!page.state.empty() && !parse_job_state(page.state)) {
+    return Status::invalid_argument(
+        "state: expected one of PENDING, SCHEDULED, STARTING, RUNNING, SUCCEEDED, FAILED, "
+        "CANCELLED, got '" +
+        page.state + "'");
+  }
+  // Positions in job_order_; a page walks from its cursor, so its cost is bounded by what it
+  // returns and what the filters skip, not by every job ever submitted.
+  const int64_t count = static_cast<int64_t>(job_order_.size());
+  int64_t pos = page.newest_first ? count - 1 : 0;
+  if (!page.after.empty()) {
+    auto it = jobs_.find(page.after);
+    if (it == jobs_.end()) return Status::invalid_argument("after: no job " + page.after);
+    pos = it->second.seq - 1 + (page.newest_first ? -1 : 1);
+  }
+  const int64_t step = page.newest_first ? -1 : 1;
   json out = json::array();
-  for (const std::string& id : job_order_) {
+  if (next_after != nullptr) next_after->clear();
+  for (; pos >= 0 && pos < count; pos += step) {
+    const std::string& id = job_order_[static_cast<size_t>(pos)];
     const Job& job = jobs_.at(id);
+    if (!page.state.empty() && job_state_name(job.record.state) != page.state) continue;
+    if (!page.queue.empty() &&
+        (job.spec.queue.empty() ? std::string(kDefaultQueue) : job.spec.queue) != page.queue) {
+      continue;
+    }
+    if (out.size() == page.limit) {
+      if (next_after != nullptr) *next_after = out.back()["id"];
+      break;
+    }
     out.push_back({{"id", id},
                    {"name", job.record.name},
                    {"state", job_state_name(job.record.state)},
@@ -302,6 +382,7 @@ Result<json> ControlPlane::cancel_job(const std::string& id, int64_t now_ms) {
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return Status::not_found("job " + id + ": no such job");
   Job& job = it->second;
+  LEPTON_RETURN_IF_ERROR(store_failure_);
   if (!is_terminal(job.record.state)) {
     store::WriteBatch batch;
     finish_job(job, JobState::kCancelled, "cancelled by the user", batch, now_ms);
@@ -392,6 +473,7 @@ std::string ControlPlane::metrics() const {
 
 Result<json> ControlPlane::register_agent(const std::string& body, const std::string& peer,
                                           int64_t now_ms) {
+  LEPTON_RETURN_IF_ERROR(store_failure_);
   auto j = parse_body(body);
   if (!j.is_ok()) return j.status();
   store::NodeRecord r;
@@ -438,7 +520,9 @@ Result<json> ControlPlane::register_agent(const std::string& body, const std::st
   }
   batch.nodes.push_back(nodes_[r.name].record);
   LEPTON_RETURN_IF_ERROR(commit(batch));
-  return json{{"name", r.name}, {"heartbeat_ms", options_.heartbeat_interval_ms}};
+  json reply = agent_timing();
+  reply["name"] = r.name;
+  return reply;
 }
 
 json ControlPlane::task_start_message(const Job& job, const store::TaskRecord& task) const {
@@ -531,9 +615,9 @@ Status parse_heartbeat(const json& j, std::vector<LogChunk>& logs,
       if (report.contains("log_size")) {
         LEPTON_RETURN_IF_ERROR(get_field(report, "log_size", r.log_size));
       }
-      if (r.state != "RUNNING" && r.state != "EXITED" && r.state != "GONE") {
-        return Status::invalid_argument("tasks.state: expected RUNNING, EXITED or GONE, got '" +
-                                        r.state + "'");
+      if (r.state != "RUNNING" && r.state != "EXITED" && r.state != "GONE" && r.state != "FENCED") {
+        return Status::invalid_argument(
+            "tasks.state: expected RUNNING, EXITED, GONE or FENCED, got '" + r.state + "'");
       }
       reports.push_back(std::move(r));
     }
@@ -555,15 +639,19 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
   std::vector<LogChunk> logs;
   std::vector<TaskReport> reports;
   LEPTON_RETURN_IF_ERROR(parse_heartbeat(*j, logs, reports));
+  LEPTON_RETURN_IF_ERROR(store_failure_);
   store::WriteBatch batch;
   node.seen_ms = now_ms;
+  // Liveness is kept in memory only (a restarted server gives every node a fresh timeout): the
+  // node's record is written when its readiness changes, not on every heartbeat.
+  node.record.last_heartbeat_ms = now_ms;
   if (!node.record.ready) {
     node.record.ready = true;
     cluster_.set_cordoned(node.id, going_away(node_name));
     sched_dirty_ = true;
     event(batch, now_ms, "node/" + node_name, "back");
+    batch.nodes.push_back(node.record);
   }
-  node.record.last_heartbeat_ms = now_ms;
   // Log chunks first, so a task's last output is stored before its end is recorded.
   for (const LogChunk& c : logs) {
     auto t = tasks_.find({c.job_id, c.rank});
@@ -616,7 +704,12 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
     if (r.log_size > stored) continue;
     task.exit_code = r.state == "GONE" ? -1 : r.exit_code;
     task.updated_ms = now_ms;
-    if (r.state == "EXITED" && r.exit_code == 0) {
+    if (r.state == "FENCED") {
+      task_failed(job->second, task,
+                  "its agent stopped it after losing contact with the server (lease of " +
+                      std::to_string(lease_ms() / 1000) + " s)",
+                  /*counts_as_restart=*/false, batch, now_ms);
+    } else if (r.state == "EXITED" && r.exit_code == 0) {
       release(task);
       task.state = JobState::kSucceeded;
       save_task(task, batch);
@@ -651,12 +744,12 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
                   /*counts_as_restart=*/true, batch, now_ms);
     }
   }
-  batch.nodes.push_back(node.record);
   LEPTON_RETURN_IF_ERROR(commit(batch));
-  return json{{"start", start},
-              {"stop", stop},
-              {"log_offsets", log_offsets},
-              {"heartbeat_ms", options_.heartbeat_interval_ms}};
+  json reply = agent_timing();
+  reply["start"] = std::move(start);
+  reply["stop"] = std::move(stop);
+  reply["log_offsets"] = std::move(log_offsets);
+  return reply;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -800,6 +893,7 @@ void ControlPlane::preempt(Job& job, const std::string& why, int64_t grace_ms, b
 }
 
 Status ControlPlane::tick(int64_t now_ms) {
+  LEPTON_RETURN_IF_ERROR(store_failure_);
   store::WriteBatch batch;
   // Preempted tasks whose grace period is over give their resources back.
   for (auto it = stopping_.begin(); it != stopping_.end();) {
@@ -815,22 +909,43 @@ Status ControlPlane::tick(int64_t now_ms) {
     }
     it = stopping_.erase(it);
   }
-  // Lost nodes: their tasks are rescheduled (an infrastructure failure, not the job's).
+  // Time the loop did not run (the process was stopped, or a call held the loop) is given back
+  // to every node: their heartbeats were waiting for us, not missing.
+  constexpr int64_t kLoopGapMs = 1000;
+  if (last_tick_ms_ > 0 && now_ms - last_tick_ms_ > kLoopGapMs) {
+    const int64_t gap = now_ms - last_tick_ms_;
+    for (auto& [name, node] : nodes_) node.seen_ms = std::min(now_ms, node.seen_ms + gap);
+    event(batch, now_ms, "server",
+          "the control loop did not run for " + std::to_string(gap) +
+              " ms; that time does not count against the nodes");
+  }
+  last_tick_ms_ = now_ms;
+  // Lost nodes take no new work at once. Their tasks are started elsewhere (an infrastructure
+  // failure, not the job's) only once the node's agent has stopped them for lack of contact (its
+  // lease) or the node is back and reports them: never two attempts at once.
+  const int64_t fence_ms = lease_ms() + options_.fence_margin_ms;
   for (auto& [name, node] : nodes_) {
-    if (!node.record.ready || now_ms - node.seen_ms < options_.node_timeout_ms) continue;
-    node.record.ready = false;
-    cluster_.set_cordoned(node.id, true);
-    sched_dirty_ = true;
-    batch.nodes.push_back(node.record);
-    event(batch, now_ms, "node/" + name,
-          "lost: no heartbeat for " + std::to_string(now_ms - node.seen_ms) + " ms");
+    const int64_t silent = now_ms - node.seen_ms;
+    if (node.record.ready && silent >= options_.node_timeout_ms) {
+      node.record.ready = false;
+      cluster_.set_cordoned(node.id, true);
+      sched_dirty_ = true;
+      batch.nodes.push_back(node.record);
+      event(batch, now_ms, "node/" + name,
+            "lost: no heartbeat for " + std::to_string(silent) + " ms; its tasks are started " +
+                "elsewhere " + std::to_string((fence_ms - silent + 999) / 1000) +
+                " s from now unless it comes back");
+    }
+    if (node.record.ready || silent < fence_ms) continue;
     const std::vector<TaskKey> active(active_tasks_.begin(), active_tasks_.end());
     for (const TaskKey& key : active) {
       store::TaskRecord& task = tasks_.at(key);
       if (task.node != name || is_terminal(task.state) || task.state == JobState::kPending) {
         continue;
       }
-      task_failed(jobs_.at(key.first), task, "its node " + name + " was lost",
+      task_failed(jobs_.at(key.first), task,
+                  "its node " + name + " was lost (no heartbeat for " +
+                      std::to_string(silent / 1000) + " s; its agent stops what it ran)",
                   /*counts_as_restart=*/false, batch, now_ms);
     }
   }
@@ -1034,7 +1149,7 @@ Result<json> ControlPlane::create_queue(const std::string& body, int64_t now_ms)
   store::WriteBatch batch;
   batch.queues.push_back({spec->name, spec::queue_spec_to_json(*spec).dump()});
   event(batch, now_ms, "queue/" + spec->name, "created");
-  LEPTON_RETURN_IF_ERROR(commit(batch));
+  LEPTON_RETURN_IF_ERROR(commit_first(batch));
   queues_ = std::move(next);
   if (queue_scheduler_) queue_scheduler_->set_tree(std::move(*tree));
   sched_dirty_ = true;
@@ -1060,7 +1175,7 @@ Result<json> ControlPlane::update_queue(const std::string& name, const std::stri
   store::WriteBatch batch;
   batch.queues.push_back({name, spec::queue_spec_to_json(*spec).dump()});
   event(batch, now_ms, "queue/" + name, "updated");
-  LEPTON_RETURN_IF_ERROR(commit(batch));
+  LEPTON_RETURN_IF_ERROR(commit_first(batch));
   queues_ = std::move(next);
   if (queue_scheduler_) queue_scheduler_->set_tree(std::move(*tree));
   sched_dirty_ = true;
@@ -1088,7 +1203,7 @@ Result<json> ControlPlane::delete_queue(const std::string& name, int64_t now_ms)
   store::WriteBatch batch;
   batch.deleted_queues.push_back(name);
   event(batch, now_ms, "queue/" + name, "deleted");
-  LEPTON_RETURN_IF_ERROR(commit(batch));
+  LEPTON_RETURN_IF_ERROR(commit_first(batch));
   queues_.erase(name);
   if (queue_scheduler_) queue_scheduler_->set_tree(queue_tree());
   sched_dirty_ = true;

@@ -44,8 +44,15 @@ struct PoolLimit {
 
 struct ControlPlaneOptions {
   std::string data_dir;             // job logs are kept under DATA_DIR/logs
-  int64_t node_timeout_ms = 10000;  // a node missing heartbeats this long is lost
+  int64_t node_timeout_ms = 10000;  // a node missing heartbeats this long is lost (no new work)
   int heartbeat_interval_ms = 300;  // what agents are told to use
+  // Fencing (docs/control-plane.md, "Faults"): an agent that has not heard from the server for
+  // lease_ms stops its tasks (agents are told in every reply); the tasks of a lost node are
+  // started elsewhere only once that lease and fence_margin_ms (the agent's last try and the
+  // kill) have run out since its last heartbeat, so an attempt never runs beside the next one.
+  // 0: twice node_timeout_ms.
+  int64_t lease_ms = 0;
+  int64_t fence_margin_ms = 20'000;
   std::string policy = "lepton";
   // How long a preempted task has between SIGTERM and SIGKILL; its resources stay held until
   // then (plus a margin for the agent to act).
@@ -75,8 +82,23 @@ class ControlPlane {
                                                     ControlPlaneOptions options, int64_t now_ms);
 
   // --- the user API (bodies and results are the JSON of the REST API) ---
-  Result<json> submit_job(const std::string& body, int64_t now_ms);
-  json list_jobs() const;
+  // With an idempotency key (the client's Idempotency-Key header), a submission repeated with the
+  // same key and spec returns the job of the first one (`replayed` set) instead of a second job;
+  // the same key with another spec is a conflict.
+  Result<json> submit_job(const std::string& body, int64_t now_ms,
+                          const std::string& idempotency_key = "", bool* replayed = nullptr);
+  // One page of jobs, oldest first (newest first with `newest_first`), each with its id, name,
+  // state, restarts, reason and created_ms. `after`: the page starts after that job; the filters
+  // keep jobs of one state or queue. next_after is the last job of a full page (empty at the end).
+  struct JobPage {
+    size_t limit = 1000;
+    std::string after{};
+    bool newest_first = false;
+    std::string state{};  // "", or a job state name
+    std::string queue{};
+  };
+  Result<json> list_jobs(const JobPage& page, std::string* next_after = nullptr) const;
+  json list_jobs() const { return *list_jobs(JobPage{.limit = SIZE_MAX}); }
   Result<json> get_job(const std::string& id) const;
   Result<json> cancel_job(const std::string& id, int64_t now_ms);
   // Where a job (the body of submit_job) would run, without submitting it: {"fits_now",
@@ -136,8 +158,15 @@ class ControlPlane {
   Result<json> register_agent(const std::string& body, const std::string& peer, int64_t now_ms);
   Result<json> heartbeat(const std::string& node, const std::string& body, int64_t now_ms);
 
-  // Periodic work: lost nodes, then scheduling of pending jobs. Call often (every ~50 ms).
+  // Periodic work: lost nodes, then scheduling of pending jobs. Call often (every ~50 ms). Time
+  // the loop did not run (the process was stopped, a call blocked it) does not count against the
+  // nodes: they were not heard because we were not listening.
   Status tick(int64_t now_ms);
+
+  // Not OK once a commit failed after memory had changed: memory is then ahead of the store, and
+  // every later call is refused with this status. The owner must stop (fail-stop, as etcd and
+  // RocksDB do) and a restart rebuilds the state from the store.
+  const Status& store_failure() const { return store_failure_; }
 
  private:
   struct Job {
@@ -340,7 +369,14 @@ class ControlPlane {
   json deployment_json(const Deployment& d, int64_t now_ms) const;
   int next_free_port();
   Status load(int64_t now_ms);
+  // Commits a batch whose changes memory already holds; a failure is a store_failure().
   Status commit(store::WriteBatch& batch);
+  // Commits a batch of changes memory does not hold yet (the caller applies them on success), so
+  // a failure leaves the control plane as it was.
+  Status commit_first(store::WriteBatch& batch);
+  int64_t lease_ms() const;
+  // The reply fields every agent message gets: heartbeat interval and lease.
+  json agent_timing() const;
   void ensure_scheduler();
   // One round of the queue scheduler over all pending and running jobs: starts what it places,
   // preempts what it chooses, and records why the rest waits.
@@ -386,7 +422,8 @@ class ControlPlane {
   std::unique_ptr<store::Store> store_;
   ControlPlaneOptions options_;
   std::map<std::string, Job> jobs_;
-  std::vector<std::string> job_order_;  // ids by submission
+  std::map<std::string, std::string> idempotency_keys_;  // key -> job id
+  std::vector<std::string> job_order_;                   // ids by submission
   std::map<TaskKey, store::TaskRecord> tasks_;
   std::set<TaskKey> active_tasks_;               // placed and not ended
   std::map<int64_t, std::string> pending_jobs_;  // by submission order
@@ -418,6 +455,8 @@ class ControlPlane {
   std::map<uint64_t, Launch> launches_;               // launches in flight, by call
   std::map<uint64_t, std::string> returns_;           // idle machines being returned, by call
   int64_t last_cloud_round_ms_ = 0;
+  int64_t last_tick_ms_ = 0;  // to see time the loop did not run
+  Status store_failure_ = Status::ok();
 };
 
 }  // namespace lepton::server

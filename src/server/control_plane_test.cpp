@@ -8,6 +8,7 @@
 
 #include "core/testing/mutate.h"
 #include "store/sqlite_store.h"
+#include "store/testing/faulty_store.h"
 
 namespace lepton::server {
 namespace {
@@ -153,24 +154,228 @@ TEST_F(ControlPlaneTest, FailuresRestartUpToMaxRestartsThenFail) {
   EXPECT_EQ(job(id)["reason"], "rank 0 exited with code 3");
 }
 
-TEST_F(ControlPlaneTest, LostNodesRescheduleWithoutUsingRestarts) {
+// Node timeout 1 s in these tests, so agents hold a lease of 2 s and a lost node's tasks move
+// after 2 s + the 20 s fence margin.
+constexpr int64_t kFenceMs = 22'000;
+
+// Advances the clock in heartbeat-sized steps, with `node` beating and the loop ticking.
+#define ADVANCE_WITH(node, ms)                       \
+  for (int64_t left = (ms); left > 0; left -= 500) { \
+    now_ += std::min<int64_t>(500, left);            \
+    beat(node);                                      \
+    tick();                                          \
+  }
+
+TEST_F(ControlPlaneTest, LostNodesRescheduleOnlyOnceTheirLeaseHasRunOut) {
   add_node("gpu-1", 4);
   std::string id = submit(kGpuJob);
   tick();
   json start = beat("gpu-1")["start"][0];
   beat("gpu-1", {report(start, "RUNNING")});
   add_node("gpu-2", 4);
-  now_ += 1500;  // gpu-1 misses heartbeats; gpu-2 keeps beating
-  beat("gpu-2");
-  tick();
+  // gpu-1 misses heartbeats; gpu-2 keeps beating. Lost (no new work) after the node timeout, but
+  // its task may still run there until its agent's lease has run out: it stays put.
+  ADVANCE_WITH("gpu-2", 1500);
+  EXPECT_FALSE(cp_->list_nodes(now_)[0]["ready"].get<bool>());
+  EXPECT_EQ(job(id)["state"], "RUNNING");
+  EXPECT_EQ(job(id)["tasks"][0]["attempt"], 0);
+  ADVANCE_WITH("gpu-2", kFenceMs - 1500);
   json j = job(id);
-  EXPECT_EQ(j["restarts"], 0);
+  EXPECT_EQ(j["restarts"], 0);  // a lost node is not the job's failure
   EXPECT_EQ(j["state"], "SCHEDULED");
   EXPECT_EQ(j["tasks"][0]["node"], "gpu-2");
   EXPECT_EQ(j["tasks"][0]["attempt"], 1);
   // gpu-1 comes back still running the old attempt: it is told to stop it.
   json reply = beat("gpu-1", {report(start, "RUNNING")});
   EXPECT_EQ(reply["stop"].size(), 1u);
+}
+
+TEST_F(ControlPlaneTest, ANodeBackWithinItsLeaseKeepsItsTasks) {
+  add_node("gpu-1", 4);
+  std::string id = submit(kGpuJob);
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  json first = beat("gpu-1", {report(start, "RUNNING")});
+  EXPECT_EQ(first["lease_ms"], 2000);  // agents are told their lease
+  for (int i = 0; i < 10; ++i) {       // 5 s of silence while the loop runs
+    now_ += 500;
+    tick();
+  }
+  EXPECT_FALSE(cp_->list_nodes(now_)[0]["ready"].get<bool>());
+  json reply = beat("gpu-1", {report(start, "RUNNING")});
+  EXPECT_TRUE(reply["stop"].empty());
+  EXPECT_TRUE(cp_->list_nodes(now_)[0]["ready"].get<bool>());
+  EXPECT_EQ(job(id)["state"], "RUNNING");
+  EXPECT_EQ(job(id)["tasks"][0]["attempt"], 0);
+}
+
+// A server stopped (SIGSTOP, a long pause) hears no heartbeats; that silence is its own, and no
+// node is lost for it.
+TEST_F(ControlPlaneTest, TimeTheLoopDidNotRunDoesNotCountAgainstNodes) {
+  add_node("gpu-1", 4);
+  std::string id = submit(kGpuJob);
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  beat("gpu-1", {report(start, "RUNNING")});
+  now_ += 50;
+  tick();
+  now_ += 60'000;  // no tick, no heartbeat: the loop did not run
+  tick();
+  EXPECT_TRUE(cp_->list_nodes(now_)[0]["ready"].get<bool>());
+  now_ += 500;
+  tick();
+  EXPECT_TRUE(cp_->list_nodes(now_)[0]["ready"].get<bool>());
+  EXPECT_EQ(job(id)["state"], "RUNNING");
+  EXPECT_EQ(job(id)["tasks"][0]["attempt"], 0);
+  // Silence after the loop runs again counts.
+  for (int i = 0; i < 4; ++i) {
+    now_ += 500;
+    tick();
+  }
+  EXPECT_FALSE(cp_->list_nodes(now_)[0]["ready"].get<bool>());
+}
+
+TEST_F(ControlPlaneTest, FencedTasksRestartWithoutUsingRestarts) {
+  add_node("gpu-1", 4);
+  std::string id = submit(R"({"name":"once","resources":{"cpus":1},"run":"true",
+                              "max_restarts":0})");
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  beat("gpu-1", {report(start, "RUNNING")});
+  beat("gpu-1", {report(start, "FENCED", 137)});
+  json j = job(id);
+  EXPECT_EQ(j["restarts"], 0);
+  EXPECT_NE(j["state"], "FAILED");
+  EXPECT_EQ(j["tasks"][0]["attempt"], 1);
+}
+
+// A commit that fails after memory changed (a full disk) stops the control plane: it answers
+// nothing more from memory the store does not have, and a restart finds the store as it was.
+TEST_F(ControlPlaneTest, AFailedCommitStopsTheControlPlaneAndARestartFindsTheStore) {
+  cp_.reset();
+  auto sqlite = store::open_sqlite_store((dir_ / "lepton.db").string());
+  ASSERT_TRUE(sqlite.is_ok());
+  auto faulty = std::make_unique<store::testing::FaultyStore>(std::move(*sqlite));
+  store::testing::FaultyStore* fault = faulty.get();
+  auto cp = ControlPlane::open(std::move(faulty),
+                               {.data_dir = dir_.string(), .node_timeout_ms = 1000}, now_);
+  ASSERT_TRUE(cp.is_ok());
+  cp_ = std::move(*cp);
+  add_node("gpu-1", 4);
+  std::string id = submit(kGpuJob);
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  beat("gpu-1", {report(start, "RUNNING")});
+  // The disk fills: the cancel cannot be stored.
+  fault->fail_from_commit(1);
+  auto cancel = cp_->cancel_job(id, now_);
+  EXPECT_EQ(cancel.status().code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(cp_->store_failure().is_ok());
+  // The disk has room again, but this control plane's memory is not the store's: a retry is
+  // refused rather than answered "CANCELLED" from memory, and so is everything else.
+  fault->heal();
+  EXPECT_EQ(cp_->cancel_job(id, now_).status().code(), StatusCode::kUnavailable);
+  EXPECT_FALSE(cp_->tick(now_).is_ok());
+  EXPECT_FALSE(cp_->heartbeat("gpu-1", "{}", now_).is_ok());
+  EXPECT_FALSE(cp_->submit_job(kGpuJob, now_).is_ok());
+  // Restarted from the store: the job still runs its first attempt, and the agent's report
+  // keeps it so; the cancel, retried, now holds.
+  open();
+  EXPECT_EQ(job(id)["state"], "RUNNING");
+  json reply = beat("gpu-1", {report(start, "RUNNING")});
+  EXPECT_TRUE(reply["stop"].empty());
+  EXPECT_TRUE(reply["start"].empty());
+  ASSERT_TRUE(cp_->cancel_job(id, now_).is_ok());
+  open();
+  EXPECT_EQ(job(id)["state"], "CANCELLED");
+}
+
+// A failed commit of a task's end: after the restart the end is learned again from the agent,
+// and the job is not run a second time.
+TEST_F(ControlPlaneTest, AnEndThatWasNotStoredIsLearnedAgainNotRunAgain) {
+  cp_.reset();
+  auto sqlite = store::open_sqlite_store((dir_ / "lepton.db").string());
+  ASSERT_TRUE(sqlite.is_ok());
+  auto faulty = std::make_unique<store::testing::FaultyStore>(std::move(*sqlite));
+  store::testing::FaultyStore* fault = faulty.get();
+  cp_ = std::move(*ControlPlane::open(std::move(faulty),
+                                      {.data_dir = dir_.string(), .node_timeout_ms = 1000}, now_));
+  add_node("gpu-1", 4);
+  std::string id = submit(kGpuJob);
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  beat("gpu-1", {report(start, "RUNNING")});
+  fault->fail_from_commit(1);
+  auto r = cp_->heartbeat("gpu-1", json{{"tasks", {report(start, "EXITED", 0)}}}.dump(), now_);
+  EXPECT_FALSE(r.is_ok());
+  open();
+  EXPECT_EQ(job(id)["state"], "RUNNING");
+  json reply = beat("gpu-1", {report(start, "EXITED", 0)});
+  EXPECT_TRUE(reply["start"].empty());
+  json j = job(id);
+  EXPECT_EQ(j["state"], "SUCCEEDED");
+  EXPECT_EQ(j["tasks"][0]["attempt"], 0);
+}
+
+// A heartbeat that changes nothing writes nothing: liveness lives in memory.
+TEST_F(ControlPlaneTest, QuietHeartbeatsWriteNothing) {
+  add_node("gpu-1", 4);
+  std::string id = submit(kGpuJob);
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  beat("gpu-1", {report(start, "RUNNING")});
+  tick();
+  const std::string before = cp_->metrics();
+  auto revision = [](const std::string& m) {
+    const std::string key = "lepton_store_revision ";
+    return m.substr(m.find(key) + key.size());
+  };
+  for (int i = 0; i < 20; ++i) {
+    now_ += 300;
+    beat("gpu-1", {report(start, "RUNNING")});
+  }
+  EXPECT_EQ(revision(cp_->metrics()), revision(before));
+}
+
+TEST_F(ControlPlaneTest, IdempotencyKeysGiveARetryTheFirstJob) {
+  bool replayed = true;
+  auto first = cp_->submit_job(kGpuJob, now_, "k-1", &replayed);
+  ASSERT_TRUE(first.is_ok());
+  EXPECT_FALSE(replayed);
+  auto again = cp_->submit_job(kGpuJob, now_, "k-1", &replayed);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_TRUE(replayed);
+  EXPECT_EQ((*again)["id"], (*first)["id"]);
+  EXPECT_EQ(cp_->submit_job(R"({"name":"other","run":"true"})", now_, "k-1").status().code(),
+            StatusCode::kConflict);
+  EXPECT_EQ(cp_->submit_job(kGpuJob, now_, "bad key").status().code(),
+            StatusCode::kInvalidArgument);
+  open();  // kept in the store
+  again = cp_->submit_job(kGpuJob, now_, "k-1", &replayed);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_TRUE(replayed);
+  EXPECT_EQ((*again)["id"], (*first)["id"]);
+  EXPECT_EQ(cp_->list_jobs().size(), 1u);
+}
+
+TEST_F(ControlPlaneTest, JobListsArePagedAndFiltered) {
+  for (int i = 0; i < 5; ++i) submit(kGpuJob);
+  ASSERT_TRUE(cp_->cancel_job("j-2", now_).is_ok());
+  std::string next;
+  json page = cp_->list_jobs({.limit = 2}, &next).value();
+  ASSERT_EQ(page.size(), 2u);
+  EXPECT_EQ(page[0]["id"], "j-1");
+  EXPECT_EQ(next, "j-2");
+  page = cp_->list_jobs({.limit = 2, .after = next}, &next).value();
+  EXPECT_EQ(page[0]["id"], "j-3");
+  page = cp_->list_jobs({.limit = 2, .after = next}, &next).value();
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(next, "");
+  page = cp_->list_jobs({.limit = 10, .newest_first = true, .state = "PENDING"}).value();
+  ASSERT_EQ(page.size(), 4u);
+  EXPECT_EQ(page[0]["id"], "j-5");
+  EXPECT_EQ(cp_->list_jobs({.state = "DANCING"}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(cp_->list_jobs({.after = "j-99"}).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST_F(ControlPlaneTest, FreedResourcesGoToPendingWorkInTheSameHeartbeat) {
@@ -239,7 +444,7 @@ TEST_F(ControlPlaneTest, MutatedAgentMessagesNeverThrow) {
   auto half =
       cp_->heartbeat("gpu-1", json{{"tasks", {report(start, "RUNNING"), bad_state}}}.dump(), now_);
   EXPECT_EQ(half.status().message(),
-            "tasks.state: expected RUNNING, EXITED or GONE, got 'DANCING'");
+            "tasks.state: expected RUNNING, EXITED, GONE or FENCED, got 'DANCING'");
   EXPECT_EQ(job(start["job_id"])["state"], "STARTING");
   json valid = {{"tasks", {report(start, "EXITED", 0)}},
                 {"logs",

@@ -1,9 +1,14 @@
 #include "server/server.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -65,10 +70,27 @@ Result<int64_t> query_int(const net::HttpRequest& req, const std::string& name, 
   return Status::invalid_argument(name + ": expected an integer, got '" + it->second + "'");
 }
 
+// The flock on DATA_DIR/lock, held while the server runs (the kernel drops it when the process
+// ends, however it ends).
+class DataDirLock {
+ public:
+  explicit DataDirLock(int fd) : fd_(fd) {}
+  DataDirLock(DataDirLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  DataDirLock& operator=(DataDirLock&&) = delete;
+  ~DataDirLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+ private:
+  int fd_;
+};
+
 class ServerImpl final : public Server {
  public:
-  ServerImpl(ServerOptions options, std::unique_ptr<ControlPlane> cp, std::string token)
-      : options_(std::move(options)),
+  ServerImpl(ServerOptions options, std::unique_ptr<ControlPlane> cp, std::string token,
+             DataDirLock lock)
+      : lock_(std::move(lock)),
+        options_(std::move(options)),
         cp_(std::move(cp)),
         token_(std::move(token)),
         work_(asio::make_work_guard(loop_)),
@@ -139,6 +161,7 @@ class ServerImpl final : public Server {
       const int64_t now = now_ms();
       if (router_) cp_->observe_gateway(*router_->snapshot(), now);
       if (Status s = cp_->tick(now); !s.is_ok()) {
+        stop_if_store_failed();
         std::fprintf(stderr, "lepton server: tick: %s\n", s.to_string().c_str());
       }
       if (router_) update_routes();
@@ -160,16 +183,30 @@ class ServerImpl final : public Server {
 
   // Runs `fn` on the control loop and answers with what it returns.
   void on_loop(net::Responder respond, std::function<net::HttpResponse()> fn) {
-    asio::post(loop_, [respond = std::move(respond), fn = std::move(fn)] {
+    asio::post(loop_, [this, respond = std::move(respond), fn = std::move(fn)] {
       // The control plane reports errors as values; an exception here is a bug, and it must not
       // take the control loop down with it.
       try {
-        respond(fn());
+        net::HttpResponse response = fn();
+        stop_if_store_failed();
+        respond(std::move(response));
       } catch (const std::exception& e) {
         std::fprintf(stderr, "lepton server: internal error: %s\n", e.what());
         respond(net::error_response(Status::internal(std::string("internal error: ") + e.what())));
       }
     });
+  }
+
+  // Fail-stop: once a commit has failed with memory ahead of the store, no answer may go out
+  // from that memory (a client would be told of a change a restart forgets). The process ends at
+  // once, as after kill -9, which lepton is built to survive: a restart rebuilds everything from
+  // the store, and tasks keep running meanwhile.
+  void stop_if_store_failed() {
+    const Status& failure = cp_->store_failure();
+    if (failure.is_ok()) return;
+    std::fprintf(stderr, "lepton server: stopping: %s\n", failure.message().c_str());
+    std::fflush(stderr);
+    std::_Exit(kStoreFailedExitCode);
   }
 
   // on_loop() for a call that changes deployments: the gateway gets the new routes before the
@@ -189,6 +226,12 @@ class ServerImpl final : public Server {
       return;
     }
     if (req.path == "/metrics") {
+      // Metrics name nodes, queues and jobs: the API token is needed, as a Prometheus scrape
+      // config gives with `authorization: {credentials_file: DATA_DIR/token}`.
+      if (!authorized(req)) {
+        respond(unauthorized());
+        return;
+      }
       on_loop(std::move(respond), [this] {
         return net::HttpResponse{
             .status = 200, .content_type = "text/plain; version=0.0.4", .body = cp_->metrics()};
@@ -215,10 +258,8 @@ class ServerImpl final : public Server {
       respond(net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
       return;
     }
-    if (req.header("authorization") != "Bearer " + token_) {
-      respond(net::error_response(
-          Status(StatusCode::kPermissionDenied,
-                 "authorization: expected 'Bearer TOKEN' with the token from " + token_path())));
+    if (!authorized(req)) {
+      respond(unauthorized());
       return;
     }
     const std::string& m = req.method;
@@ -231,11 +272,49 @@ class ServerImpl final : public Server {
     };
     if (kind == "jobs" && parts.size() == 3) {
       if (m == "POST") {
-        on_loop(std::move(respond), [this, body = std::move(req.body)] {
-          return to_response(cp_->submit_job(body, now_ms()), 201);
-        });
+        on_loop(std::move(respond),
+                [this, body = std::move(req.body), key = req.header("idempotency-key")] {
+                  bool replayed = false;
+                  auto job = cp_->submit_job(body, now_ms(), key, &replayed);
+                  net::HttpResponse r = to_response(job, replayed ? 200 : 201);
+                  if (replayed) r.headers["Idempotent-Replayed"] = "true";
+                  return r;
+                });
       } else if (m == "GET") {
-        on_loop(std::move(respond), [this] { return json_response(cp_->list_jobs()); });
+        ControlPlane::JobPage page;
+        auto limit = query_int(req, "limit", 1000);
+        if (!limit.is_ok()) {
+          respond(net::error_response(limit.status()));
+          return;
+        }
+        if (*limit < 1 || *limit > 10000) {
+          respond(net::error_response(Status::invalid_argument("limit: expected 1 to 10000, got " +
+                                                               std::to_string(*limit))));
+          return;
+        }
+        page.limit = static_cast<size_t>(*limit);
+        auto param = [&](const char* name) {
+          auto it = req.query.find(name);
+          return it == req.query.end() ? std::string() : it->second;
+        };
+        page.after = param("after");
+        page.state = param("state");
+        page.queue = param("queue");
+        const std::string order = param("order");
+        if (!order.empty() && order != "oldest" && order != "newest") {
+          respond(net::error_response(
+              Status::invalid_argument("order: expected oldest or newest, got '" + order + "'")));
+          return;
+        }
+        page.newest_first = order == "newest";
+        on_loop(std::move(respond), [this, page] {
+          std::string next;
+          auto jobs = cp_->list_jobs(page, &next);
+          net::HttpResponse r = to_response(jobs);
+          // The next page starts after this job (the query's `after`); absent on the last page.
+          if (!next.empty()) r.headers["X-Next-After"] = next;
+          return r;
+        });
       } else {
         method_not_allowed();
       }
@@ -390,6 +469,16 @@ class ServerImpl final : public Server {
     respond(net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
   }
 
+  bool authorized(const net::HttpRequest& req) const {
+    return net::token_equals(req.header("authorization"), "Bearer " + token_);
+  }
+  net::HttpResponse unauthorized() const {
+    return net::error_response(
+        Status(StatusCode::kPermissionDenied,
+               "authorization: expected 'Bearer TOKEN' with the token from " + token_path()));
+  }
+
+  DataDirLock lock_;  // first member: released last
   ServerOptions options_;
   std::unique_ptr<ControlPlane> cp_;
   std::string token_;
@@ -480,6 +569,66 @@ Result<std::string> load_or_create_token(const std::string& data_dir) {
   return token;
 }
 
+namespace {
+
+Result<int> lock_data_dir(const std::string& data_dir) {
+  const std::string path = data_dir + "/lock";
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return Status::invalid_argument("data dir " + data_dir + ": cannot open " + path + ": " +
+                                    std::strerror(errno));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    char holder[32] = {};
+    const ssize_t n = ::pread(fd, holder, sizeof holder - 1, 0);
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      std::string pid(holder, static_cast<size_t>(std::max<ssize_t>(0, n)));
+      while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+      return Status(StatusCode::kConflict,
+                    "data dir " + data_dir + ": in use by another lepton server" +
+                        (pid.empty() ? "" : " (pid " + pid + ")") +
+                        "; stop it first, or give this one another --data-dir");
+    }
+    return Status::internal("data dir " + data_dir + ": cannot lock " + path + ": " +
+                            std::strerror(err));
+  }
+  const std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // Only informative (the lock is the flock): a full disk must not stop a start.
+  }
+  return fd;
+}
+
+Status check_store_identity(const std::string& data_dir, const std::string& store_id) {
+  const std::string path = data_dir + "/store-id";
+  std::ifstream in(path);
+  std::string expected;
+  if (in && std::getline(in, expected)) {
+    if (expected == store_id) return Status::ok();
+    return Status(StatusCode::kConflict,
+                  "data dir " + data_dir + ": lepton.db is not the store this data dir was used " +
+                      "with (store " + store_id + ", expected " + expected + " from " + path +
+                      "): it was replaced, emptied or deleted. Restore it from "
+                      "a backup; or, to start anew, move the whole data dir aside (its logs "
+                      "belong to the old store's jobs, whose ids a new store would reuse)");
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << store_id << "\n";
+    if (!out) return Status(StatusCode::kUnavailable, tmp + ": cannot write the store id");
+  }
+  ::chmod(tmp.c_str(), 0600);
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) return Status(StatusCode::kUnavailable, path + ": " + ec.message());
+  return Status::ok();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   std::error_code ec;
   fs::create_directories(options.data_dir + "/logs", ec);
@@ -487,17 +636,30 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
     return Status::invalid_argument("data dir " + options.data_dir +
                                     ": cannot create: " + ec.message());
   }
+  // The store, the token and the jobs' logs are for this user alone.
+  for (const std::string& dir : {options.data_dir, options.data_dir + "/logs"}) {
+    if (::chmod(dir.c_str(), 0700) != 0) {
+      return Status::invalid_argument("data dir " + dir +
+                                      ": cannot make it private: " + std::strerror(errno));
+    }
+  }
   if (!sched::make_policy(options.control.policy, {}).is_ok()) {
     return sched::make_policy(options.control.policy, {}).status();
   }
+  // One server per data dir: two would both run every pending job.
+  auto lock = lock_data_dir(options.data_dir);
+  if (!lock.is_ok()) return lock.status();
+  DataDirLock held(*lock);
   auto token = load_or_create_token(options.data_dir);
   if (!token.is_ok()) return token.status();
   auto store = store::open_sqlite_store(options.data_dir + "/lepton.db");
   if (!store.is_ok()) return store.status();
+  LEPTON_RETURN_IF_ERROR(check_store_identity(options.data_dir, (*store)->store_id()));
   options.control.data_dir = options.data_dir;
   auto cp = ControlPlane::open(std::move(*store), options.control, now_ms());
   if (!cp.is_ok()) return cp.status();
-  auto server = std::make_unique<ServerImpl>(options, std::move(*cp), std::move(*token));
+  auto server =
+      std::make_unique<ServerImpl>(options, std::move(*cp), std::move(*token), std::move(held));
   LEPTON_RETURN_IF_ERROR(server->start_serving());
   return std::unique_ptr<Server>(std::move(server));
 }

@@ -29,6 +29,10 @@ struct ServerOptions {
   std::string advertise_url{};
 };
 
+// The exit status of a server that stopped because its store failed (a full disk, an I/O
+// error): memory had run ahead of the store, so it stops and a restart rebuilds from the store.
+inline constexpr int kStoreFailedExitCode = 75;
+
 class Server {
  public:
   // Opens (or creates) the store and the API token under data_dir, and starts serving.

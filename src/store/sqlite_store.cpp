@@ -1,10 +1,15 @@
 #include "store/sqlite_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
+#include <random>
 #include <utility>
 
 namespace lepton::store {
@@ -108,6 +113,12 @@ CREATE TABLE failed_pools (
   until_ms INTEGER NOT NULL
 ) WITHOUT ROWID, STRICT;
 )sql",
+    // 6: the store's identity (so a data dir can tell its own store from an emptied or swapped
+    // one) and the idempotency key a job was submitted with.
+    R"sql(
+ALTER TABLE meta ADD COLUMN store_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN idempotency_key TEXT NOT NULL DEFAULT '';
+)sql",
 };
 
 // The cached statements: prepared once at open, reset after each use.
@@ -146,10 +157,11 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "COMMIT",
     "ROLLBACK",
     "UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision",
-    "INSERT INTO jobs (id, name, spec_json, state, restarts, reason, created_ms, updated_ms) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-    "spec_json = excluded.spec_json, state = excluded.state, restarts = excluded.restarts, "
-    "reason = excluded.reason, created_ms = excluded.created_ms, updated_ms = excluded.updated_ms",
+    "INSERT INTO jobs (id, name, spec_json, state, restarts, reason, created_ms, updated_ms, "
+    "idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = "
+    "excluded.name, spec_json = excluded.spec_json, state = excluded.state, restarts = "
+    "excluded.restarts, reason = excluded.reason, created_ms = excluded.created_ms, updated_ms = "
+    "excluded.updated_ms, idempotency_key = excluded.idempotency_key",
     "INSERT INTO tasks (job_id, rank, attempt, node, gpu_mask, gpu_milli, state, exit_code, "
     "reason, updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (job_id, rank) DO "
     "UPDATE SET attempt = excluded.attempt, node = excluded.node, gpu_mask = excluded.gpu_mask, "
@@ -174,10 +186,10 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "INSERT INTO events (revision, time_ms, object, message) VALUES (?, ?, ?, ?)",
     "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = "
     "value + 1 RETURNING value",
-    "SELECT id, name, spec_json, state, restarts, reason, created_ms, updated_ms FROM jobs "
-    "ORDER BY created_ms, id",
-    "SELECT id, name, spec_json, state, restarts, reason, created_ms, updated_ms FROM jobs "
-    "WHERE id = ?",
+    "SELECT id, name, spec_json, state, restarts, reason, created_ms, updated_ms, idempotency_key "
+    "FROM jobs ORDER BY created_ms, id",
+    "SELECT id, name, spec_json, state, restarts, reason, created_ms, updated_ms, idempotency_key "
+    "FROM jobs WHERE id = ?",
     "SELECT job_id, rank, attempt, node, gpu_mask, gpu_milli, state, exit_code, reason, "
     "updated_ms FROM tasks WHERE job_id = ? ORDER BY rank",
     "SELECT job_id, rank, attempt, node, gpu_mask, gpu_milli, state, exit_code, reason, "
@@ -275,8 +287,9 @@ Status corrupt(std::string_view what) {
 
 class SqliteStore final : public Store {
  public:
-  SqliteStore(sqlite3* db, std::array<sqlite3_stmt*, kStmtCount> stmts, int64_t revision)
-      : db_(db), stmts_(stmts), revision_(revision) {}
+  SqliteStore(sqlite3* db, std::array<sqlite3_stmt*, kStmtCount> stmts, int64_t revision,
+              std::string store_id)
+      : db_(db), stmts_(stmts), revision_(revision), store_id_(std::move(store_id)) {}
   ~SqliteStore() override {
     for (sqlite3_stmt* s : stmts_) sqlite3_finalize(s);
     sqlite3_close(db_);
@@ -301,6 +314,7 @@ class SqliteStore final : public Store {
   }
 
   int64_t revision() const override { return revision_; }
+  const std::string& store_id() const override { return store_id_; }
 
   Result<int64_t> next_id(std::string_view counter) override {
     LEPTON_RETURN_IF_ERROR(run(kBegin, "next_id: begin"));
@@ -395,7 +409,7 @@ class SqliteStore final : public Store {
     for (const JobRecord& j : batch.jobs) {
       Use use(stmts_[kUpsertJob]);
       use.bind(j.id).bind(j.name).bind(j.spec_json).bind(j.state).bind(j.restarts);
-      use.bind(j.reason).bind(j.created_ms).bind(j.updated_ms);
+      use.bind(j.reason).bind(j.created_ms).bind(j.updated_ms).bind(j.idempotency_key);
       LEPTON_RETURN_IF_ERROR(done(use, "commit: job '" + j.id + "'"));
     }
     for (const TaskRecord& t : batch.tasks) {
@@ -494,6 +508,7 @@ class SqliteStore final : public Store {
     j.reason = use.text();
     j.created_ms = use.int64();
     j.updated_ms = use.int64();
+    j.idempotency_key = use.text();
     return Status::ok();
   }
 
@@ -561,6 +576,7 @@ class SqliteStore final : public Store {
   sqlite3* db_;
   std::array<sqlite3_stmt*, kStmtCount> stmts_;
   int64_t revision_;  // the committed revision; only this connection writes it
+  std::string store_id_;
 };
 
 // Owns a connection and its statements until they are handed to a SqliteStore.
@@ -606,11 +622,33 @@ Status newer_schema(const std::string& op, int64_t version) {
                           "); it was written by a newer lepton");
 }
 
+// 16 random bytes as 32 hex digits, from the system's random source.
+std::string random_id() {
+  std::random_device rd;
+  static const char* kHex = "0123456789abcdef";
+  std::string id;
+  for (int i = 0; i < 16; ++i) {
+    const unsigned v = rd();
+    id += kHex[(v >> 4) & 15];
+    id += kHex[v & 15];
+  }
+  return id;
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
   if (path.empty()) return Status::invalid_argument("open store: empty path");
   const std::string op = "open '" + path + "'";
+  if (path != ":memory:") {
+    // Created readable by its owner only; SQLite gives the -wal and -shm files the same mode.
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return Status(StatusCode::kUnavailable,
+                    "store " + op + ": cannot create or open: " + std::strerror(errno));
+    }
+    ::close(fd);
+  }
   Opening o;
   int rc =
       sqlite3_open_v2(path.c_str(), &o.db,
@@ -625,6 +663,15 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
   int64_t version = scalar(o.db, "PRAGMA user_version", rc);
   if (rc != SQLITE_OK) return sqlite_error(o.db, rc, op);
   if (version > kSqliteSchemaVersion) return newer_schema(op, version);
+  // A damaged file (a torn or zeroed page) is refused here, with what to do, instead of opening
+  // and then failing every write.
+  std::string check;
+  rc = exec(o.db, "PRAGMA quick_check(1)", &check);
+  if (rc != SQLITE_OK || check != "ok") {
+    return Status::internal("store " + op + ": the file is damaged (" +
+                            (rc != SQLITE_OK ? std::string(sqlite3_errmsg(o.db)) : check) +
+                            "); restore it from a backup, or move it aside to start anew");
+  }
 
   // WAL: readers do not block the writer, and a commit is one append to the log. The mode is
   // kept in the file; an in-memory database stays in "memory" mode.
@@ -686,8 +733,20 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
   }
   int64_t revision = scalar(o.db, "SELECT revision FROM meta WHERE id = 1", rc);
   if (rc != SQLITE_OK) return sqlite_error(o.db, rc, op + ": read revision");
+  std::string store_id;
+  rc = exec(o.db, "SELECT store_id FROM meta WHERE id = 1", &store_id);
+  if (rc != SQLITE_OK) return sqlite_error(o.db, rc, op + ": read store id");
+  if (store_id.empty()) {
+    // Given once, when the store is new or upgraded; a concurrent opener keeps the first one.
+    rc = exec(o.db, ("UPDATE meta SET store_id = '" + random_id() +
+                     "' WHERE id = 1 AND store_id = '' RETURNING store_id")
+                        .c_str());
+    if (rc == SQLITE_OK) rc = exec(o.db, "SELECT store_id FROM meta WHERE id = 1", &store_id);
+    if (rc != SQLITE_OK) return sqlite_error(o.db, rc, op + ": set store id");
+  }
 
-  auto store = std::make_unique<SqliteStore>(std::exchange(o.db, nullptr), o.stmts, revision);
+  auto store = std::make_unique<SqliteStore>(std::exchange(o.db, nullptr), o.stmts, revision,
+                                             std::move(store_id));
   o.stmts = {};
   return std::unique_ptr<Store>(std::move(store));
 }

@@ -13,7 +13,7 @@ namespace lepton::store {
 // The schema this build reads and writes, kept in the file's user_version. A file with an older
 // version is upgraded when opened (1: jobs, tasks, nodes, events, counters; 2: queues); a file
 // with a newer version (written by a newer lepton) is refused rather than misread.
-inline constexpr int kSqliteSchemaVersion = 5;
+inline constexpr int kSqliteSchemaVersion = 6;
 
 // Opens the store at `path`, creating the file and the schema when absent; ":memory:" gives a
 // private in-memory store (for tests). Fails, naming the path, when the file is not an SQLite

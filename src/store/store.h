@@ -28,6 +28,9 @@ struct JobRecord {
   std::string reason;  // why it waits or why it failed; may be empty
   int64_t created_ms = 0;
   int64_t updated_ms = 0;
+  // The client's Idempotency-Key of the submission (empty: none): a retry with the same key gets
+  // this job instead of a second one.
+  std::string idempotency_key{};
   bool operator==(const JobRecord&) const = default;
 };
 
@@ -132,6 +135,9 @@ class Store {
   virtual Result<int64_t> commit(const WriteBatch& batch) = 0;
   // The revision of the last commit (0 for a new store).
   virtual int64_t revision() const = 0;
+  // A random id given to the store when it was created, never changed: a data dir remembers it,
+  // so a store that was emptied or swapped is not mistaken for its own.
+  virtual const std::string& store_id() const = 0;
   // The next value of a named counter (1, 2, ...), durably: a value is never handed out twice,
   // even across restarts.
   virtual Result<int64_t> next_id(std::string_view counter) = 0;
