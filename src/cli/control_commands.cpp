@@ -337,6 +337,7 @@ struct ServeFlags {
   std::vector<std::string> pool_limits;
   std::string aws_config;
   std::string advertise_url;
+  std::vector<std::string> gateway_hosts;
 };
 
 void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
@@ -349,6 +350,10 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
                   "Port of the gateway to deployments (0: any free port, -1: no gateway)")
       ->capture_default_str()
       ->check(CLI::Range(-1, 65535));
+  cmd->add_option("--gateway-host", f.gateway_hosts,
+                  "Host name the gateway answers besides IP addresses and localhost, repeatable: "
+                  "D allows D and NAME.D (Host-based routing); other names get 421, so a web "
+                  "page cannot reach deployments by DNS rebinding");
   cmd->add_option("--policy", f.policy, "Scheduling policy")->capture_default_str();
   cmd->add_option("--node-timeout", f.node_timeout_s,
                   "Seconds without heartbeats before a node is lost")
@@ -473,6 +478,7 @@ std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
   o.address = f.address;
   o.port = static_cast<uint16_t>(f.port);
   o.gateway_port = f.gateway_port;
+  o.gateway.allowed_hosts = f.gateway_hosts;
   o.control.policy = f.policy;
   o.control.node_timeout_ms = int64_t{f.node_timeout_s} * 1000;
   o.control.preempt_grace_ms = static_cast<int64_t>(f.preempt_grace_s * 1000);

@@ -52,7 +52,7 @@ struct ControlPlaneOptions {
   // kill) have run out since its last heartbeat, so an attempt never runs beside the next one.
   // 0: twice node_timeout_ms.
   int64_t lease_ms = 0;
-  int64_t fence_margin_ms = 20'000;
+  int64_t fence_margin_ms = 10'000;
   std::string policy = "lepton";
   // How long a preempted task has between SIGTERM and SIGKILL; its resources stay held until
   // then (plus a margin for the agent to act).

@@ -155,8 +155,8 @@ TEST_F(ControlPlaneTest, FailuresRestartUpToMaxRestartsThenFail) {
 }
 
 // Node timeout 1 s in these tests, so agents hold a lease of 2 s and a lost node's tasks move
-// after 2 s + the 20 s fence margin.
-constexpr int64_t kFenceMs = 22'000;
+// after 2 s + the 10 s fence margin.
+constexpr int64_t kFenceMs = 12'000;
 
 // Advances the clock in heartbeat-sized steps, with `node` beating and the loop ticking.
 #define ADVANCE_WITH(node, ms)                       \

@@ -44,20 +44,6 @@ net::HttpResponse to_response(const Result<json>& r, int status = 200) {
   return json_response(r.value(), status);
 }
 
-// Splits "/api/v1/jobs/j-1/logs" into {"api", "v1", "jobs", "j-1", "logs"}.
-std::vector<std::string> split_path(const std::string& path) {
-  std::vector<std::string> parts;
-  size_t start = 1;
-  while (start <= path.size()) {
-    size_t slash = path.find('/', start);
-    std::string part = path.substr(start, slash == std::string::npos ? slash : slash - start);
-    if (!part.empty()) parts.push_back(part);
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
-  return parts;
-}
-
 Result<int64_t> query_int(const net::HttpRequest& req, const std::string& name, int64_t fallback) {
   auto it = req.query.find(name);
   if (it == req.query.end()) return fallback;
@@ -77,8 +63,9 @@ class DataDirLock {
   explicit DataDirLock(int fd) : fd_(fd) {}
   DataDirLock(DataDirLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
   DataDirLock& operator=(DataDirLock&&) = delete;
-  ~DataDirLock() {
-    if (fd_ >= 0) ::close(fd_);
+  ~DataDirLock() { release(); }
+  void release() {
+    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
   }
 
  private:
@@ -104,6 +91,8 @@ class ServerImpl final : public Server {
       gateway::GatewayOptions g = options_.gateway;
       g.address = options_.address;
       g.port = static_cast<uint16_t>(options_.gateway_port);
+      // Its metrics list every replica's address: the API token is needed to read them.
+      g.metrics_token = token_;
       auto gw = gateway::Gateway::start(g, router_);
       if (!gw.is_ok()) return gw.status();
       gateway_ = std::move(*gw);
@@ -112,10 +101,16 @@ class ServerImpl final : public Server {
     }
     // The API listens first (requests wait on the loop, which starts below), so its address is
     // known to the bootstrap script of rented machines.
-    auto http = net::HttpServer::start({.address = options_.address, .port = options_.port},
-                                       [this](net::HttpRequest req, net::Responder respond) {
-                                         handle(std::move(req), std::move(respond));
-                                       });
+    net::HttpServerOptions http_options{.address = options_.address, .port = options_.port};
+    // The token is checked on the request's head: a client without it cannot make the server
+    // read (and hold) a body.
+    http_options.check_head = [this](const net::HttpRequest& head) {
+      return needs_token(head) && !authorized(head) ? std::optional(unauthorized()) : std::nullopt;
+    };
+    auto http =
+        net::HttpServer::start(http_options, [this](net::HttpRequest req, net::Responder respond) {
+          handle(std::move(req), std::move(respond));
+        });
     if (!http.is_ok()) {
       stop();
       return http.status();
@@ -151,6 +146,7 @@ class ServerImpl final : public Server {
       std::fprintf(stderr, "lepton server: stopping the clouds: %s\n", s.to_string().c_str());
     }
     if (gateway_) gateway_->stop();
+    lock_.release();  // nothing of this server writes any more
   }
 
  private:
@@ -220,7 +216,9 @@ class ServerImpl final : public Server {
   }
 
   void handle(net::HttpRequest req, net::Responder respond) {
-    const auto parts = split_path(req.path);
+    // Routed on the decoded segments of the raw path, so "jobs%2Fj-1%2Fcancel" stays one
+    // segment and names no job.
+    const std::vector<std::string>& parts = req.segments;
     if (req.path == "/healthz") {
       respond({.status = 200, .content_type = "text/plain", .body = "ok\n"});
       return;
@@ -469,6 +467,11 @@ class ServerImpl final : public Server {
     respond(net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
   }
 
+  // Everything but the health check, the console's files and the API's description.
+  static bool needs_token(const net::HttpRequest& req) {
+    return req.path == "/metrics" ||
+           (req.path.starts_with("/api/") && req.path != "/api/v1/openapi.json");
+  }
   bool authorized(const net::HttpRequest& req) const {
     return net::token_equals(req.header("authorization"), "Bearer " + token_);
   }
@@ -646,6 +649,9 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   if (!sched::make_policy(options.control.policy, {}).is_ok()) {
     return sched::make_policy(options.control.policy, {}).status();
   }
+  // Connections are capped per port; a higher descriptor limit leaves the tasks' and the
+  // store's files room beside them.
+  net::raise_fd_limit();
   // One server per data dir: two would both run every pending job.
   auto lock = lock_data_dir(options.data_dir);
   if (!lock.is_ok()) return lock.status();

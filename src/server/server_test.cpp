@@ -108,7 +108,9 @@ TEST_F(ServerTest, OpenEndpoints) {
   EXPECT_EQ(root.content_type, "text/html; charset=utf-8");
   EXPECT_EQ(call("GET", "/nothing.js", "", false).status, 404);
   EXPECT_EQ(call("POST", "/console.js", "", false).status, 404);
-  auto metrics = call("GET", "/metrics", "", false);
+  // Metrics name nodes and jobs: they need the token.
+  EXPECT_EQ(call("GET", "/metrics", "", false).status, 401);
+  auto metrics = call("GET", "/metrics");
   EXPECT_NE(metrics.body.find("lepton_jobs{state=\"PENDING\"} 0"), std::string::npos);
   auto openapi = nlohmann::json::parse(call("GET", "/api/v1/openapi.json", "", false).body);
   EXPECT_EQ(openapi["openapi"], "3.0.3");
@@ -116,9 +118,100 @@ TEST_F(ServerTest, OpenEndpoints) {
   for (const char* path : {"/api/v1/plan", "/api/v1/instances", "/api/v1/cost"}) {
     EXPECT_TRUE(openapi["paths"].contains(path)) << path;
   }
-  // The token file is private.
-  auto perms = fs::status(dir_ / "token").permissions();
-  EXPECT_EQ(perms & (fs::perms::group_all | fs::perms::others_all), fs::perms::none);
+  // The data dir and everything in it are private.
+  for (const char* name : {"token", "", "logs", "lepton.db", "lepton.db-wal", "store-id"}) {
+    auto perms = fs::status(dir_ / name).permissions();
+    EXPECT_EQ(perms & (fs::perms::group_all | fs::perms::others_all), fs::perms::none) << name;
+  }
+}
+
+TEST_F(ServerTest, EncodedSlashesAndTokensInTheWrongPlaceRouteNowhere) {
+  auto created = call("POST", "/api/v1/jobs",
+                      R"({"name":"a","resources":{"cpus":1,"memory":1},"run":"true"})");
+  ASSERT_EQ(created.status, 201);
+  // "jobs%2Fj-1%2Fcancel" is one segment, not a cancel of j-1.
+  EXPECT_EQ(call("POST", "/api/v1/jobs%2Fj-1%2Fcancel").status, 404);
+  EXPECT_EQ(nlohmann::json::parse(call("GET", "/api/v1/jobs/j-1").body)["state"], "PENDING");
+  // A bad byte in the path is answered, not fatal.
+  EXPECT_EQ(call("GET", "/%ff", "", false).status, 404);
+  EXPECT_EQ(call("GET", "/api/v1/jobs/%ff").status, 404);
+  EXPECT_EQ(call("GET", "/healthz", "", false).status, 200);
+  // A wrong token of the right length is refused like any other.
+  auto wrong = net::http_request(url_, "GET", "/api/v1/jobs", "",
+                                 {.bearer_token = std::string(server_->token().size(), 'a')});
+  ASSERT_TRUE(wrong.is_ok());
+  EXPECT_EQ(wrong->status, 401);
+}
+
+TEST_F(ServerTest, JobListsArePaged) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(call("POST", "/api/v1/jobs",
+                   R"({"name":"a","resources":{"cpus":1,"memory":1},"run":"true"})")
+                  .status,
+              201);
+  }
+  auto page = call("GET", "/api/v1/jobs?limit=2");
+  EXPECT_EQ(nlohmann::json::parse(page.body).size(), 2u);
+  EXPECT_EQ(page.headers["X-Next-After"], "j-2");
+  page = call("GET", "/api/v1/jobs?limit=2&after=j-2");
+  EXPECT_EQ(nlohmann::json::parse(page.body).size(), 1u);
+  EXPECT_EQ(page.headers.count("X-Next-After"), 0u);
+  EXPECT_EQ(nlohmann::json::parse(call("GET", "/api/v1/jobs?order=newest").body)[0]["id"], "j-3");
+  EXPECT_EQ(call("GET", "/api/v1/jobs?limit=0").status, 400);
+  EXPECT_EQ(call("GET", "/api/v1/jobs?state=NOPE").status, 400);
+}
+
+TEST_F(ServerTest, OneServerPerDataDir) {
+  ServerOptions o;
+  o.data_dir = dir_.string();
+  o.port = 0;
+  auto second = Server::start(o);
+  ASSERT_FALSE(second.is_ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kConflict);
+  EXPECT_NE(second.status().message().find("in use by another lepton server"), std::string::npos)
+      << second.status().message();
+}
+
+// A store that was emptied (or swapped for another) would reuse job ids, and new jobs would find
+// the old jobs' logs: it is refused, saying why.
+TEST_F(ServerTest, AnEmptiedStoreIsRefused) {
+  server_.reset();
+  fs::remove(dir_ / "lepton.db");
+  fs::remove(dir_ / "lepton.db-wal");
+  fs::remove(dir_ / "lepton.db-shm");
+  ServerOptions o;
+  o.data_dir = dir_.string();
+  o.port = 0;
+  auto again = Server::start(o);
+  ASSERT_FALSE(again.is_ok());
+  EXPECT_NE(again.status().message().find("is not the store this data dir was used with"),
+            std::string::npos)
+      << again.status().message();
+}
+
+// A store whose pages were damaged is refused at the start with what to do, not opened to fail
+// every write later.
+TEST_F(ServerTest, ADamagedStoreIsRefusedAtTheStart) {
+  call("POST", "/api/v1/jobs", R"({"name":"a","resources":{"cpus":1,"memory":1},"run":"true"})");
+  server_.reset();
+  const fs::path db = dir_ / "lepton.db";
+  fs::remove(dir_ / "lepton.db-wal");  // checkpointed at close
+  const auto size = fs::file_size(db);
+  ASSERT_GE(size, 8192u);
+  {
+    // Zero the last page, as a torn write would leave it.
+    std::fstream f(db, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(size - 4096));
+    const std::string zeros(4096, '\0');
+    f.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+  }
+  ServerOptions o;
+  o.data_dir = dir_.string();
+  o.port = 0;
+  auto again = Server::start(o);
+  ASSERT_FALSE(again.is_ok());
+  EXPECT_NE(again.status().message().find("damaged"), std::string::npos)
+      << again.status().message();
 }
 
 TEST_F(ServerTest, ApiNeedsTheTokenAndAnswersErrorsAsJson) {
