@@ -48,6 +48,13 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::open(std::unique_ptr<store::
                                                          ControlPlaneOptions options,
                                                          int64_t now_ms) {
   std::unique_ptr<ControlPlane> cp(new ControlPlane(std::move(store), std::move(options)));
+  auto logs = TaskLogs::open({.dir = cp->options_.data_dir + "/logs",
+                              .head_bytes = cp->options_.log_head_bytes,
+                              .tail_bytes = cp->options_.log_tail_bytes,
+                              .queue_bytes = 64 << 20,
+                              .before_write = {}});
+  if (!logs.is_ok()) return logs.status();
+  cp->logs_ = std::move(*logs);
   LEPTON_RETURN_IF_ERROR(cp->load(now_ms));
   return cp;
 }
@@ -391,11 +398,6 @@ Result<json> ControlPlane::cancel_job(const std::string& id, int64_t now_ms) {
   return job_json(job);
 }
 
-std::string ControlPlane::log_path(const std::string& job, int rank, int attempt) const {
-  return options_.data_dir + "/logs/" + job + "/" + std::to_string(rank) + "." +
-         std::to_string(attempt) + ".log";
-}
-
 Result<json> ControlPlane::job_logs(const std::string& id, int rank, int64_t offset,
                                     size_t max_bytes) const {
   auto it = jobs_.find(id);
@@ -406,17 +408,16 @@ Result<json> ControlPlane::job_logs(const std::string& id, int rank, int64_t off
   }
   if (offset < 0) return Status::invalid_argument("offset: expected a value >= 0");
   const store::TaskRecord& t = task->second;
-  std::string data;
-  std::ifstream in(log_path(id, rank, t.attempt), std::ios::binary);
-  if (in) {
-    in.seekg(offset);
-    data.resize(max_bytes);
-    in.read(data.data(), static_cast<std::streamsize>(max_bytes));
-    data.resize(static_cast<size_t>(std::max<std::streamsize>(0, in.gcount())));
-  }
-  const bool done = is_terminal(it->second.record.state) && data.empty();
-  return json{{"data", data},
-              {"next_offset", offset + static_cast<int64_t>(data.size())},
+  auto read = logs_->read({id, rank, t.attempt}, offset, max_bytes);
+  if (!read.is_ok()) return read.status();
+  // Done: the job ended and every byte its agent reported has arrived (after a restart, which
+  // forgets how many were reported, once nothing more is stored).
+  auto expected = expected_log_.find({id, rank});
+  const bool all_arrived =
+      expected == expected_log_.end() || logs_->accepted({id, rank, t.attempt}) >= expected->second;
+  const bool done = is_terminal(it->second.record.state) && read->data.empty() && all_arrived;
+  return json{{"data", std::move(read->data)},
+              {"next_offset", read->next_offset},
               {"attempt", t.attempt},
               {"done", done}};
 }
@@ -652,16 +653,12 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
     event(batch, now_ms, "node/" + node_name, "back");
     batch.nodes.push_back(node.record);
   }
-  // Log chunks first, so a task's last output is stored before its end is recorded.
+  // Log chunks are queued to the log writer (its own thread: no disk I/O on the loop). A resend
+  // or a gap is dropped; the reply says where to resume.
   for (const LogChunk& c : logs) {
     auto t = tasks_.find({c.job_id, c.rank});
     if (t == tasks_.end() || t->second.node != node_name) continue;
-    const std::string path = log_path(c.job_id, c.rank, c.attempt);
-    std::error_code ec;
-    fs::create_directories(fs::path(path).parent_path(), ec);
-    const int64_t size = fs::exists(path, ec) ? static_cast<int64_t>(fs::file_size(path, ec)) : 0;
-    if (c.offset != size) continue;  // a resend or a gap; the reply says where to resume
-    std::ofstream(path, std::ios::binary | std::ios::app) << c.data;
+    logs_->append({c.job_id, c.rank, c.attempt}, c.offset, c.data);
   }
   json stop = json::array();
   json log_offsets = json::array();
@@ -673,6 +670,20 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
                          t->second.attempt == r.attempt && t->second.node == node_name &&
                          !is_terminal(t->second.state) && t->second.state != JobState::kPending;
     const json key = {{"job_id", r.job_id}, {"rank", r.rank}, {"attempt", r.attempt}};
+    // A task that ended (its end is recorded as soon as its process ends) keeps shipping the rest
+    // of its output: the agent is told where to resume instead of being told to forget it.
+    const bool ended_with_output_left =
+        !current && r.state != "RUNNING" && t != tasks_.end() && t->second.attempt == r.attempt &&
+        t->second.node == node_name && is_terminal(t->second.state) &&
+        logs_->resume_offset({r.job_id, r.rank, r.attempt}, r.log_size) < r.log_size;
+    if (ended_with_output_left) {
+      json offset = key;
+      offset["offset"] = logs_->resume_offset({r.job_id, r.rank, r.attempt}, r.log_size);
+      log_offsets.push_back(offset);
+      expected_log_[{r.job_id, r.rank}] = r.log_size;
+      reported.insert({r.job_id, r.rank});
+      continue;
+    }
     if (!current) {
       json entry = key;  // stale, cancelled or unknown: the agent stops and forgets it
       auto st = stopping_.find({r.job_id, r.rank});
@@ -684,11 +695,8 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
       continue;
     }
     reported.insert({r.job_id, r.rank});
-    std::error_code ec;
-    const std::string path = log_path(r.job_id, r.rank, r.attempt);
-    const int64_t stored = fs::exists(path, ec) ? static_cast<int64_t>(fs::file_size(path, ec)) : 0;
     json offset = key;
-    offset["offset"] = stored;
+    offset["offset"] = logs_->resume_offset({r.job_id, r.rank, r.attempt}, r.log_size);
     log_offsets.push_back(offset);
     store::TaskRecord& task = t->second;
     if (r.state == "RUNNING") {
@@ -700,8 +708,8 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
       }
       continue;
     }
-    // EXITED or GONE: wait for the rest of the log before recording the end.
-    if (r.log_size > stored) continue;
+    // EXITED, GONE or FENCED: the end is recorded now; output still to come ships after it.
+    expected_log_[{r.job_id, r.rank}] = r.log_size;
     task.exit_code = r.state == "GONE" ? -1 : r.exit_code;
     task.updated_ms = now_ms;
     if (r.state == "FENCED") {

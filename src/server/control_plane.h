@@ -29,6 +29,7 @@
 #include "server/autoscaler.h"
 #include "server/provider_calls.h"
 #include "server/provisioning.h"
+#include "server/task_logs.h"
 #include "store/store.h"
 
 namespace lepton::server {
@@ -43,7 +44,10 @@ struct PoolLimit {
 };
 
 struct ControlPlaneOptions {
-  std::string data_dir;             // job logs are kept under DATA_DIR/logs
+  std::string data_dir;  // job logs are kept under DATA_DIR/logs
+  // Of each task's output, the first and the last this many bytes are kept (server/task_logs.h).
+  int64_t log_head_bytes = 16 << 20;
+  int64_t log_tail_bytes = 16 << 20;
   int64_t node_timeout_ms = 10000;  // a node missing heartbeats this long is lost (no new work)
   int heartbeat_interval_ms = 300;  // what agents are told to use
   // Fencing (docs/control-plane.md, "Faults"): an agent that has not heard from the server for
@@ -412,7 +416,6 @@ class ControlPlane {
   json job_json(const Job& job) const;
   // Why a job waits: its stored reason, then the cloud autoscaler's note.
   static std::string reason_of(const Job& job);
-  std::string log_path(const std::string& job, int rank, int attempt) const;
   void event(store::WriteBatch& batch, int64_t now_ms, std::string object, std::string message);
   // Every change of a task or job goes through these: they queue the record for the store and
   // keep the indexes below up to date.
@@ -421,6 +424,8 @@ class ControlPlane {
 
   std::unique_ptr<store::Store> store_;
   ControlPlaneOptions options_;
+  std::unique_ptr<TaskLogs> logs_;
+  std::map<TaskKey, int64_t> expected_log_;  // a task's output size when its agent saw it end
   std::map<std::string, Job> jobs_;
   std::map<std::string, std::string> idempotency_keys_;  // key -> job id
   std::vector<std::string> job_order_;                   // ids by submission
