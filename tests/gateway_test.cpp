@@ -38,7 +38,8 @@ class Gateway : public testing::Test {
         {"empty", json::array()}}.dump();
     gateway_ = std::make_unique<Process>(
         std::vector<std::string>{LEPTON_BINARY, "gateway", "--port", std::to_string(gw_port_),
-                                 "--routes", (dir_ / "routes.json").string(), "--threads", "2"},
+                                 "--routes", (dir_ / "routes.json").string(), "--threads", "2",
+                                 "--allowed-host", "models.example.com"},
         (dir_ / "gateway.log").string());
     ASSERT_TRUE(
         wait_until([&] { return request(gw_port_, "GET", "/-/healthz").status == 200; }, 10s))

@@ -1,7 +1,10 @@
 #include "cli/client.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
+#include <random>
+#include <thread>
 #include <utility>
 
 #include "cli/cli.h"
@@ -91,6 +94,51 @@ json Api::call_feature(const std::string& feature, const std::string& method,
   json j = reply.parsed();
   if (!j.is_object() && !j.is_array()) fail("the server sent a response that is not JSON");
   return j;
+}
+
+json Api::submit_job(const std::string& body) {
+  // A key no other submission has: 16 random bytes.
+  std::random_device rd;
+  static const char* kHex = "0123456789abcdef";
+  std::string key = "cli-";
+  for (int i = 0; i < 16; ++i) {
+    const unsigned v = rd();
+    key += kHex[(v >> 4) & 15];
+    key += kHex[v & 15];
+  }
+  constexpr int kTries = 4;
+  for (int attempt = 1;; ++attempt) {
+    auto r = net::http_request(url_, "POST", "/api/v1/jobs", body,
+                               {.bearer_token = token_, .headers = {{"Idempotency-Key", key}}});
+    // Lost answers and a server that stopped or is starting again: the same key once more.
+    const bool retry = !r.is_ok() || r->status == 502 || r->status == 503;
+    if (retry && attempt < kTries) {
+      std::this_thread::sleep_for(std::chrono::seconds(attempt));
+      continue;
+    }
+    if (!r.is_ok()) fail(r.status().message() + " (is `lepton up` running?)");
+    Reply reply{.status = r->status, .text = std::move(r->body)};
+    if (reply.status >= 400) fail_with(reply);
+    json j = reply.parsed();
+    if (!j.is_object()) fail("the server sent a response that is not a JSON object");
+    return j;
+  }
+}
+
+json Api::list_jobs(const std::string& query) {
+  constexpr int kPage = 1000;
+  json all = json::array();
+  std::string after;
+  while (true) {
+    std::string target = "/api/v1/jobs?limit=" + std::to_string(kPage);
+    if (!query.empty()) target += "&" + query;
+    if (!after.empty()) target += "&after=" + net::url_encode(after);
+    json page = list(target);
+    for (json& j : page) all.push_back(std::move(j));
+    if (page.size() < static_cast<size_t>(kPage)) return all;
+    after = all.back().value("id", "");
+    if (after.empty()) return all;
+  }
 }
 
 json Api::list(const std::string& target) {

@@ -45,6 +45,14 @@ class Api {
   };
   Reply send(const std::string& method, const std::string& target, const std::string& body = "");
 
+  // POST `body` (a job spec) to /api/v1/jobs with an Idempotency-Key, tried again with the same
+  // key when the answer is lost (the server unreachable, or restarting): the job is submitted
+  // once whatever happened to the earlier tries. Returns the job; ends the command on an error.
+  nlohmann::json submit_job(const std::string& body);
+
+  // Every job the listing `query` ("state=RUNNING&...", or "") selects, page by page.
+  nlohmann::json list_jobs(const std::string& query);
+
   // send(), then the JSON body of a success; ends the command with the server's message for an
   // error (exit 2 for 4xx, 1 otherwise) or a body that is not JSON.
   nlohmann::json call(const std::string& method, const std::string& target,

@@ -111,11 +111,23 @@ std::string follow_job_logs(Api& api, const std::string& id, int rank) {
 
 void print_job_logs(Api& api, const std::string& id, int rank) {
   int64_t offset = 0;
+  // A job's output ships after its end: for an ended job, what is still on its way is waited
+  // for (while it keeps arriving); for a running one, what has arrived is printed.
+  constexpr auto kStalled = std::chrono::seconds(30);
+  auto last_progress = std::chrono::steady_clock::now();
   while (true) {
     json r = api.call("GET", "/api/v1/jobs/" + id + "/logs?rank=" + std::to_string(rank) +
                                  "&offset=" + std::to_string(offset));
     const std::string data = r.value("data", "");
-    if (data.empty()) break;
+    if (data.empty()) {
+      if (!r.value("ended", false) || r.value("done", true) ||
+          std::chrono::steady_clock::now() - last_progress > kStalled) {
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
+    last_progress = std::chrono::steady_clock::now();
     std::fwrite(data.data(), 1, data.size(), stdout);
     offset = r.value("next_offset", offset);
   }
@@ -198,7 +210,7 @@ void register_job_commands(CLI::App& app) {
     if (!spec.is_ok()) fail(spec.status().message(), 2);
     Api api(run->client);
     if (run->plan && !show_plan(api, *spec, run->yes)) return;
-    json j = api.call("POST", "/api/v1/jobs", spec::job_spec_to_json(*spec));
+    json j = api.submit_job(spec::job_spec_to_json(*spec));
     const std::string id = j.value("id", "");
     std::printf("%s\n", id.c_str());
     std::fflush(stdout);
@@ -215,13 +227,24 @@ void register_job_commands(CLI::App& app) {
     }
   });
 
-  auto ls = std::make_shared<ClientFlags>();
+  struct LsFlags {
+    ClientFlags client;
+    std::string state, queue;
+  };
+  auto ls = std::make_shared<LsFlags>();
   CLI::App* ls_cmd = job->add_subcommand("ls", "List jobs");
-  add_client_flags(ls_cmd, *ls);
-  ls_cmd->add_flag("--json", ls->json, "Print a JSON array");
+  add_client_flags(ls_cmd, ls->client);
+  ls_cmd->add_flag("--json", ls->client.json, "Print a JSON array");
+  ls_cmd->add_option("--state", ls->state,
+                     "Only jobs in this state (PENDING, RUNNING, SUCCEEDED, FAILED, ...)");
+  ls_cmd->add_option("--queue", ls->queue, "Only jobs of this queue");
   ls_cmd->callback([ls] {
-    json jobs = Api(*ls).list("/api/v1/jobs");
-    if (ls->json) {
+    std::string query;
+    if (!ls->state.empty()) query += "state=" + net::url_encode(ls->state);
+    if (!ls->queue.empty())
+      query += (query.empty() ? "" : "&") + ("queue=" + net::url_encode(ls->queue));
+    json jobs = Api(ls->client).list_jobs(query);
+    if (ls->client.json) {
       std::cout << spec::to_json_text(jobs) << "\n";
       return;
     }

@@ -6,10 +6,12 @@
 #include <iostream>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "cli/cli.h"
 #include "gateway/gateway.h"
 #include "gateway/routing.h"
+#include "sim/csv.h"
 
 namespace lepton::cli {
 namespace {
@@ -23,6 +25,8 @@ struct GatewayFlags {
   int first_byte_timeout_s = 60;
   int down_for_ms = 5000;
   int max_attempts = 3;
+  std::vector<std::string> allowed_hosts;
+  std::string metrics_token_file;
 };
 
 void run_gateway(const GatewayFlags& flags) {
@@ -51,6 +55,21 @@ void run_gateway(const GatewayFlags& flags) {
       .down_for = std::chrono::milliseconds(flags.down_for_ms),
       .max_attempts = flags.max_attempts,
   };
+  options.allowed_hosts = flags.allowed_hosts;
+  if (!flags.metrics_token_file.empty()) {
+    auto token = sim::read_file(flags.metrics_token_file);
+    if (!token.is_ok())
+      fail(Status::invalid_argument("--metrics-token-file: " + token.status().message()));
+    options.metrics_token = *token;
+    while (!options.metrics_token.empty() &&
+           (options.metrics_token.back() == '\n' || options.metrics_token.back() == ' ')) {
+      options.metrics_token.pop_back();
+    }
+    if (options.metrics_token.empty()) {
+      fail(Status::invalid_argument("--metrics-token-file " + flags.metrics_token_file +
+                                    ": the file is empty"));
+    }
+  }
   auto gw = gateway::Gateway::start(options, router);
   if (!gw.is_ok()) fail(gw.status());
   std::cout << "gateway listening on http://" << flags.address << ":" << (*gw)->port()
@@ -97,6 +116,13 @@ void register_gateway_command(CLI::App& app) {
   cmd->add_option("--max-attempts", flags->max_attempts,
                   "Replicas tried for one request before the first byte")
       ->check(CLI::Range(1, 16));
+  cmd->add_option("--allowed-host", flags->allowed_hosts,
+                  "Host name answered besides IP addresses and localhost, repeatable: D allows D "
+                  "and NAME.D (Host-based routing); other names get 421, so a web page cannot "
+                  "reach deployments by DNS rebinding");
+  cmd->add_option("--metrics-token-file", flags->metrics_token_file,
+                  "File with the token /-/metrics needs (Authorization: Bearer TOKEN); without "
+                  "it, /-/metrics is open");
   cmd->callback([flags] { run_gateway(*flags); });
 }
 

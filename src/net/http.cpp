@@ -699,6 +699,7 @@ Result<HttpResponse> http_request_or_throw(const Url& url, std::string_view meth
   req.target(std::string(target));
   req.set(bhttp::field::host, url.host);
   req.set(bhttp::field::user_agent, "lepton");
+  for (const auto& [name, value] : options.headers) req.set(name, value);
   if (!options.bearer_token.empty()) {
     req.set(bhttp::field::authorization, "Bearer " + options.bearer_token);
   }

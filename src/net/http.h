@@ -105,6 +105,7 @@ struct Url {
 struct HttpClientOptions {
   std::chrono::milliseconds timeout{10000};
   std::string bearer_token{};  // sent as "Authorization: Bearer ..." when not empty
+  std::map<std::string, std::string> headers{};  // more request headers, by name
 };
 
 // One request on a fresh connection; blocking. Transport failures are kUnavailable, and so is

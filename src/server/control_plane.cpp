@@ -419,6 +419,7 @@ Result<json> ControlPlane::job_logs(const std::string& id, int rank, int64_t off
   return json{{"data", std::move(read->data)},
               {"next_offset", read->next_offset},
               {"attempt", t.attempt},
+              {"ended", is_terminal(it->second.record.state)},
               {"done", done}};
 }
 

@@ -110,7 +110,8 @@ class ControlPlane {
   // offers, first choice first, each with "machines" and "total_per_hour"}.
   Result<json> plan_job(const std::string& body, int64_t now_ms) const;
   // Logs of one task's latest attempt from byte `offset`: {"data", "next_offset", "attempt",
-  // "done"} ("done": the task has ended and every byte has arrived).
+  // "ended", "done"} ("ended": the job has ended; "done": and every byte of its output has
+  // arrived, which may be later: output ships after the end).
   Result<json> job_logs(const std::string& id, int rank, int64_t offset, size_t max_bytes) const;
   json list_nodes(int64_t now_ms) const;
   // Queues (bodies: spec/queue_json.h). A queue object adds "fair_share", "in_use", "pending",
