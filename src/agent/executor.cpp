@@ -389,7 +389,7 @@ std::string make_task_cgroup(const std::string& dir) {
     return "";
   }
   const std::string parent = mount + *own + "lepton-tasks";
-  const std::string path = parent + "/" + cgroup_leaf(dir);
+  std::string path = parent + "/" + cgroup_leaf(dir);
   if ((mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST) ||
       (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) ||
       access((path + "/cgroup.procs").c_str(), W_OK) != 0) {

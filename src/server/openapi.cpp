@@ -19,6 +19,13 @@ std::string openapi_document() {
     for (auto& [k, v] : extra.items()) o[k] = v;
     return o;
   };
+  auto query = [](const char* name, const char* type, const char* what) {
+    return json{{"name", name},
+                {"in", "query"},
+                {"required", false},
+                {"description", what},
+                {"schema", {{"type", type}}}};
+  };
   const json id_param = {
       {"name", "id"}, {"in", "path"}, {"required", true}, {"schema", {{"type", "string"}}}};
   const json name_param = {
@@ -76,11 +83,24 @@ std::string openapi_document() {
       {"security", {{{"bearer", json::array()}}}},
       {"paths",
        {{"/healthz", {{"get", op("liveness", "200", {{"security", json::array()}})}}},
-        {"/metrics", {{"get", op("Prometheus metrics", "200", {{"security", json::array()}})}}},
+        {"/metrics", {{"get", op("Prometheus metrics (the API token is needed)", "200")}}},
         {"/api/v1/jobs",
-         {{"get", op("list jobs", "200")},
-          {"post", op("submit a job", "201",
-                      {{"requestBody",
+         {{"get", op("a page of jobs; X-Next-After names the last job of a full page", "200",
+                     {{"parameters",
+                       {query("limit", "integer", "jobs in the page, 1 to 10000 (1000)"),
+                        query("after", "string", "the page starts after this job"),
+                        query("order", "string", "oldest (the default) or newest first"),
+                        query("state", "string", "only jobs in this state"),
+                        query("queue", "string", "only jobs of this queue")}}})},
+          {"post", op("submit a job; a repeat with the same Idempotency-Key gets the first job "
+                      "(200)",
+                      "201",
+                      {{"parameters",
+                        {{{"name", "Idempotency-Key"},
+                          {"in", "header"},
+                          {"required", false},
+                          {"schema", {{"type", "string"}}}}}},
+                       {"requestBody",
                         {{"required", true},
                          {"content",
                           {{"application/json",
