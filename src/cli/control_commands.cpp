@@ -361,6 +361,8 @@ struct ServeFlags {
   std::string aws_config;
   std::string advertise_url;
   std::vector<std::string> gateway_hosts;
+  double log_retention_days = 0;
+  int log_keep_mib = 16;
 };
 
 void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
@@ -377,6 +379,14 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
                   "Host name the gateway answers besides IP addresses and localhost, repeatable: "
                   "D allows D and NAME.D (Host-based routing); other names get 421, so a web "
                   "page cannot reach deployments by DNS rebinding");
+  cmd->add_option("--log-retention-days", f.log_retention_days,
+                  "Remove the logs of jobs that ended this many days ago (0: keep them)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 36500.0));
+  cmd->add_option("--log-keep", f.log_keep_mib,
+                  "MiB of each task's output kept from its start, and as many from its end")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 65536));
   cmd->add_option("--policy", f.policy, "Scheduling policy")->capture_default_str();
   cmd->add_option("--node-timeout", f.node_timeout_s,
                   "Seconds without heartbeats before a node is lost")
@@ -502,6 +512,8 @@ std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
   o.port = static_cast<uint16_t>(f.port);
   o.gateway_port = f.gateway_port;
   o.gateway.allowed_hosts = f.gateway_hosts;
+  o.control.log_retention_ms = static_cast<int64_t>(f.log_retention_days * 86'400'000);
+  o.control.log_head_bytes = o.control.log_tail_bytes = int64_t{f.log_keep_mib} << 20;
   o.control.policy = f.policy;
   o.control.node_timeout_ms = int64_t{f.node_timeout_s} * 1000;
   o.control.preempt_grace_ms = static_cast<int64_t>(f.preempt_grace_s * 1000);

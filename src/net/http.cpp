@@ -161,18 +161,18 @@ struct Connections {
 class Session : public std::enable_shared_from_this<Session>, public IdleLink {
  public:
   Session(tcp::socket socket, const Handler& handler, const HttpServerOptions& options,
-          Connections& connections)
+          std::shared_ptr<Connections> connections)
       : stream_(std::move(socket)),
         handler_(handler),
         options_(options),
-        connections_(connections) {
-    std::lock_guard lock(connections_.mu);
-    ++connections_.open;
+        connections_(std::move(connections)) {
+    std::lock_guard lock(connections_->mu);
+    ++connections_->open;
   }
   ~Session() {
-    std::lock_guard lock(connections_.mu);
+    std::lock_guard lock(connections_->mu);
     if (linked()) unlink();
-    --connections_.open;
+    --connections_->open;
   }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -197,13 +197,13 @@ class Session : public std::enable_shared_from_this<Session>, public IdleLink {
 
   void wait_for_request() {
     waiting_ = true;
-    std::lock_guard lock(connections_.mu);
-    link_before(connections_.idle);
+    std::lock_guard lock(connections_->mu);
+    link_before(connections_->idle);
   }
 
   void busy() {
     waiting_ = false;
-    std::lock_guard lock(connections_.mu);
+    std::lock_guard lock(connections_->mu);
     if (linked()) unlink();
   }
 
@@ -371,9 +371,11 @@ class Session : public std::enable_shared_from_this<Session>, public IdleLink {
   std::string remote_address_;
   const Handler& handler_;
   const HttpServerOptions& options_;
-  Connections& connections_;
+  // Shared: a session can outlive its server (a responder kept by the handler's owner past the
+  // server's end), and its destructor still takes itself off the lists.
+  std::shared_ptr<Connections> connections_;
   bool keep_alive_ = true;
-  bool waiting_ = false;  // on the strand; the idle list itself is under connections_.mu
+  bool waiting_ = false;  // on the strand; the idle list itself is under connections_->mu
   size_t drained_ = 0;
 };
 
@@ -472,9 +474,9 @@ class BeastServer final : public HttpServer {
     auto session = std::make_shared<Session>(std::move(s), handler_, options_, connections_);
     std::shared_ptr<Session> victim;
     {
-      std::lock_guard lock(connections_.mu);
-      if (connections_.open > options_.max_connections) {
-        victim = connections_.take_oldest_idle();
+      std::lock_guard lock(connections_->mu);
+      if (connections_->open > options_.max_connections) {
+        victim = connections_->take_oldest_idle();
         if (!victim) return;  // `session` closes with its last reference
       }
     }
@@ -488,8 +490,8 @@ class BeastServer final : public HttpServer {
     if (out_of_resources(ec)) {
       std::shared_ptr<Session> victim;
       {
-        std::lock_guard lock(connections_.mu);
-        victim = connections_.take_oldest_idle();
+        std::lock_guard lock(connections_->mu);
+        victim = connections_->take_oldest_idle();
       }
       if (victim) victim->evict();
     }
@@ -502,7 +504,7 @@ class BeastServer final : public HttpServer {
 
   HttpServerOptions options_;
   Handler handler_;
-  Connections connections_;  // before io_: sessions destroyed with io_ deregister themselves
+  std::shared_ptr<Connections> connections_ = std::make_shared<Connections>();
   asio::io_context io_;
   tcp::acceptor acceptor_;
   asio::steady_timer accept_timer_;

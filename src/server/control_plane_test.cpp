@@ -358,6 +358,31 @@ TEST_F(ControlPlaneTest, IdempotencyKeysGiveARetryTheFirstJob) {
   EXPECT_EQ(cp_->list_jobs().size(), 1u);
 }
 
+TEST_F(ControlPlaneTest, LogsOfOldJobsAreRemoved) {
+  cp_.reset();
+  auto store = store::open_sqlite_store((dir_ / "lepton.db").string());
+  ASSERT_TRUE(store.is_ok());
+  cp_ = std::move(*ControlPlane::open(
+      std::move(*store),
+      {.data_dir = dir_.string(), .log_retention_ms = 60'000, .node_timeout_ms = 1000}, now_));
+  add_node("gpu-1", 4);
+  std::string id = submit(kGpuJob);
+  tick();
+  json start = beat("gpu-1")["start"][0];
+  json logs = {{{"job_id", id}, {"rank", 0}, {"attempt", 0}, {"offset", 0}, {"data", "hi\n"}}};
+  json r = {report(start, "EXITED", 0)};
+  r[0]["log_size"] = 3;
+  ASSERT_TRUE(cp_->heartbeat("gpu-1", json{{"tasks", r}, {"logs", logs}}.dump(), now_).is_ok());
+  EXPECT_EQ(cp_->job_logs(id, 0, 0, 100).value()["data"], "hi\n");
+  for (int i = 0; i < 4; ++i) {
+    now_ += 20'000;
+    beat("gpu-1");
+    tick();
+  }
+  EXPECT_EQ(cp_->job_logs(id, 0, 0, 100).value()["data"], "");
+  EXPECT_EQ(job(id)["state"], "SUCCEEDED");  // the job itself is kept
+}
+
 TEST_F(ControlPlaneTest, JobListsArePagedAndFiltered) {
   for (int i = 0; i < 5; ++i) submit(kGpuJob);
   ASSERT_TRUE(cp_->cancel_job("j-2", now_).is_ok());

@@ -485,11 +485,13 @@ class ServerImpl final : public Server {
   ServerOptions options_;
   std::unique_ptr<ControlPlane> cp_;
   std::string token_;
+  // Before loop_: answers still queued on the loop at the end hold the API's sessions, which must
+  // go before the API server's I/O context does.
+  std::unique_ptr<net::HttpServer> http_;
   asio::io_context loop_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer timer_;
   std::thread loop_thread_;
-  std::unique_ptr<net::HttpServer> http_;
   std::shared_ptr<gateway::Router> router_;
   std::unique_ptr<gateway::Gateway> gateway_;
   std::string gateway_url_;
