@@ -398,29 +398,41 @@ Result<json> ControlPlane::cancel_job(const std::string& id, int64_t now_ms) {
   return job_json(job);
 }
 
-Result<json> ControlPlane::job_logs(const std::string& id, int rank, int64_t offset,
-                                    size_t max_bytes) const {
+Result<ControlPlane::LogSource> ControlPlane::log_source(const std::string& id, int rank) const {
   auto it = jobs_.find(id);
   if (it == jobs_.end()) return Status::not_found("job " + id + ": no such job");
   auto task = tasks_.find({id, rank});
   if (task == tasks_.end()) {
     return Status::not_found("rank: job " + id + " has no rank " + std::to_string(rank));
   }
+  auto expected = expected_log_.find({id, rank});
+  return LogSource{.key = {id, rank, task->second.attempt},
+                   .ended = is_terminal(it->second.record.state),
+                   .expected = expected == expected_log_.end() ? -1 : expected->second,
+                   .logs = logs_};
+}
+
+Result<json> ControlPlane::read_logs(const LogSource& source, int64_t offset, size_t max_bytes) {
   if (offset < 0) return Status::invalid_argument("offset: expected a value >= 0");
-  const store::TaskRecord& t = task->second;
-  auto read = logs_->read({id, rank, t.attempt}, offset, max_bytes);
+  auto read = source.logs->read(source.key, offset, max_bytes);
   if (!read.is_ok()) return read.status();
   // Done: the job ended and every byte its agent reported has arrived (after a restart, which
   // forgets how many were reported, once nothing more is stored).
-  auto expected = expected_log_.find({id, rank});
   const bool all_arrived =
-      expected == expected_log_.end() || logs_->accepted({id, rank, t.attempt}) >= expected->second;
-  const bool done = is_terminal(it->second.record.state) && read->data.empty() && all_arrived;
+      source.expected < 0 || source.logs->accepted(source.key) >= source.expected;
+  const bool done = source.ended && read->data.empty() && all_arrived;
   return json{{"data", std::move(read->data)},
               {"next_offset", read->next_offset},
-              {"attempt", t.attempt},
-              {"ended", is_terminal(it->second.record.state)},
+              {"attempt", source.key.attempt},
+              {"ended", source.ended},
               {"done", done}};
+}
+
+Result<json> ControlPlane::job_logs(const std::string& id, int rank, int64_t offset,
+                                    size_t max_bytes) const {
+  auto source = log_source(id, rank);
+  if (!source.is_ok()) return source.status();
+  return read_logs(*source, offset, max_bytes);
 }
 
 json ControlPlane::list_nodes(int64_t now_ms) const {

@@ -115,6 +115,16 @@ class ControlPlane {
   // "ended", "done"} ("ended": the job has ended; "done": and every byte of its output has
   // arrived, which may be later: output ships after the end).
   Result<json> job_logs(const std::string& id, int rank, int64_t offset, size_t max_bytes) const;
+  // job_logs() in two halves, so the file reads run off the control loop: where a task's output
+  // is (on the loop), then the read itself (on any thread).
+  struct LogSource {
+    LogKey key;
+    bool ended = false;     // the job has ended
+    int64_t expected = -1;  // its output's size when its agent saw it end; -1: not known
+    std::shared_ptr<TaskLogs> logs;
+  };
+  Result<LogSource> log_source(const std::string& id, int rank) const;
+  static Result<json> read_logs(const LogSource& source, int64_t offset, size_t max_bytes);
   json list_nodes(int64_t now_ms) const;
   // Queues (bodies: spec/queue_json.h). A queue object adds "fair_share", "in_use", "pending",
   // "jobs_running" and "jobs_pending" to the spec.
@@ -427,7 +437,7 @@ class ControlPlane {
 
   std::unique_ptr<store::Store> store_;
   ControlPlaneOptions options_;
-  std::unique_ptr<TaskLogs> logs_;
+  std::shared_ptr<TaskLogs> logs_;           // shared with reads made off the loop
   std::map<TaskKey, int64_t> expected_log_;  // a task's output size when its agent saw it end
   std::map<std::string, Job> jobs_;
   std::map<std::string, std::string> idempotency_keys_;  // key -> job id

@@ -141,6 +141,7 @@ class ServerImpl final : public Server {
     work_.reset();
     loop_.stop();
     if (loop_thread_.joinable()) loop_thread_.join();
+    readers_.join();
     // Launches still being made off the loop are waited for and recorded.
     if (Status s = cp_->stop_clouds(now_ms()); !s.is_ok()) {
       std::fprintf(stderr, "lepton server: stopping the clouds: %s\n", s.to_string().c_str());
@@ -337,8 +338,18 @@ class ServerImpl final : public Server {
           }
         }
         const size_t max_bytes = static_cast<size_t>(std::clamp<int64_t>(*max, 1, 8 << 20));
-        on_loop(std::move(respond), [this, id, r = *rank, o = *offset, max_bytes] {
-          return to_response(cp_->job_logs(id, static_cast<int>(r), o, max_bytes));
+        // Where the output is, on the loop; the read itself on a reader thread (disk I/O).
+        asio::post(loop_, [this, respond = std::move(respond), id, r = *rank, o = *offset,
+                           max_bytes]() mutable {
+          auto source = cp_->log_source(id, static_cast<int>(r));
+          if (!source.is_ok()) {
+            respond(net::error_response(source.status()));
+            return;
+          }
+          asio::post(readers_,
+                     [respond = std::move(respond), source = std::move(*source), o, max_bytes] {
+                       respond(to_response(ControlPlane::read_logs(source, o, max_bytes)));
+                     });
         });
       } else if (parts.size() <= 5) {
         method_not_allowed();
@@ -492,6 +503,7 @@ class ServerImpl final : public Server {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer timer_;
   std::thread loop_thread_;
+  asio::thread_pool readers_{2};  // reads of task output, off the loop
   std::shared_ptr<gateway::Router> router_;
   std::unique_ptr<gateway::Gateway> gateway_;
   std::string gateway_url_;
