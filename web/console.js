@@ -53,7 +53,7 @@ function status(text, bad = false) {
 
 async function overview(current) {
   const [nodes, jobs, deployments, instances, queues, cost] = await Promise.all([
-    api("nodes"), api("jobs"), api("deployments"), api("instances"), api("queues"), api("cost?by=job"),
+    api("nodes"), api("jobs?order=newest&limit=1000"), api("deployments"), api("instances"), api("queues"), api("cost?by=job"),
   ]);
   if (!current()) return;
   const now = Date.now();
