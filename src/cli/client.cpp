@@ -3,11 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <random>
 #include <thread>
 #include <utility>
 
 #include "cli/cli.h"
+#include "server/server.h"
 #include "sim/csv.h"
 
 namespace lepton::cli {
@@ -97,15 +97,8 @@ json Api::call_feature(const std::string& feature, const std::string& method,
 }
 
 json Api::submit_job(const std::string& body) {
-  // A key no other submission has: 16 random bytes.
-  std::random_device rd;
-  static const char* kHex = "0123456789abcdef";
-  std::string key = "cli-";
-  for (int i = 0; i < 16; ++i) {
-    const unsigned v = rd();
-    key += kHex[(v >> 4) & 15];
-    key += kHex[v & 15];
-  }
+  // A key no other submission has.
+  const std::string key = "cli-" + server::random_hex_token();
   constexpr int kTries = 4;
   for (int attempt = 1;; ++attempt) {
     auto r = net::http_request(url_, "POST", "/api/v1/jobs", body,

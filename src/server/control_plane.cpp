@@ -685,13 +685,14 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
     const json key = {{"job_id", r.job_id}, {"rank", r.rank}, {"attempt", r.attempt}};
     // A task that ended (its end is recorded as soon as its process ends) keeps shipping the rest
     // of its output: the agent is told where to resume instead of being told to forget it.
-    const bool ended_with_output_left =
-        !current && r.state != "RUNNING" && t != tasks_.end() && t->second.attempt == r.attempt &&
-        t->second.node == node_name && is_terminal(t->second.state) &&
-        logs_->resume_offset({r.job_id, r.rank, r.attempt}, r.log_size) < r.log_size;
-    if (ended_with_output_left) {
+    const bool ended_here = !current && r.state != "RUNNING" && t != tasks_.end() &&
+                            t->second.attempt == r.attempt && t->second.node == node_name &&
+                            is_terminal(t->second.state);
+    const int64_t resume =
+        ended_here ? logs_->resume_offset({r.job_id, r.rank, r.attempt}, r.log_size) : 0;
+    if (ended_here && resume < r.log_size) {
       json offset = key;
-      offset["offset"] = logs_->resume_offset({r.job_id, r.rank, r.attempt}, r.log_size);
+      offset["offset"] = resume;
       log_offsets.push_back(offset);
       expected_log_[{r.job_id, r.rank}] = r.log_size;
       reported.insert({r.job_id, r.rank});

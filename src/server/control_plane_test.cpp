@@ -29,6 +29,19 @@ class ControlPlaneTest : public testing::Test {
     cp_.reset();
     fs::remove_all(dir_);
   }
+  // Reopens over the same file through a FaultyStore, returned to make commits fail.
+  store::testing::FaultyStore* open_faulty() {
+    cp_.reset();
+    auto sqlite = store::open_sqlite_store((dir_ / "lepton.db").string());
+    EXPECT_TRUE(sqlite.is_ok());
+    auto faulty = std::make_unique<store::testing::FaultyStore>(std::move(*sqlite));
+    store::testing::FaultyStore* fault = faulty.get();
+    auto cp = ControlPlane::open(std::move(faulty),
+                                 {.data_dir = dir_.string(), .node_timeout_ms = 1000}, now_);
+    EXPECT_TRUE(cp.is_ok());
+    cp_ = std::move(*cp);
+    return fault;
+  }
   void open() {
     cp_.reset();
     auto store = store::open_sqlite_store((dir_ / "lepton.db").string());
@@ -252,15 +265,7 @@ TEST_F(ControlPlaneTest, FencedTasksRestartWithoutUsingRestarts) {
 // A commit that fails after memory changed (a full disk) stops the control plane: it answers
 // nothing more from memory the store does not have, and a restart finds the store as it was.
 TEST_F(ControlPlaneTest, AFailedCommitStopsTheControlPlaneAndARestartFindsTheStore) {
-  cp_.reset();
-  auto sqlite = store::open_sqlite_store((dir_ / "lepton.db").string());
-  ASSERT_TRUE(sqlite.is_ok());
-  auto faulty = std::make_unique<store::testing::FaultyStore>(std::move(*sqlite));
-  store::testing::FaultyStore* fault = faulty.get();
-  auto cp = ControlPlane::open(std::move(faulty),
-                               {.data_dir = dir_.string(), .node_timeout_ms = 1000}, now_);
-  ASSERT_TRUE(cp.is_ok());
-  cp_ = std::move(*cp);
+  store::testing::FaultyStore* fault = open_faulty();
   add_node("gpu-1", 4);
   std::string id = submit(kGpuJob);
   tick();
@@ -293,13 +298,7 @@ TEST_F(ControlPlaneTest, AFailedCommitStopsTheControlPlaneAndARestartFindsTheSto
 // A failed commit of a task's end: after the restart the end is learned again from the agent,
 // and the job is not run a second time.
 TEST_F(ControlPlaneTest, AnEndThatWasNotStoredIsLearnedAgainNotRunAgain) {
-  cp_.reset();
-  auto sqlite = store::open_sqlite_store((dir_ / "lepton.db").string());
-  ASSERT_TRUE(sqlite.is_ok());
-  auto faulty = std::make_unique<store::testing::FaultyStore>(std::move(*sqlite));
-  store::testing::FaultyStore* fault = faulty.get();
-  cp_ = std::move(*ControlPlane::open(std::move(faulty),
-                                      {.data_dir = dir_.string(), .node_timeout_ms = 1000}, now_));
+  store::testing::FaultyStore* fault = open_faulty();
   add_node("gpu-1", 4);
   std::string id = submit(kGpuJob);
   tick();
