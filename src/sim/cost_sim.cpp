@@ -9,9 +9,9 @@
 #include <queue>
 #include <set>
 #include <string_view>
-#include <unordered_map>
 
 #include "core/gpu_model.h"
+#include "sched/renting.h"
 #include "sim/cost_bound.h"
 #include "sim/random.h"
 
@@ -28,6 +28,11 @@ uint64_t hash_text(std::string_view text, uint64_t seed) {
     h *= 0x100000001b3ULL;
   }
   return splitmix64(h);
+}
+
+// A pool's name: capacities are drawn from it, and the renting policy breaks ties by it.
+std::string pool_key(const CostPool& p) {
+  return p.cloud + "/" + p.region + "/" + p.instance_type + (p.spot ? "/spot" : "/on-demand");
 }
 
 enum class Policy { kSingleCloud, kCheapestFirst, kLepton };
@@ -48,7 +53,7 @@ struct Instance {
   double launch = 0;
   double ready = 0;
   double end = -1;
-  std::vector<int> free_milli;  // per GPU
+  sched::Room room;  // its free GPU milli (a baseline's job takes whole GPUs)
   std::vector<int> jobs;
   uint64_t idle_epoch = 0;
   bool alive = true;
@@ -64,9 +69,10 @@ struct JobRun {
   double done = -1;
 };
 
-// The pools a job may use under a policy, in the order it walks them, and each pool's rank.
+// The pools a job may use under a policy, in the order a baseline walks them (lepton orders them
+// per launch, sched/renting.h), and each pool's rank.
 struct Candidates {
-  std::vector<int> order;
+  std::vector<size_t> order;
   std::vector<int> rank;      // per pool; -1 when not a candidate
   bool any_capacity = false;  // some candidate pool holds at least one instance
 };
@@ -82,7 +88,37 @@ class CostSim {
         runs_(jobs.size()),
         cheapest_(jobs.size(), 0.0),
         in_use_(pools.size(), 0),
-        failed_until_(pools.size(), -std::numeric_limits<double>::infinity()) {}
+        failed_until_(pools.size(), -std::numeric_limits<double>::infinity()) {
+    // The renting policy's view of the pools and jobs (sched/renting.h).
+    offers_.reserve(pools.size());
+    for (const CostPool& p : pools) {
+      offers_.push_back({.key = pool_key(p),
+                         .cloud = p.cloud,
+                         .region = p.region,
+                         .zone = "",
+                         .gpu_model = p.gpu_model,
+                         .gpus = p.gpu_count,
+                         .cpu_milli = 0,
+                         .memory_mib = 0,
+                         .price_per_hour = p.price_per_hour,
+                         .spot = p.spot});
+    }
+    std::map<std::string, int> kinds;  // by fit_key
+    for (const CostJob& job : jobs) {
+      requests_.push_back({.tasks = 1,
+                           .gpus = job.num_gpu,
+                           .gpu_milli = job.gpu_milli,
+                           .cpu_milli = 0,
+                           .memory_mib = 0,
+                           .models = job.models,
+                           .clouds = {},
+                           .regions = {},
+                           .spot_ok = job.spot_ok});
+      auto [kind, fresh] = kinds.try_emplace(fit_key(job), static_cast<int>(kinds.size()));
+      if (fresh) kind_request_.push_back(requests_.back());
+      kind_.push_back(kind->second);
+    }
+  }
 
   CostPolicyResult run() {
     std::map<std::string, double> cheapest_of_kind;  // by fit_key
@@ -206,48 +242,35 @@ class CostSim {
       if (policy_ == Policy::kSingleCloud && (pool.spot || pool.cloud != opt_.single_cloud)) {
         continue;
       }
-      c.order.push_back(static_cast<int>(p));
+      c.order.push_back(p);
       if (pool.capacity > 0) c.any_capacity = true;
     }
-    // Baselines walk by instance price; lepton's list is re-ranked per launch (by expected fill).
-    std::stable_sort(c.order.begin(), c.order.end(), [&](int a, int b) {
-      const CostPool& x = pools_[a];
-      const CostPool& y = pools_[b];
-      if (policy_ == Policy::kLepton && x.price_per_gpu_hour() != y.price_per_gpu_hour()) {
-        return x.price_per_gpu_hour() < y.price_per_gpu_hour();
-      }
-      return x.price_per_hour < y.price_per_hour;
+    // Baselines walk by instance price.
+    std::stable_sort(c.order.begin(), c.order.end(), [&](size_t a, size_t b) {
+      return pools_[a].price_per_hour < pools_[b].price_per_hour;
     });
     for (size_t r = 0; r < c.order.size(); ++r) c.rank[c.order[r]] = static_cast<int>(r);
     return cache_.emplace(key, std::move(c)).first->second;
   }
 
-  // GPUs of `in` that can take `job` (best fit for a share), or empty when it does not fit.
-  std::vector<int> fit(const Instance& in, const CostJob& job) const {
+  // GPUs of `in` that can take job `j` (best fit for a share), or empty when it does not fit.
+  std::vector<int> fit(const Instance& in, int j) const {
     if (!shares_gpus()) {
       if (!in.jobs.empty()) return {};
-      std::vector<int> all(in.free_milli.size());
+      std::vector<int> all(in.room.free_milli.size());
       for (size_t g = 0; g < all.size(); ++g) all[g] = static_cast<int>(g);
       return all;
     }
-    std::vector<int> gpus;
-    for (size_t g = 0; g < in.free_milli.size(); ++g) {
-      if (in.free_milli[g] >= job.gpu_milli) gpus.push_back(static_cast<int>(g));
-    }
-    if (static_cast<int>(gpus.size()) < job.num_gpu) return {};
-    std::stable_sort(gpus.begin(), gpus.end(),
-                     [&](int a, int b) { return in.free_milli[a] < in.free_milli[b]; });
-    gpus.resize(job.num_gpu);
-    return gpus;
+    return sched::gpus_for(in.room, requests_[j]);
   }
 
-  int launch(int p, double t) {
+  int launch(size_t p, double t) {
     const CostPool& pool = pools_[p];
     Instance in;
-    in.pool = p;
+    in.pool = static_cast<int>(p);
     in.launch = t;
     in.ready = t + opt_.boot_s;
-    in.free_milli.assign(pool.gpu_count, 1000);
+    in.room = sched::room_on("", "", offers_[p]);
     int id = static_cast<int>(instances_.size());
     instances_.push_back(std::move(in));
     alive_.push_back(id);
@@ -265,8 +288,11 @@ class CostSim {
   void assign(int j, int i, const std::vector<int>& gpus, double t) {
     Instance& in = instances_[i];
     JobRun& r = runs_[j];
-    const CostJob& job = jobs_[j];
-    for (int g : gpus) in.free_milli[g] -= shares_gpus() ? job.gpu_milli : 1000;
+    if (shares_gpus()) {
+      sched::take(in.room, requests_[j], gpus);
+    } else {
+      for (int g : gpus) in.room.free_milli[g] -= 1000;
+    }
     in.jobs.push_back(j);
     ++in.idle_epoch;
     r.inst = i;
@@ -293,7 +319,11 @@ class CostSim {
   void release(int j) {
     JobRun& r = runs_[j];
     Instance& in = instances_[r.inst];
-    for (int g : r.gpus) in.free_milli[g] += shares_gpus() ? jobs_[j].gpu_milli : 1000;
+    if (shares_gpus()) {
+      sched::give_back(in.room, requests_[j], r.gpus);
+    } else {
+      for (int g : r.gpus) in.room.free_milli[g] += 1000;
+    }
     in.jobs.erase(std::find(in.jobs.begin(), in.jobs.end(), j));
     if (in.jobs.empty() && in.alive) {
       ++in.idle_epoch;
@@ -339,7 +369,6 @@ class CostSim {
 
   bool try_place_baseline(int j) {
     const Candidates& c = candidates(j);
-    const CostJob& job = jobs_[j];
     int best = -1;
     for (int i : alive_) {
       const Instance& in = instances_[i];
@@ -347,91 +376,60 @@ class CostSim {
       if (best < 0 || c.rank[in.pool] < c.rank[instances_[best].pool]) best = i;
     }
     if (best >= 0) {
-      assign(j, best, fit(instances_[best], job), now_);
+      assign(j, best, fit(instances_[best], j), now_);
       return true;
     }
     double delay = 0;
-    for (int p : c.order) {
+    for (size_t p : c.order) {
       if (in_use_[p] >= pools_[p].capacity) {
         ++result_.capacity_errors;
         delay += opt_.fail_delay_s;
         continue;
       }
       int i = launch(p, now_ + delay);
-      assign(j, i, fit(instances_[i], job), now_ + delay);
+      assign(j, i, fit(instances_[i], j), now_ + delay);
       return true;
     }
     return false;
   }
 
-  bool try_place_lepton(int j, std::unordered_map<std::string, double>& demand) {
+  // lepton's policy is the server's renting policy (sched/renting.h): room on a running or
+  // booting instance when it is no dearer than a launch, else the pool with the lowest price per
+  // GPU it is expected to fill with the jobs waiting now, skipping pools that recently failed.
+  // `others` is that waiting work by kind, this job's own share left out.
+  bool try_place_lepton(int j, const std::vector<sched::Demand>& others) {
     const Candidates& c = candidates(j);
-    const CostJob& job = jobs_[j];
-    // The lowest price per GPU a launch could get now (not counting remembered failures).
-    double launch_per_gpu = std::numeric_limits<double>::infinity();
-    for (int p : c.order) {
-      if (failed_until_[p] > now_ || in_use_[p] >= pools_[p].capacity) continue;
-      launch_per_gpu = std::min(launch_per_gpu, pools_[p].price_per_gpu_hour());
+    const sched::RentalRequest& request = requests_[j];
+    // The pools it may launch now: not failed lately. Those with room set the price a room on a
+    // running instance must not exceed.
+    std::vector<size_t> open;
+    std::vector<size_t> with_room;
+    for (size_t p : c.order) {
+      if (failed_until_[p] > now_) continue;
+      open.push_back(p);
+      if (in_use_[p] < pools_[p].capacity) with_room.push_back(p);
     }
-    // 1. Room on a running or booting instance: best fit, then the cheaper GPU. Jobs may run for
-    // months, so an instance is used only when it is no dearer than a launch: an idle one at no
-    // more per GPU, a busy one when the job's share of its GPU costs no more than a whole GPU
-    // launched now.
-    int best = -1;
-    int best_free = 0;
-    std::vector<int> best_gpus;
-    for (int i : alive_) {
-      const Instance& in = instances_[i];
-      if (c.rank[in.pool] < 0) continue;
-      double share = in.jobs.empty() ? 1.0 : job.gpu_milli / 1000.0;
-      if (pools_[in.pool].price_per_gpu_hour() * share > launch_per_gpu * (1 + 1e-9)) continue;
-      std::vector<int> gpus = fit(in, job);
-      if (gpus.empty()) continue;
-      int free = 0;
-      for (int f : in.free_milli) free += f;
-      if (best < 0 || free < best_free ||
-          (free == best_free && pools_[in.pool].price_per_gpu_hour() <
-                                    pools_[instances_[best].pool].price_per_gpu_hour())) {
-        best = i;
-        best_free = free;
-        best_gpus = std::move(gpus);
-      }
-    }
-    if (best >= 0) {
-      assign(j, best, best_gpus, now_);
+    const double launch_per_gpu = sched::cheapest_per_gpu_hour(offers_, with_room);
+    std::vector<const sched::Room*> rooms;
+    rooms.reserve(alive_.size());
+    for (int i : alive_) rooms.push_back(&instances_[i].room);
+    const std::vector<sched::RoomTake> taken =
+        sched::choose_rooms(rooms, request, "", launch_per_gpu);
+    if (!taken.empty()) {
+      assign(j, alive_[taken[0].room], taken[0].gpus, now_);
       return true;
     }
-    // 2. Launch the pool with the lowest price per GPU it is expected to fill with the jobs
-    // waiting now, skipping pools that recently failed.
-    struct Choice {
-      double per_used_gpu;
-      double price;
-      int rank;
-      int pool;
-    };
-    std::vector<Choice> choices;
-    for (int p : c.order) {
-      if (failed_until_[p] > now_) continue;
-      const CostPool& pool = pools_[p];
-      double want = std::max(static_cast<double>(job.num_gpu), demand[pool.gpu_model]);
-      double fill = std::min(static_cast<double>(pool.gpu_count), want);
-      choices.push_back({pool.price_per_hour / fill, pool.price_per_hour, c.rank[p], p});
-    }
-    std::sort(choices.begin(), choices.end(), [](const Choice& a, const Choice& b) {
-      if (a.per_used_gpu != b.per_used_gpu) return a.per_used_gpu < b.per_used_gpu;
-      if (a.price != b.price) return a.price < b.price;
-      return a.rank < b.rank;
-    });
+    sched::order_offers(offers_, open, request, others);
     double delay = 0;
-    for (const Choice& ch : choices) {
-      if (in_use_[ch.pool] >= pools_[ch.pool].capacity) {
+    for (size_t p : open) {
+      if (in_use_[p] >= pools_[p].capacity) {
         ++result_.capacity_errors;
-        failed_until_[ch.pool] = now_ + opt_.failover_ttl_s;
+        failed_until_[p] = now_ + opt_.failover_ttl_s;
         delay += opt_.fail_delay_s;
         continue;
       }
-      int i = launch(ch.pool, now_ + delay);
-      assign(j, i, fit(instances_[i], job), now_ + delay);
+      int i = launch(p, now_ + delay);
+      assign(j, i, fit(instances_[i], j), now_ + delay);
       return true;
     }
     return false;
@@ -439,21 +437,31 @@ class CostSim {
 
   void place_pending() {
     if (pending_.empty()) return;
-    std::unordered_map<std::string, double> demand;
+    // The waiting work by kind (jobs that fit the same pools), for lepton's expected fill.
+    std::vector<sched::Demand> others;
+    std::vector<int> slot(kind_request_.size(), -1);
     if (policy_ == Policy::kLepton) {
       for (int j : pending_) {
-        for (const auto& m : jobs_[j].models) demand[m] += jobs_[j].gpu_share();
+        int& s = slot[kind_[j]];
+        if (s < 0) {
+          s = static_cast<int>(others.size());
+          others.push_back({kind_request_[kind_[j]], 0.0});
+        }
+        others[s].gpus += jobs_[j].gpu_share();
       }
     }
     std::vector<int> waiting;
     for (int j : pending_) {
-      bool placed =
-          policy_ == Policy::kLepton ? try_place_lepton(j, demand) : try_place_baseline(j);
-      if (!placed) {
-        waiting.push_back(j);
-      } else if (policy_ == Policy::kLepton) {
-        for (const auto& m : jobs_[j].models) demand[m] -= jobs_[j].gpu_share();
+      bool placed = false;
+      if (policy_ == Policy::kLepton) {
+        sched::Demand& mine = others[slot[kind_[j]]];
+        mine.gpus -= jobs_[j].gpu_share();  // the others, without this job
+        placed = try_place_lepton(j, others);
+        if (!placed) mine.gpus += jobs_[j].gpu_share();
+      } else {
+        placed = try_place_baseline(j);
       }
+      if (!placed) waiting.push_back(j);
     }
     pending_ = std::move(waiting);
     if (!pending_.empty() && !retry_scheduled_) {
@@ -528,6 +536,10 @@ class CostSim {
   std::vector<int> alive_;
   std::vector<int> in_use_;
   std::vector<double> failed_until_;
+  std::vector<sched::RentalOffer> offers_;          // per pool
+  std::vector<sched::RentalRequest> requests_;      // per job
+  std::vector<int> kind_;                           // per job: its fit_key, numbered
+  std::vector<sched::RentalRequest> kind_request_;  // per kind
   std::vector<int> pending_;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> events_;
   std::map<std::string, Candidates> cache_;
@@ -554,9 +566,7 @@ bool pool_fits(const CostPool& pool, const CostJob& job) {
 
 void assign_capacity(std::vector<CostPool>& pools, const CostOptions& options) {
   for (CostPool& p : pools) {
-    std::string key =
-        p.cloud + "/" + p.region + "/" + p.instance_type + (p.spot ? "/spot" : "/on-demand");
-    uint64_t state = hash_text(key, options.seed);
+    uint64_t state = hash_text(pool_key(p), options.seed);
     double u = unit(state);
     p.capacity =
         static_cast<int>(std::floor(u * 2.0 * options.base_capacity * options.capacity_scale));

@@ -15,8 +15,10 @@
 //   * cheapest-first (SkyPilot-like): every cloud, spot when the job allows it, each job walks a
 //     fixed list of fitting pools by instance price, one job per instance; no failure memory, so
 //     every attempt repeats the capacity errors of the last one.
-//   * lepton: packs jobs (and fractional GPU shares) onto instances with room, launches the pool
-//     with the lowest price per GPU it expects to fill, remembers capacity errors for
+//   * lepton: the server's renting policy (sched/renting.h, which the cloud autoscaler calls
+//     too): packs jobs (and fractional GPU shares) onto instances with room when that is no
+//     dearer than a launch, else launches the pool with the lowest price per GPU it expects to
+//     fill; the replay adds what the server does around it: capacity errors remembered for
 //     `failover_ttl_s`, and checkpoints at the interruption notice.
 //   Every policy reuses an idle instance of a pool in its list before launching a new one.
 // - The lower bound (cost_bound.h): what any schedule pays for the jobs' work at their cheapest

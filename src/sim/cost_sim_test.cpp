@@ -168,6 +168,22 @@ TEST(CostSim, LeptonLaunchesAMultiGpuInstanceWhenItFillsIt) {
   EXPECT_NEAR(run("cheapest-first", jobs, pools, o).cost_usd, 4.0, 1e-9);
 }
 
+TEST(CostSim, LeptonUsesRoomOnARunningMachineOnlyWhenNoDearerThanALaunch) {
+  // A 2-GPU machine at $1.50 per GPU runs a job only it fits. A second job that also fits a
+  // $1 T4 machine launches one rather than take a whole GPU there, but a half GPU there costs
+  // $0.75, less than a launch: it shares the machine (sched/renting.h, the server's rule too).
+  std::vector<CostPool> pools = {pool("aws", "a2", 3.0, 10, false, 2, "A"),
+                                 pool("aws", "t4", 1.0, 10)};
+  CostOptions o = instant();
+  auto whole =
+      run("lepton", {job(0, 3600, 1, 1000, {"A"}), job(10, 3600, 1, 1000, {"A", "T4"})}, pools, o);
+  EXPECT_EQ(whole.instances_launched, 2);
+  auto half =
+      run("lepton", {job(0, 3600, 1, 1000, {"A"}), job(10, 3600, 1, 500, {"A", "T4"})}, pools, o);
+  EXPECT_EQ(half.instances_launched, 1);
+  EXPECT_NEAR(half.cost_usd, 3.0 * 3610 / 3600, 1e-9);
+}
+
 TEST(CostSim, UnplaceableJobsAreCounted) {
   std::vector<CostPool> pools = {pool("aws", "x", 1.0, 1), pool("gcp", "y", 1.0, 0)};
   CostJob big = job(0, 100, 8);
