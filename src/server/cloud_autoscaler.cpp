@@ -6,9 +6,11 @@
 //      node takes no new work;
 //   3. idle machines (no task for cloud_idle_ms) are returned; a machine with work never is;
 //   4. pending work that no node has room for (and that its queue admits) gets machines: room on
-//      machines already launching is used first, then the cheapest fitting offer; a capacity or
-//      quota error fails over to the next offer (at once for a provider called on the loop, on the
-//      next round for one called off it) and the pool is skipped for failover_ttl_ms.
+//      machines already launching is used first, then the fitting offer expected to cost least per
+//      used GPU (these decisions are sched/renting.h's, the policy the cost replay runs too;
+//      rental_offers.h shows it the offers and jobs); a capacity or quota error fails over to the
+//      next offer (at once for a provider called on the loop, on the next round for one called
+//      off it) and the pool is skipped for failover_ttl_ms.
 // Launches and terminations go through ProviderCalls: a provider whose calls block (EC2, over
 // HTTPS) is called on a thread of its own, one call at a time, and the result is taken up on a
 // later round; the emulated clouds answer at once, on the loop. Listings and notices come from
@@ -16,10 +18,14 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <limits>
+#include <optional>
 #include <set>
 
 #include "cloud/sim_provider.h"
+#include "sched/renting.h"
 #include "server/control_plane.h"
+#include "server/rental_offers.h"
 #include "spec/job_json.h"
 
 namespace lepton::server {
@@ -399,9 +405,14 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     if (job.record.state == JobState::kPending && job.no_capacity) waiting.push_back(&job);
   }
   if (waiting.empty()) return;
+  // What to rent is decided by the renting policy (sched/renting.h), which the cost replay runs
+  // too; what follows applies it: provider calls, failover, back-off, pool limits, budgets, and
+  // replicas spread over regions.
+  std::vector<sched::RentalRequest> requests;
+  for (const Job* job : waiting) requests.push_back(rental_request(job->spec));
   // Room on machines that are launching, or joined and not used yet.
   const std::set<std::string> used = nodes_with_tasks(/*with_stopping=*/false);
-  std::vector<Room> rooms;
+  std::vector<sched::Room> rooms;
   int live = 0;
   for (const auto& [id, inst] : instances_) {
     if (inst.ended_ms) continue;
@@ -411,15 +422,19 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
     const bool owner_waits =
         owner != jobs_.end() && owner->second.record.state == JobState::kPending;
     if (inst.joined_ms && now_ms - inst.joined_ms > kFreshMs && !owner_waits) continue;
-    rooms.push_back(room_on(id, inst.for_job, inst.offer, inst.info.spot));
+    if (auto machine = rental_offer(inst.offer, inst.info.spot, inst.price_per_hour)) {
+      rooms.push_back(sched::room_on(id, inst.for_job, *machine));
+    }
   }
   // Launches in flight count as machines: room for their job first, and for others too (a
   // bigger machine rented to be filled); their jobs wait for them.
   std::map<std::string, const Launch*> launching;
   auto launch_rooms = [&](uint64_t call, const Launch& launch) {
-    for (int i = 0; i < launch.count; ++i) {
-      rooms.push_back(room_on("launch-" + std::to_string(call) + "-" + std::to_string(i),
-                              launch.for_job, launch.offer, launch.spot));
+    const auto machine =
+        rental_offer(launch.offer, launch.spot, offer_price(launch.offer, launch.spot));
+    for (int i = 0; machine && i < launch.count; ++i) {
+      rooms.push_back(sched::room_on("launch-" + std::to_string(call) + "-" + std::to_string(i),
+                                     launch.for_job, *machine));
     }
   };
   for (const auto& [call, launch] : launches_) {
@@ -429,31 +444,37 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
   }
   // Every provider's offers, once per round.
   const std::vector<std::pair<size_t, cloud::Offer>> offers = provider_offers();
-  std::vector<cloud::Offer> all;
-  for (const auto& [p, o] : offers) all.push_back(o);
-  auto provider_of = [&](const cloud::Offer& o) -> size_t {
-    for (const auto& [p, offer] : offers) {
-      if (offer.cloud == o.cloud && offer.region == o.region && offer.zone == o.zone &&
-          offer.instance_type == o.instance_type) {
-        return p;
-      }
-    }
-    return 0;
-  };
+  const RentalOffers rentals = rental_offers(offers);
+  constexpr double kAnyPrice = std::numeric_limits<double>::infinity();
   std::vector<bool> served(waiting.size(), false);
   for (size_t w = 0; w < waiting.size(); ++w) {
     const Job* job = waiting[w];
+    const std::string& job_id = job->record.id;
+    const sched::RentalRequest& request = requests[w];
     // Why no machine is rented for it, shown after its reason; kept in memory (it changes with
     // every round, and the store has the events).
-    std::string& note = jobs_.at(job->record.id).cloud_note;
+    std::string& note = jobs_.at(job_id).cloud_note;
     note.clear();
-    if (auto l = launching.find(job->record.id); l != launching.end()) {
+    if (auto l = launching.find(job_id); l != launching.end()) {
       note = waiting_for(*l->second, now_ms);
-      (void)take_room(rooms, job->spec, job->record.id);  // its own share of the machines
+      (void)sched::take_room(rooms, request, job_id, kAnyPrice);  // its own share of them
       served[w] = true;
       continue;
     }
-    if (take_room(rooms, job->spec, job->record.id)) {
+    const bool replica = deployment_of_job_.count(job_id) > 0;
+    // The offers it may launch: spot ones when it asks for spot, and a spot replica of a
+    // deployment falls back to on-demand machines when no spot one can be rented (SkyServe's
+    // policy): serving beats saving. Batch jobs wait for spot.
+    std::vector<size_t> spot_offers, on_demand;
+    if (job->spec.use_spot) spot_offers = launchable(rentals, request, true, failures_, now_ms);
+    if (!job->spec.use_spot || replica) {
+      on_demand = launchable(rentals, request, false, failures_, now_ms);
+    }
+    // Room on a machine not rented for it is taken only when no dearer than a launch.
+    const double launch_per_gpu =
+        std::min(sched::cheapest_per_gpu_hour(rentals.offers, spot_offers),
+                 sched::cheapest_per_gpu_hour(rentals.offers, on_demand));
+    if (sched::take_room(rooms, request, job_id, launch_per_gpu)) {
       served[w] = true;
       continue;
     }
@@ -462,67 +483,55 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       continue;
     }
     // A gang that lost a machine still has the others: only the missing ones are rented.
-    const int missing = job->spec.num_nodes - tasks_with_room(rooms, job->spec, job->record.id);
+    const int missing =
+        job->spec.num_nodes - sched::tasks_with_room(rooms, request, job_id, launch_per_gpu);
     if (live + missing > options_.max_instances) {
       continue;  // at the limit; idle machines returning make room
     }
-    std::vector<cloud::Offer> candidates = candidate_offers(all, job->spec, failures_, now_ms);
-    // A spot replica of a deployment falls back to on-demand machines when no spot one can be
-    // rented (SkyServe's policy): serving beats saving. Batch jobs wait for spot.
-    const size_t spot_offers = job->spec.use_spot ? candidates.size() : 0;
-    if (job->spec.use_spot && deployment_of_job_.count(job->record.id)) {
-      JobSpec on_demand = job->spec;
-      on_demand.use_spot = false;
-      for (cloud::Offer& o : candidate_offers(all, on_demand, failures_, now_ms)) {
-        candidates.push_back(std::move(o));
-      }
-    }
     // A machine bigger than the job, filled by the other jobs waiting now, can cost less per GPU
-    // than machines of the job's size (the cost replay's lepton policy does the same). Not for a
-    // deployment's replicas, which spread instead (below).
-    auto is_replica = [&](const Job* j) { return deployment_of_job_.count(j->record.id) > 0; };
-    if (job->spec.num_nodes == 1 && !is_replica(job)) {
-      std::vector<const JobSpec*> others;
-      for (size_t o = 0; o < waiting.size(); ++o) {
-        if (o != w && !served[o] && !is_replica(waiting[o])) others.push_back(&waiting[o]->spec);
-      }
-      order_by_fill(candidates, 0, spot_offers, true, job->spec, others);
-      order_by_fill(candidates, spot_offers, candidates.size(), false, job->spec, others);
+    // than machines of the job's size. Not for a deployment's replicas, which spread instead.
+    std::vector<sched::Demand> others;
+    for (size_t o = 0; o < waiting.size() && !replica; ++o) {
+      if (o == w || served[o] || deployment_of_job_.count(waiting[o]->record.id)) continue;
+      others.push_back({requests[o], requests[o].share()});
     }
+    sched::order_offers(rentals.offers, spot_offers, request, others);
+    sched::order_offers(rentals.offers, on_demand, request, others);
     // A deployment's replicas spread over cloud regions, then over zones: within spot and within
     // on-demand offers, those where fewer of its replicas are come first, then the cheaper (so
     // one region's or zone's outage or wave of spot interruptions takes fewer of them).
-    if (auto dep = deployment_of_job_.find(job->record.id); dep != deployment_of_job_.end()) {
+    if (auto dep = deployment_of_job_.find(job_id); dep != deployment_of_job_.end()) {
       if (auto d = deployments_.find(dep->second); d != deployments_.end()) {
-        const std::map<std::string, int> at = replica_locations(d->second, job->record.id);
-        auto by_crowding = [&](const cloud::Offer& a, const cloud::Offer& b) {
-          return crowding(at, location_of(a)) < crowding(at, location_of(b));
+        const std::map<std::string, int> at = replica_locations(d->second, job_id);
+        auto by_crowding = [&](size_t a, size_t b) {
+          return crowding(at, location_of(rentals.offer(offers, a))) <
+                 crowding(at, location_of(rentals.offer(offers, b)));
         };
-        const auto split = candidates.begin() + static_cast<std::ptrdiff_t>(spot_offers);
-        std::stable_sort(candidates.begin(), split, by_crowding);
-        std::stable_sort(split, candidates.end(), by_crowding);
+        std::stable_sort(spot_offers.begin(), spot_offers.end(), by_crowding);
+        std::stable_sort(on_demand.begin(), on_demand.end(), by_crowding);
       }
     }
+    std::vector<size_t> candidates = std::move(spot_offers);
+    candidates.insert(candidates.end(), on_demand.begin(), on_demand.end());
     bool launched = false;
     std::string limited;      // the pool limit that kept an offer out
     std::string unreachable;  // a provider that did not answer, or rests
     std::string waiting_on;   // a provider busy with an earlier call
-    for (size_t c = 0; c < candidates.size(); ++c) {
-      const cloud::Offer& offer = candidates[c];
-      const bool spot = c < spot_offers;
-      const std::string pool = cloud::offer_pool(offer, spot);
+    for (size_t c : candidates) {
+      const auto& [p, offer] = offers[rentals.source[c]];
+      const bool spot = rentals.offers[c].spot;
+      const std::string& pool = rentals.offers[c].key;
       if (std::string why = pool_limit_reached(pool, missing); !why.empty()) {
         if (limited.empty()) limited = "pool " + why;
         continue;
       }
-      cloud::ProvisionRequest request{
+      const cloud::ProvisionRequest provision{
           .offer = offer,
           .spot = spot,
           .count = missing,
           .bootstrap_script = bootstrap_script_ ? bootstrap_script_() : std::string(),
-          .labels = {{"lepton-job", job->record.id}},
-          .idempotency_key = job->record.id + "-" + std::to_string(now_ms)};
-      const size_t p = provider_of(offer);
+          .labels = {{"lepton-job", job_id}},
+          .idempotency_key = job_id + "-" + std::to_string(now_ms)};
       ProviderBackoff& backoff = provider_backoff_[p];
       if (backoff.resting(now_ms)) {
         if (unreachable.empty()) {
@@ -543,16 +552,16 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
                           .offer = offer,
                           .spot = spot,
                           .count = missing,
-                          .for_job = job->record.id,
+                          .for_job = job_id,
                           .min_pool = "",
                           .keep_min = 0,
                           .started_ms = now_ms};
-      const uint64_t call = calls_->provision(p, request);
+      const uint64_t call = calls_->provision(p, provision);
       const std::optional<ProviderCalls::Outcome> outcome = calls_->take(call);
       if (!outcome) {  // made off the loop: the machines count from now, the result comes later
         launches_[call] = launch;
         launch_rooms(call, launch);
-        (void)take_room(rooms, job->spec, job->record.id);
+        (void)sched::take_room(rooms, request, job_id, launch_per_gpu);
         live += missing;
         served[w] = true;
         note = waiting_for(launch, now_ms);
@@ -563,10 +572,10 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
           launch_ended(launch, *outcome, &unreachable, batch, now_ms);
       if (!outcome->is_ok()) continue;  // the next offer (a resting provider's are skipped)
       for (const cloud::Instance& i : rented) {
-        rooms.push_back(room_on(i.id, job->record.id, offer, spot));
+        rooms.push_back(sched::room_on(i.id, job_id, rentals.offers[c]));
         ++live;
       }
-      (void)take_room(rooms, job->spec, job->record.id);
+      (void)sched::take_room(rooms, request, job_id, launch_per_gpu);
       served[w] = true;
       launched = true;
       break;
@@ -930,11 +939,16 @@ Result<json> ControlPlane::plan_job(const std::string& body, int64_t now_ms) con
   }
   json offers = json::array();
   if (!providers_.empty()) {
-    std::vector<cloud::Offer> all;
-    for (const auto& [p, o] : provider_offers()) all.push_back(o);
-    for (const cloud::Offer& o : candidate_offers(all, *spec, failures_, now_ms)) {
+    // The offers rent_for_pending would try for it alone, in its order (the renting policy's).
+    const std::vector<std::pair<size_t, cloud::Offer>> all = provider_offers();
+    const RentalOffers rentals = rental_offers(all);
+    const sched::RentalRequest wanted = rental_request(*spec);
+    std::vector<size_t> candidates = launchable(rentals, wanted, spec->use_spot, failures_, now_ms);
+    sched::order_offers(rentals.offers, candidates, wanted, {});
+    for (size_t c : candidates) {
       if (offers.size() == 5) break;
-      const double price = offer_price(o, spec->use_spot);
+      const cloud::Offer& o = rentals.offer(all, c);
+      const double price = rentals.offers[c].price_per_hour;
       offers.push_back({{"cloud", o.cloud},
                         {"region", o.region},
                         {"zone", o.zone},
