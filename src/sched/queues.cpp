@@ -7,6 +7,8 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "sched/queue_order.h"
+
 namespace lepton::sched {
 namespace {
 
@@ -162,30 +164,6 @@ void divide(const QueueTree& tree, const std::vector<int>& queues, const Quota& 
   }
 }
 
-// Weighted dominant share of `use` relative to `base` (dimensions where base is 0 count only
-// when used).
-double dominant_share(const Quota& use, const Quota& base) {
-  double s = 0;
-  for (int d = 0; d < kDims; ++d) {
-    const int64_t u = dim(use, d);
-    if (u <= 0) continue;
-    const int64_t b = dim(base, d);
-    s = std::max(s, b > 0 ? static_cast<double>(u) / static_cast<double>(b) : 1e12);
-  }
-  return s;
-}
-
-// Whether `use` fits `bound`. A bound that sets some dimensions leaves the dimensions it sets to 0
-// open (a queue guaranteed only GPUs is not held to zero CPUs); an all-zero bound holds all.
-bool fits_bound(const Quota& use, const Quota& bound) {
-  const bool sparse = !bound.is_zero();
-  for (int d = 0; d < kDims; ++d) {
-    if (sparse && dim(bound, d) == 0) continue;
-    if (dim(use, d) > dim(bound, d)) return false;
-  }
-  return true;
-}
-
 struct ShapeKey {
   Resources res;
   ModelMask models;
@@ -205,13 +183,27 @@ struct ShapeKeyHash {
   }
 };
 
-std::string gpus_text(int64_t milli) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%g", static_cast<double>(milli) / 1000);
-  return buf;
+}  // namespace
+
+double dominant_share(const Quota& use, const Quota& base) {
+  double s = 0;
+  for (int d = 0; d < kDims; ++d) {
+    const int64_t u = dim(use, d);
+    if (u <= 0) continue;
+    const int64_t b = dim(base, d);
+    s = std::max(s, b > 0 ? static_cast<double>(u) / static_cast<double>(b) : 1e12);
+  }
+  return s;
 }
 
-}  // namespace
+bool fits_bound(const Quota& use, const Quota& bound) {
+  const bool sparse = !bound.is_zero();
+  for (int d = 0; d < kDims; ++d) {
+    if (sparse && dim(bound, d) == 0) continue;
+    if (dim(use, d) > dim(bound, d)) return false;
+  }
+  return true;
+}
 
 // ---------------------------------------------------------------------------------------------
 // QueueTree
@@ -298,34 +290,55 @@ std::vector<Quota> fair_shares(const QueueTree& tree, const Quota& capacity,
   return share;
 }
 
-std::string_view queue_policy_name(QueuePolicy policy) {
-  switch (policy) {
-    case QueuePolicy::kFifo:
-      return "fifo";
-    case QueuePolicy::kPriority:
-      return "priority";
-    case QueuePolicy::kDrf:
-      return "drf";
-    case QueuePolicy::kLepton:
-      return "lepton";
-  }
-  return "?";
-}
-
-Result<QueuePolicy> parse_queue_policy(std::string_view name) {
-  for (QueuePolicy p :
-       {QueuePolicy::kFifo, QueuePolicy::kPriority, QueuePolicy::kDrf, QueuePolicy::kLepton}) {
-    if (queue_policy_name(p) == name) return p;
-  }
-  return Status::invalid_argument("policy: expected fifo, priority, drf or lepton, got '" +
-                                  std::string(name) + "'");
-}
-
 // ---------------------------------------------------------------------------------------------
 // QueueScheduler
 
 QueueScheduler::QueueScheduler(QueueTree tree, QueueOptions options)
-    : tree_(std::move(tree)), options_(options) {}
+    : tree_(std::move(tree)), options_(options) {
+  const QueuePolicyInfo* info = find_queue_policy(options_.policy);
+  LEPTON_CHECK(info != nullptr);
+  order_ = info->make();
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoundView
+
+Quota RoundView::bound(int q, QueueBound b) const {
+  const QueueSpec& spec = tree_.spec(q);
+  const Quota limit = spec.limit ? *spec.limit : Quota{kUnlimited, kUnlimited, kUnlimited};
+  switch (b) {
+    case QueueBound::kGuarantee:
+      return spec.guaranteed;
+    case QueueBound::kLimit:
+      return limit;
+    case QueueBound::kFairShare:
+      // Fair shares are rounded down in every dimension; a few units of slack keep that rounding
+      // from turning work that fits its share into work that does not.
+      return min_of(fair_[q] + Quota{2, 2, 2}, limit);
+  }
+  return limit;
+}
+
+int RoundView::exceeds(int q, const Quota& need, QueueBound b) const {
+  for (int a = q; a != -1; a = tree_.parent(a)) {
+    const Quota bound_a = bound(a, b);
+    if (a != q && bound_a.is_zero()) continue;  // an inner queue without a guarantee
+    if (!fits_bound(in_use_[a] + need, bound_a)) return a;
+  }
+  return -1;
+}
+
+std::string RoundView::exceeds_text(int q, std::string_view what, QueueBound b) const {
+  return "queue " + tree_.spec(q).name + " would exceed its " + std::string(what) + " (" +
+         bound(q, b).to_string() + "; in use " + in_use_[q].to_string() + ")";
+}
+
+bool RoundView::outranks_own_work(const Work& w) const {
+  return std::any_of(running_.begin(), running_.end(), [&](const RunningWork& r) {
+    return r.work.queue == w.queue && r.work.preemptible && r.work.priority < w.priority &&
+           !stopping_.count(r.work.id);
+  });
+}
 
 void QueueScheduler::set_tree(QueueTree tree) {
   tree_ = std::move(tree);
@@ -495,7 +508,7 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
   CycleResult result;
   Cycle cy(cluster, placer);
   const int nq = tree_.size();
-  const QueuePolicy policy = options_.policy;
+  const QueueOrder& policy = *order_;
 
   // --- usage and fair shares ---
   std::vector<Quota> in_use(nq), waiting(nq);
@@ -545,33 +558,9 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     }
     order.push_back(&w);
   }
-  auto by_priority = [](const Work* a, const Work* b) {
-    return std::tie(b->priority, a->submit_ms, a->id) < std::tie(a->priority, b->submit_ms, b->id);
-  };
-  if (policy == QueuePolicy::kFifo) {
-    std::sort(order.begin(), order.end(), [](const Work* a, const Work* b) {
-      return std::tie(a->submit_ms, a->id) < std::tie(b->submit_ms, b->id);
-    });
-  } else {
-    std::sort(order.begin(), order.end(), by_priority);
-  }
-
-  // Admission limits per policy.
-  auto within = [&](int q, const Quota& need, auto bound_of) {
-    for (int a = q; a != -1; a = tree_.parent(a)) {
-      const Quota bound = bound_of(a);
-      if (a != q && bound.is_zero()) continue;  // an inner queue without a guarantee
-      if (!fits_bound(in_use[a] + need, bound)) return a;
-    }
-    return -1;
-  };
-  auto limit_of = [&](int a) {
-    return tree_.spec(a).limit ? *tree_.spec(a).limit : Quota{kUnlimited, kUnlimited, kUnlimited};
-  };
-  auto guarantee_of = [&](int a) { return tree_.spec(a).guaranteed; };
-  // Fair shares are rounded down in every dimension; a few units of slack keep that rounding
-  // from turning work that fits its share into work that does not.
-  auto fair_of = [&](int a) { return min_of(fair[a] + Quota{2, 2, 2}, limit_of(a)); };
+  std::sort(order.begin(), order.end(),
+            [&](const Work* a, const Work* b) { return policy.before(*a, *b); });
+  const RoundView view(tree_, capacity, in_use, fair, running, stopping_ids);
 
   auto start = [&](const Work& w, std::vector<Placement> placements) {
     add_up(in_use, w.queue, quota_of(w.task.res, w.tasks));
@@ -610,53 +599,22 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     result.waiting[w.id].no_capacity = true;
     return false;
   };
-  auto quota_reason = [&](int a, const char* what, const Quota& bound) {
-    return "queue " + tree_.spec(a).name + " would exceed its " + what + " (" + bound.to_string() +
-           "; in use " + in_use[a].to_string() + ")";
-  };
 
-  std::set<uint64_t> done;  // started or decided in this cycle
-  if (policy == QueuePolicy::kFifo || policy == QueuePolicy::kPriority) {
-    std::vector<bool> blocked(nq, false);
-    for (const Work* w : order) {
-      const Quota need = quota_of(w->task.res, w->tasks);
-      if (policy == QueuePolicy::kFifo) {
-        if (blocked[w->queue]) {
-          result.waiting[w->id].text = "behind older work in queue " + tree_.spec(w->queue).name;
-          continue;
-        }
-        if (int a = within(w->queue, need, guarantee_of); a != -1) {
-          result.waiting[w->id].text = quota_reason(a, "quota", guarantee_of(a));
-          blocked[w->queue] = true;
-          continue;
-        }
-      }
-      if (int a = within(w->queue, need, limit_of); a != -1) {
-        result.waiting[w->id].text = quota_reason(a, "limit", limit_of(a));
-        continue;
-      }
-      if (!try_place(*w) && policy == QueuePolicy::kFifo) blocked[w->queue] = true;
-    }
-    return result;
-  }
-
-  // DRF and lepton: interleave queues, the least served first.
+  // Turns: all work in one line, or queues taking turns, the least served first.
   std::vector<std::vector<const Work*>> per_queue(nq);
   for (const Work* w : order) per_queue[w->queue].push_back(w);
-  auto served = [&](int q) {
-    if (policy == QueuePolicy::kDrf) {
-      return dominant_share(in_use[q], capacity) / tree_.spec(q).weight;
+  auto in_turn = [&](auto&& visit) {
+    if (!policy.takes_turns()) {
+      for (const Work* w : order) visit(*w);
+      return;
     }
-    return dominant_share(in_use[q], fair[q]);
-  };
-  auto interleave = [&](auto&& visit) {
     std::vector<size_t> cursor(nq, 0);
     while (true) {
       int best = -1;
       double best_served = 0;
       for (int q = 0; q < nq; ++q) {
         if (cursor[q] >= per_queue[q].size()) continue;
-        const double s = served(q);
+        const double s = policy.served(view, q);
         if (best == -1 || s < best_served) best = q, best_served = s;
       }
       if (best == -1) return;
@@ -664,54 +622,36 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     }
   };
 
-  if (policy == QueuePolicy::kDrf) {
-    interleave([&](const Work& w) {
-      const Quota need = quota_of(w.task.res, w.tasks);
-      if (int a = within(w.queue, need, guarantee_of); a != -1) {
-        result.waiting[w.id].text = quota_reason(a, "quota", guarantee_of(a));
-        return;
-      }
-      try_place(w);
-    });
-    return result;
-  }
-
-  // lepton, round 1: work within its queue's fair share (non-preemptible work: within the
-  // guarantee), least served queues first. Work that does not fit for lack of room is a
-  // candidate for reclaim.
+  // Round 1: what the policy admits starts if it fits. Admitted work that finds no room is a
+  // candidate for reclaim; work the policy marks as borrowing waits for round 2.
   struct ReclaimCandidate {
     const Work* work;
-    bool own_queue_only;  // over its fair share: may only preempt lower priority in its queue
+    bool own_queue_only;  // may only preempt lower priority in its queue
   };
   std::vector<ReclaimCandidate> reclaim_candidates;
-  auto outranks_own_work = [&](const Work& w) {
-    return std::any_of(running.begin(), running.end(), [&](const RunningWork& r) {
-      return r.work.queue == w.queue && r.work.preemptible && r.work.priority < w.priority &&
-             !stopping_ids.count(r.work.id);
-    });
-  };
-  interleave([&](const Work& w) {
-    const Quota need = quota_of(w.task.res, w.tasks);
-    if (int a = within(w.queue, need, limit_of); a != -1) {
-      result.waiting[w.id].text = quota_reason(a, "limit", limit_of(a));
-      done.insert(w.id);
+  std::set<uint64_t> borrowers;
+  std::vector<bool> blocked(nq, false);  // a queue's later work waits behind its first
+  in_turn([&](const Work& w) {
+    if (blocked[w.queue]) {
+      result.waiting[w.id].text = "behind older work in queue " + tree_.spec(w.queue).name;
       return;
     }
-    if (!w.preemptible) {
-      if (int a = within(w.queue, need, guarantee_of); a != -1) {
-        result.waiting[w.id].text = "non-preemptible work runs only within the guarantee: " +
-                                    quota_reason(a, "guarantee", guarantee_of(a));
-        done.insert(w.id);
+    Admission a = policy.admit(view, w);
+    switch (a.verdict) {
+      case Admission::Verdict::kWait:
+        result.waiting[w.id].text = std::move(a.reason);
+        break;
+      case Admission::Verdict::kBorrow:
+        borrowers.insert(w.id);
         return;
-      }
-    } else if (within(w.queue, need, fair_of) != -1) {
-      if (!outranks_own_work(w)) return;  // over its fair share: round 2
-      done.insert(w.id);
-      if (!try_place(w)) reclaim_candidates.push_back({&w, true});
-      return;
+      case Admission::Verdict::kStart:
+        if (try_place(w)) return;
+        if (a.reclaim != Admission::Reclaim::kNone) {
+          reclaim_candidates.push_back({&w, a.reclaim == Admission::Reclaim::kOwnQueue});
+        }
+        break;
     }
-    done.insert(w.id);
-    if (!try_place(w)) reclaim_candidates.push_back({&w, false});
+    if (a.blocks_queue) blocked[w.queue] = true;
   });
 
   // Reclaim and priority preemption, for work that is within its fair share but found no room:
@@ -749,9 +689,7 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
       if (own_queue_only) return false;
       const int q = r.work.queue;
       if (q < 0 || q >= nq) return false;
-      return (in_use[q] - reclaimed[q]).gpu_milli > fair[q].gpu_milli ||
-             (w->task.res.gpu_count == 0 &&
-              (in_use[q] - reclaimed[q]).cpu_milli > fair[q].cpu_milli);
+      return policy.reclaimable(view, q, in_use[q] - reclaimed[q], *w);
     };
     // For each task, the node where the cheapest set of victims makes room.
     std::vector<size_t> chosen;
@@ -844,20 +782,22 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
       ++queues_running;
     }
   }
-  // Round 2: work over its fair share borrows what is idle (as preemptible work), in the same
-  // order. Reservations for work that has waited too long keep room for it meanwhile.
-  interleave([&](const Work& w) {
-    if (done.count(w.id)) return;
-    if (!w.preemptible) return;  // handled in round 1
-    if (try_place(w)) return;
-    // Say why it cannot take room back, when others hold the room.
-    if (queues_running > (has_running[w.queue] ? 1 : 0)) {  // other queues hold room
-      result.waiting[w.id].text += "; queue " + tree_.spec(w.queue).name +
-                                   " is at its fair share (" + gpus_text(fair[w.queue].gpu_milli) +
-                                   " GPUs), so it only borrows idle room";
-    }
-  });
+  // Round 2: borrowers take what is still idle (as preemptible work), in the same turns.
+  // Reservations for work that has waited too long keep room for it meanwhile.
+  if (!borrowers.empty()) {
+    in_turn([&](const Work& w) {
+      if (!borrowers.count(w.id)) return;
+      if (try_place(w)) return;
+      // Say why it cannot take room back, when others hold the room.
+      if (queues_running > (has_running[w.queue] ? 1 : 0)) {  // other queues hold room
+        if (std::string note = policy.borrow_note(view, w); !note.empty()) {
+          result.waiting[w.id].text += "; " + note;
+        }
+      }
+    });
+  }
 
+  if (!policy.reserves()) return result;
   // Reservations: the first waiting job of a queue that has waited long gets nodes held for it,
   // so the queue's smaller jobs behind it (and borrowers) stop refilling them. One per queue.
   std::set<int> queues_with_reservation;
@@ -875,7 +815,10 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
       continue;
     }
     // Only work that fits its queue's fair share by itself: a reservation must end.
-    if (!fits_bound(quota_of(w->task.res, w->tasks), fair_of(w->queue))) continue;
+    if (!fits_bound(quota_of(w->task.res, w->tasks),
+                    view.bound(w->queue, QueueBound::kFairShare))) {
+      continue;
+    }
     std::vector<NodeId> nodes = cy.reservation_for(*w);
     if (nodes.empty()) continue;
     reservations_[w->id] = nodes;

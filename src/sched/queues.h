@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,7 +57,8 @@ class QueueTree {
 std::vector<Quota> fair_shares(const QueueTree& tree, const Quota& capacity,
                                const std::vector<Quota>& demand);
 
-// How a cycle orders and admits work.
+// How a cycle orders and admits work. Each policy is a QueueOrder (sched/queue_order.h), one file
+// in queue_policies/, named in the table builtin_queue_policies().
 enum class QueuePolicy {
   // First come, first served within each queue, each queue capped at its guarantee (static
   // quotas, no borrowing). A queue's first waiting job blocks the ones behind it.
@@ -73,8 +75,11 @@ enum class QueuePolicy {
   kLepton,
 };
 
-std::string_view queue_policy_name(QueuePolicy policy);  // "fifo", "priority", "drf", "lepton"
+// By the table: "fifo", "priority", "drf", "lepton" ("?" for a value the table lacks).
+std::string_view queue_policy_name(QueuePolicy policy);
 Result<QueuePolicy> parse_queue_policy(std::string_view name);
+
+class QueueOrder;  // sched/queue_order.h
 
 // A job as the queue scheduler sees it: `tasks` identical tasks, each on a distinct node, placed
 // all at once or not at all (a gang).
@@ -128,6 +133,7 @@ struct CycleResult {
 
 class QueueScheduler {
  public:
+  // `options.policy` must be in builtin_queue_policies().
   QueueScheduler(QueueTree tree, QueueOptions options);
 
   const QueueTree& tree() const { return tree_; }
@@ -147,6 +153,7 @@ class QueueScheduler {
  private:
   QueueTree tree_;
   QueueOptions options_;
+  std::shared_ptr<const QueueOrder> order_;  // options_.policy's; stateless, so shared by copies
   std::vector<QueueUsage> usage_;
   // Work id -> nodes held for it (a gang reservation or the nodes its victims are leaving).
   std::map<uint64_t, std::vector<NodeId>> reservations_;
