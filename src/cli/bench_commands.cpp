@@ -602,6 +602,7 @@ void register_bench_commands(CLI::App& app) {
       ->capture_default_str();
   as_cmd->add_flag("--json", as->json, "Print one JSON object");
   as_cmd->callback([as] { run_autoscale(*as); });
+  add_bench_agents_command(*bench);
 }
 
 }  // namespace lepton::cli

@@ -16,6 +16,7 @@ int run(int argc, char** argv);
 void register_sim_commands(CLI::App& app);
 void register_sim_cost_command(CLI::App& sim);  // `sim cost`, from register_sim_commands
 void register_bench_commands(CLI::App& app);
+void add_bench_agents_command(CLI::App& bench);  // `lepton bench agents` (bench_agents.cpp)
 void register_control_commands(CLI::App& app);
 void register_offers_command(CLI::App& app);
 void register_queue_commands(CLI::App& app);
