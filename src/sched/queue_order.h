@@ -123,7 +123,8 @@ class QueueOrder {
   virtual double served(const RoundView& /*view*/, int /*queue*/) const { return 0; }
 
   // Whether `w` may start now as far as its queue's bounds go. Not asked about work behind a
-  // piece that blocks its queue.
+  // piece that blocks its queue. Whatever it answers, the round checks the queue's limit again
+  // right before it places anything: limits are hard under every policy.
   virtual Admission admit(const RoundView& view, const Work& w) const = 0;
 
   // For work admitted as kBorrow that found no room while other queues run work: a note for its

@@ -622,6 +622,16 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
     }
   };
 
+  // Limits are hard whatever the policy: nothing is placed past one. (A policy's admission may
+  // have been asked before other work of the queue started in this round: borrowers are placed
+  // after everything else.) Work held back here does not block its queue.
+  auto past_limit = [&](const Work& w) {
+    const int a = view.exceeds(w.queue, quota_of(w.task.res, w.tasks), QueueBound::kLimit);
+    if (a == -1) return false;
+    result.waiting[w.id].text = view.exceeds_text(a, "limit", QueueBound::kLimit);
+    return true;
+  };
+
   // Round 1: what the policy admits starts if it fits. Admitted work that finds no room is a
   // candidate for reclaim; work the policy marks as borrowing waits for round 2.
   struct ReclaimCandidate {
@@ -645,6 +655,7 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
         borrowers.insert(w.id);
         return;
       case Admission::Verdict::kStart:
+        if (past_limit(w)) return;
         if (try_place(w)) return;
         if (a.reclaim != Admission::Reclaim::kNone) {
           reclaim_candidates.push_back({&w, a.reclaim == Admission::Reclaim::kOwnQueue});
@@ -786,7 +797,7 @@ CycleResult QueueScheduler::cycle(ClusterState& cluster, Scheduler& placer,
   // Reservations for work that has waited too long keep room for it meanwhile.
   if (!borrowers.empty()) {
     in_turn([&](const Work& w) {
-      if (!borrowers.count(w.id)) return;
+      if (!borrowers.count(w.id) || past_limit(w)) return;
       if (try_place(w)) return;
       // Say why it cannot take room back, when others hold the room.
       if (queues_running > (has_running[w.queue] ? 1 : 0)) {  // other queues hold room

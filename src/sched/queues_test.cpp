@@ -296,6 +296,39 @@ TEST(QueueScheduler, NonPreemptibleWorkStaysWithinTheGuarantee) {
   EXPECT_NE(r.waiting.at(2).text.find("within the guarantee"), std::string::npos);
 }
 
+TEST(QueueScheduler, LimitsHoldForWorkThatBorrowsLateInTheRound) {
+  // a (limit 3 GPUs) is owed 2.5 of the 8 GPUs: b, weighted 3, wants 9 it can never get on one
+  // 8-GPU node. Job 1 (3 GPUs) is over a's fair share, so it may only borrow what is idle at the
+  // end of the round; by then jobs 2 and 3 run, and it would take a past its limit.
+  QueueSpec a = queue("a", 1);
+  a.limit = Quota{3 * kGpu, kUnlimited, kUnlimited};
+  Harness h(nodes(1, 8), tree_of({a, queue("b", 1, 3)}), QueuePolicy::kLepton);
+  h.pending = {job(1, 0, 3, 10, /*priority=*/5), job(2, 0, 1, 20), job(3, 0, 1, 30),
+               job(4, 1, 9, 40)};
+  CycleResult r = h.cycle();
+  EXPECT_EQ(h.qs.usage()[0].fair_share.gpu_milli, 2500);
+  EXPECT_TRUE(h.is_running(2));
+  EXPECT_TRUE(h.is_running(3));
+  EXPECT_FALSE(h.is_running(1));
+  EXPECT_EQ(h.gpus_of(0), 2);
+  EXPECT_NE(r.waiting.at(1).text.find("queue a would exceed its limit"), std::string::npos)
+      << r.waiting.at(1).text;
+}
+
+TEST(QueueScheduler, DrfHoldsALimitTheGuaranteeLeavesOpen) {
+  // a is guaranteed CPUs only, which leaves its GPUs open; its limit still caps them.
+  QueueSpec a;
+  a.name = "a";
+  a.guaranteed = Quota{0, 8000, 0};
+  a.limit = Quota{2 * kGpu, kUnlimited, kUnlimited};
+  Harness h(nodes(1, 8), tree_of({a}), QueuePolicy::kDrf);
+  h.pending = {job(1, 0, 1), job(2, 0, 1), job(3, 0, 1)};
+  CycleResult r = h.cycle();
+  EXPECT_EQ(h.gpus_of(0), 2);
+  EXPECT_NE(r.waiting.at(3).text.find("queue a would exceed its limit"), std::string::npos)
+      << r.waiting.at(3).text;
+}
+
 TEST(QueueScheduler, NoPartialGangs) {
   // A 3-task gang on 2 nodes cannot run: nothing of it may hold GPUs.
   Harness h(nodes(2, 8), tree_of({queue("a", 16)}), QueuePolicy::kLepton);

@@ -1,6 +1,7 @@
-// drf: static quotas (each queue capped at its guarantee, no borrowing, no preemption); queues
-// take turns, the one with the lowest weighted dominant share of the cluster first; inside a
-// queue, higher priority first, then the oldest.
+// drf: static quotas (each queue capped at its guarantee, no borrowing, no preemption; the round
+// holds its limit too, which a guarantee that leaves a dimension open does not); queues take
+// turns, the one with the lowest weighted dominant share of the cluster first; inside a queue,
+// higher priority first, then the oldest.
 #include "sched/queue_policies/queue_policies.h"
 
 namespace lepton::sched {
