@@ -146,4 +146,45 @@ bool SseUsageScanner::on_event(std::string_view event) {
   return false;
 }
 
+void UsageTap::start(bool count, bool strip, std::string_view content_type,
+                     std::optional<uint64_t> length, bool has_body) {
+  reset();
+  strip_ = strip;
+  if (!count || !has_body) return;
+  if (content_type.substr(0, 17) == "text/event-stream") {
+    sse_.emplace(strip);
+  } else if (content_type.find("json") != std::string_view::npos) {
+    capture_json_ = !length || *length <= kMaxJsonBytes;
+  }
+}
+
+std::string_view UsageTap::pass(std::string_view piece, bool last) {
+  if (capture_json_) {
+    if (capture_.size() + piece.size() <= kMaxJsonBytes) {
+      capture_.append(piece);
+    } else {
+      capture_json_ = false;
+      capture_.clear();
+    }
+  }
+  if (!sse_) return piece;
+  scratch_.clear();
+  sse_->feed(piece, scratch_);
+  if (last) sse_->finish(scratch_);
+  return scratch_;
+}
+
+std::optional<Usage> UsageTap::usage() const {
+  if (capture_json_ && !capture_.empty()) return usage_from_json(capture_);
+  if (sse_) return sse_->usage();
+  return std::nullopt;
+}
+
+void UsageTap::reset() {
+  strip_ = false;
+  sse_.reset();
+  capture_json_ = false;
+  capture_.clear();
+}
+
 }  // namespace lepton::gateway

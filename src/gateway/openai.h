@@ -59,4 +59,35 @@ class SseUsageScanner {
   std::optional<Usage> usage_;
 };
 
+// One response's tokens, counted as its body passes: a server-sent-event stream is scanned event
+// by event (the usage-only final chunk removed when the gateway asked for it), and a JSON body of
+// at most kMaxJsonBytes is kept and parsed at its end; anything else passes untouched.
+class UsageTap {
+ public:
+  // JSON responses up to this size are parsed for `usage`; larger ones pass uncounted.
+  static constexpr size_t kMaxJsonBytes = 1 << 20;
+
+  // A new response to a request whose path `is_openai_path` (`count`), and whose body was
+  // rewritten by add_include_usage (`strip`: the usage-only chunk is the gateway's to remove).
+  // Forgets the previous response.
+  void start(bool count, bool strip, std::string_view content_type, std::optional<uint64_t> length,
+             bool has_body);
+  // Whether the body the client gets may differ from the upstream's (so its length is unknown).
+  bool edits() const { return sse_.has_value() && strip_; }
+  // The next piece of the body (`last`: the end of it); returns what goes to the client: `piece`
+  // itself, or the scanner's output, valid until the next call.
+  std::string_view pass(std::string_view piece, bool last);
+  // The usage seen, once the body has passed whole.
+  std::optional<Usage> usage() const;
+  // Forgets the response (and frees nothing: buffers are kept for the next one).
+  void reset();
+
+ private:
+  bool strip_ = false;
+  std::optional<SseUsageScanner> sse_;
+  bool capture_json_ = false;  // the body is a JSON one, kept in capture_ while it fits
+  std::string capture_;
+  std::string scratch_;  // the scanner's output for the last piece
+};
+
 }  // namespace lepton::gateway

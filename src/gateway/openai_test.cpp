@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <string>
+#include <tuple>
+#include <vector>
 
 namespace lepton::gateway {
 namespace {
@@ -132,6 +135,78 @@ TEST(SseUsageScanner, GivesUpOnHugeEventsWithBoundedMemory) {
   scanner.finish(out);
   EXPECT_EQ(out, "data: " + big + "\n\n" + kUsage);  // unchanged once scanning stopped
   EXPECT_FALSE(scanner.stripped());
+}
+
+// What the proxy does with one response body: UsageTap, fed the pieces the upstream sends.
+std::string pass_all(UsageTap& tap, const std::vector<std::string>& pieces) {
+  std::string out;
+  for (size_t i = 0; i < pieces.size(); ++i) out += tap.pass(pieces[i], i + 1 == pieces.size());
+  return out;
+}
+
+TEST(UsageTap, CountsAJsonBodyAtItsEnd) {
+  UsageTap tap;
+  tap.start(/*count=*/true, /*strip=*/false, "application/json; charset=utf-8", std::nullopt,
+            /*has_body=*/true);
+  EXPECT_FALSE(tap.edits());
+  std::string body = R"({"usage":{"prompt_tokens":5,"completion_tokens":7}})";
+  EXPECT_EQ(pass_all(tap, {body.substr(0, 9), body.substr(9)}), body);
+  ASSERT_TRUE(tap.usage().has_value());
+  EXPECT_EQ(tap.usage()->prompt_tokens, 5u);
+  EXPECT_EQ(tap.usage()->completion_tokens, 7u);
+}
+
+TEST(UsageTap, AJsonBodyOverTheCapIsPassedUncounted) {
+  UsageTap tap;
+  const std::string body = R"({"usage":{"prompt_tokens":5,"completion_tokens":7}})";
+  tap.start(true, false, "application/json", UsageTap::kMaxJsonBytes + 1, true);
+  EXPECT_EQ(pass_all(tap, {body}), body);
+  EXPECT_FALSE(tap.usage().has_value());
+  // Without a length, it stops keeping the body once the body passes the cap.
+  tap.start(true, false, "application/json", std::nullopt, true);
+  pass_all(tap, {body, std::string(UsageTap::kMaxJsonBytes, ' ')});
+  EXPECT_FALSE(tap.usage().has_value());
+}
+
+TEST(UsageTap, StripsTheUsageChunkOfAStreamOnlyWhenAsked) {
+  UsageTap tap;
+  tap.start(true, /*strip=*/true, "text/event-stream", std::nullopt, true);
+  EXPECT_TRUE(tap.edits());  // the body changes: its length cannot be passed on
+  EXPECT_EQ(pass_all(tap, {kChunk, kUsage.substr(0, 20), kUsage.substr(20) + kDone}),
+            kChunk + kDone);
+  ASSERT_TRUE(tap.usage().has_value());
+  EXPECT_EQ(tap.usage()->completion_tokens, 2u);
+
+  tap.start(true, /*strip=*/false, "text/event-stream", std::nullopt, true);
+  EXPECT_FALSE(tap.edits());
+  EXPECT_EQ(pass_all(tap, {kChunk, kUsage + kDone}), kChunk + kUsage + kDone);
+  ASSERT_TRUE(tap.usage().has_value());
+}
+
+TEST(UsageTap, OtherResponsesPassUntouchedAndUncounted) {
+  UsageTap tap;
+  const std::string piece = R"({"usage":{"prompt_tokens":5,"completion_tokens":7}})";
+  for (auto [count, type, has_body] :
+       {std::tuple{false, "application/json", true}, std::tuple{true, "text/plain", true},
+        std::tuple{true, "application/json", false}}) {
+    tap.start(count, true, type, std::nullopt, has_body);
+    EXPECT_FALSE(tap.edits());
+    std::string_view out = tap.pass(piece, true);
+    EXPECT_EQ(out.data(), piece.data());  // the piece itself, not a copy
+    EXPECT_FALSE(tap.usage().has_value()) << type;
+  }
+}
+
+TEST(UsageTap, ANewResponseForgetsTheLastOne) {
+  UsageTap tap;
+  tap.start(true, false, "application/json", std::nullopt, true);
+  tap.pass(R"({"usage":{"prompt_tokens":5,"completion_tokens":7}})", true);
+  ASSERT_TRUE(tap.usage().has_value());
+  tap.start(true, false, "application/json", std::nullopt, true);
+  EXPECT_FALSE(tap.usage().has_value());
+  tap.reset();
+  EXPECT_FALSE(tap.edits());
+  EXPECT_FALSE(tap.usage().has_value());
 }
 
 }  // namespace
