@@ -1,5 +1,6 @@
 #include "gateway/http_head.h"
 
+#include <array>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/beast/core/string.hpp>
@@ -130,7 +131,12 @@ void append_response_head(const Head& response, std::string& out) {
     auto r = http::obsolete_reason(static_cast<http::status>(response.status));
     reason = {r.data(), r.size()};
   }
-  out.append("HTTP/1.1 ").append(std::to_string(response.status)).append(" ");
+  // Three digits as the replica sent them: beast reads "020" as 20, which is not "20".
+  const unsigned status = response.status % 1000;
+  const std::array<char, 3> code = {static_cast<char>('0' + status / 100),
+                                    static_cast<char>('0' + status / 10 % 10),
+                                    static_cast<char>('0' + status % 10)};
+  out.append("HTTP/1.1 ").append(code.data(), code.size()).append(" ");
   out.append(reason).append("\r\n");
   for (const Head::Field& f : response.fields) {
     if (hop_by_hop(f.name)) continue;

@@ -274,6 +274,19 @@ TEST(HttpHead, TheResponseHeadKeepsEndToEndFieldsAndAStandardReason) {
   EXPECT_EQ(out, "HTTP/1.1 404 Not Found\r\nX-Id: a\r\n");
 }
 
+// Found by fuzz_gateway_head: "020" was written back as "20", a status line no client can read.
+TEST(HttpHead, TheResponseStatusKeepsItsThreeDigits) {
+  Head head;
+  ResponseParser parser(head);
+  boost::system::error_code ec;
+  parser.put(boost::asio::buffer(std::string_view("HTTP/1.1 020 Odd\r\n\r\n")), ec);
+  ASSERT_TRUE(parser.is_header_done()) << ec.message();
+  EXPECT_EQ(head.status, 20u);
+  std::string out;
+  append_response_head(head, out);
+  EXPECT_EQ(out, "HTTP/1.1 020 Odd\r\n");
+}
+
 TEST(HttpHead, HostNames) {
   EXPECT_EQ(host_name("Example.COM:8081"), "example.com");
   EXPECT_EQ(host_name("example.com."), "example.com");
