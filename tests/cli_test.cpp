@@ -1,38 +1,25 @@
 // End-to-end: runs `lepton` as a child process and checks its output, files and exit codes.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "tests/process.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int exit_code;
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
+using lepton::e2e::CommandResult;
+using CliRun = CommandResult;
 
+// `lepton ARGS`, its stderr apart from its stdout.
 CliRun lepton(const std::string& args) {
-  const fs::path err_file = fs::temp_directory_path() / ("lepton-e2e-" + std::to_string(getpid()));
-  std::string cmd = std::string(LEPTON_BINARY) + " " + args + " 2>" + err_file.string();
-  FILE* p = popen(cmd.c_str(), "r");
-  CliRun r{-1, "", ""};
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream err(err_file);
-  r.err.assign(std::istreambuf_iterator<char>(err), {});
-  fs::remove(err_file);
-  return r;
+  return lepton::e2e::run_command(std::string(LEPTON_BINARY) + " " + args,
+                                  lepton::e2e::Stderr::kApart);
 }
 
 const std::string kTrace = std::string(LEPTON_SOURCE_DIR) + "/data/traces/alibaba-gpu-v2023/";
@@ -267,9 +254,7 @@ TEST(Offers, ListsCheapestFirst) {
 
 TEST(Up, BadCloudFlagsGetAClearErrorAndExitCode2) {
   // Each fails before anything starts: no data directory is written.
-  const fs::path dir = fs::temp_directory_path() / ("lepton-up-flags-" + std::to_string(getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = lepton::e2e::fresh_test_dir("up-flags", "BadCloudFlags");
   const std::string up =
       "up --data-dir " + (dir / "data").string() + " --port 0 --gateway-port -1 --gpus none ";
   const std::pair<std::string, std::string> cases[] = {

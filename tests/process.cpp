@@ -31,15 +31,37 @@ std::string read_text(const std::filesystem::path& path) {
   return s.str();
 }
 
-CommandResult run_command(const std::string& command) {
-  CommandResult r{-1, ""};
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+std::vector<std::string> read_lines(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::vector<std::string> out;
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+CommandResult run_command(const std::string& command, Stderr where) {
+  CommandResult r;
+  std::filesystem::path err_file;
+  std::string redirect = " 2>&1";
+  if (where == Stderr::kApart) {
+    char name[] = "/tmp/lepton-e2e-stderr-XXXXXX";
+    const int fd = mkstemp(name);
+    if (fd < 0) return r;
+    close(fd);
+    err_file = name;
+    redirect = " 2>" + err_file.string();
+  }
+  FILE* p = popen((command + redirect).c_str(), "r");
+  if (p) {
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    const int status = pclose(p);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+  if (!err_file.empty()) {
+    r.err = read_text(err_file);
+    std::filesystem::remove(err_file);
+  }
   return r;
 }
 

@@ -1,5 +1,5 @@
-// Test helpers for end-to-end tests: start `lepton` processes, run CLI commands, wait with
-// deadlines, pick free loopback ports, and speak HTTP over raw sockets.
+// Test helpers for end-to-end tests: start processes, run commands, wait with deadlines, pick free
+// loopback ports, read files, and speak HTTP over raw sockets.
 #pragma once
 
 #include <signal.h>
@@ -83,11 +83,14 @@ inline void put_first_on_path(const std::string& dir) {
 }
 
 struct CommandResult {
-  int exit_code;
+  int exit_code = -1;
   std::string out;
+  std::string err;  // stderr, when run_command keeps it apart
 };
-// Runs a shell command line; stdout captured, stderr appended to stdout.
-CommandResult run_command(const std::string& command);
+// Where run_command puts the command's stderr: after stdout in `out`, or apart in `err`.
+enum class Stderr { kInOut, kApart };
+// Runs a shell command line and captures its output.
+CommandResult run_command(const std::string& command, Stderr where = Stderr::kInOut);
 // Runs `BINARY ARGS --server URL --token-file TOKEN_FILE` (a CLI call against a test's server).
 inline CommandResult run_cli(const std::string& binary, const std::string& args,
                              const std::string& url, const std::filesystem::path& token_file) {
@@ -96,6 +99,8 @@ inline CommandResult run_cli(const std::string& binary, const std::string& args,
 }
 // The whole of a text file, such as a process's log ("" when it cannot be read).
 std::string read_text(const std::filesystem::path& path);
+// The lines of a text file, without their '\n' (none when it cannot be read).
+std::vector<std::string> read_lines(const std::filesystem::path& path);
 
 // An HTTP exchange over a raw socket, so a test sees when each byte arrives.
 struct RawResponse {
