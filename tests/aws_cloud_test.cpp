@@ -16,13 +16,11 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <sstream>
-#include <thread>
 
 #include "cloud/aws_sigv4.h"
 #include "cloud/testing/tls_server.h"
 #include "net/http.h"
-#include "tests/process.h"
+#include "tests/lepton_test.h"
 
 namespace lepton::e2e {
 namespace {
@@ -207,12 +205,12 @@ class FakeEc2 {
   std::vector<std::string> bad_signatures_;
 };
 
-class AwsCloud : public testing::Test {
+// `lepton server` (no gateway) renting from EC2 at a stand-in endpoint, over TLS to a CA made here.
+class AwsCloud : public LeptonTest {
  protected:
+  AwsCloud() : LeptonTest({.gateway = Gateway::kNone, .wait_timeout = 20s}) {}
   void SetUp() override {
-    dir_ = fresh_test_dir("aws", testing::UnitTest::GetInstance()->current_test_info()->name());
-    port_ = free_port();
-    url_ = "http://127.0.0.1:" + std::to_string(port_);
+    LeptonTest::SetUp();
     ca_ = std::make_unique<tls::KeyAndCert>(tls::make_ca("lepton test CA"));
     std::ofstream(dir_ / "ca.pem") << tls::pem(ca_->cert.get());
     ca_file_ = (dir_ / "ca.pem").string();
@@ -226,13 +224,10 @@ class AwsCloud : public testing::Test {
     ::setenv("AWS_SECRET_ACCESS_KEY", kCredentials.secret_access_key.c_str(), 1);
   }
   void TearDown() override {
-    agent_.reset();
-    server_.reset();
+    LeptonTest::TearDown();
     ec2_server_.reset();
     ::unsetenv("AWS_ACCESS_KEY_ID");
     ::unsetenv("AWS_SECRET_ACCESS_KEY");
-    run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
-    if (!HasFailure()) fs::remove_all(dir_);
   }
 
   void start_server() {
@@ -244,35 +239,15 @@ class AwsCloud : public testing::Test {
                          {"endpoint", "127.0.0.1:" + std::to_string(ec2_server_->port())},
                          {"ca_file", ca_file_}};
     std::ofstream(dir_ / "aws.json") << config.dump();
-    server_ = std::make_unique<Process>(
-        std::vector<std::string>{LEPTON_BINARY, "server", "--data-dir", (dir_ / "data").string(),
-                                 "--port", std::to_string(port_), "--gateway-port", "-1",
-                                 "--aws-config", (dir_ / "aws.json").string(), "--advertise-url",
-                                 advertised_url(), "--cloud-idle", "2"},
-        (dir_ / "server.log").string());
-    ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 20s)) << log();
+    start({"--aws-config", (dir_ / "aws.json").string(), "--advertise-url", advertised_url(),
+           "--cloud-idle", "2"});
   }
   // What the machines are told to reach the server at: not the URL it listens on.
   std::string advertised_url() const { return "http://localhost:" + std::to_string(port_); }
-  CommandResult cli(const std::string& args) {
-    return run_cli(LEPTON_BINARY, args, url_, dir_ / "data" / "token");
-  }
-  json cli_json(const std::string& args) {
-    CommandResult r = cli(args);
-    EXPECT_EQ(r.exit_code, 0) << args << ": " << r.out;
-    return json::parse(r.out, nullptr, false);
-  }
-  std::string log() { return read_text(dir_ / "server.log"); }
-
-  fs::path dir_;
-  int port_ = 0;
-  std::string url_;
   std::unique_ptr<tls::KeyAndCert> ca_;
   std::string ca_file_;  // what lepton is told to trust
   FakeEc2 ec2_;
   std::unique_ptr<tls::TlsServer> ec2_server_;
-  std::unique_ptr<Process> server_;
-  std::unique_ptr<Process> agent_;
 };
 
 TEST_F(AwsCloud, AJobRentsAnEc2MachineThatJoinsRunsItAndIsReturned) {
@@ -321,11 +296,9 @@ TEST_F(AwsCloud, AJobRentsAnEc2MachineThatJoinsRunsItAndIsReturned) {
   // The machine boots: EC2 says running, and its first-boot script starts the agent under the
   // instance id (the test plays the machine, on this one).
   ec2_.set_state(m.id, 16);
-  agent_ = std::make_unique<Process>(
-      std::vector<std::string>{LEPTON_BINARY, "agent", "--server", url_, "--token-file",
-                               (dir_ / "data" / "token").string(), "--name", m.id, "--gpus",
-                               "A10G:1", "--work-dir", (dir_ / "machine").string()},
-      (dir_ / "agent.log").string());
+  start_process("agent",
+                {LEPTON_BINARY, "agent", "--server", url_, "--token-file", token_file().string(),
+                 "--name", m.id, "--gpus", "A10G:1", "--work-dir", (dir_ / "machine").string()});
   ASSERT_TRUE(wait_until(
       [&] { return cli_json("job get " + id + " --json").value("state", "") == "SUCCEEDED"; }, 60s))
       << log();
@@ -373,7 +346,7 @@ TEST_F(AwsCloud, AnUntrustedEndpointRentsNothingAndSaysWhy) {
 
 TEST_F(AwsCloud, BadConfigurationIsAClearError) {
   const std::string base = std::string(LEPTON_BINARY) + " server --data-dir " +
-                           (dir_ / "data").string() + " --port 0 --gateway-port -1 ";
+                           data_dir().string() + " --port 0 --gateway-port -1 ";
   std::ofstream(dir_ / "no-image.json") << R"({"region":"us-east-1"})";
   CommandResult r = run_command(base + "--aws-config " + (dir_ / "no-image.json").string() +
                                 " --advertise-url " + url_ + " 2>&1");
@@ -388,7 +361,7 @@ TEST_F(AwsCloud, BadConfigurationIsAClearError) {
                   url_ + " 2>&1");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.out.find("AWS_SECRET_ACCESS_KEY"), std::string::npos) << r.out;
-  EXPECT_FALSE(fs::exists(dir_ / "data"));
+  EXPECT_FALSE(fs::exists(data_dir()));
 }
 
 }  // namespace

@@ -5,15 +5,12 @@
 // cost records, and returning idle machines.
 #include <gtest/gtest.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <nlohmann/json.hpp>
-#include <sstream>
 #include <thread>
 
-#include "tests/process.h"
+#include "tests/lepton_test.h"
 
 namespace lepton::e2e {
 namespace {
@@ -22,57 +19,27 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-class Clouds : public testing::Test {
+// `lepton server` renting from the emulated clouds of each test's configuration. It is stopped
+// with SIGTERM at the end: the emulated clouds end their machines with the server.
+class Clouds : public LeptonTest {
  protected:
+  Clouds() : LeptonTest({.wait_timeout = 20s, .graceful_stop = true}) {}
   void SetUp() override {
-    dir_ = fresh_test_dir("cloud", testing::UnitTest::GetInstance()->current_test_info()->name());
-    port_ = free_port();
-    url_ = "http://127.0.0.1:" + std::to_string(port_);
+    LeptonTest::SetUp();
     // Replicas run `lepton-test-upstream` by name; rented machines' agents inherit this PATH.
     put_first_on_path(fs::path(UPSTREAM_BINARY).parent_path().string());
-  }
-  void TearDown() override {
-    if (server_) server_->stop();  // the emulated clouds end their machines with the server
-    server_.reset();
-    // Twice: a task wrapper may have been about to start its replica at the first pass.
-    for (int pass = 0; pass < 2; ++pass) {
-      if (pass) std::this_thread::sleep_for(300ms);
-      run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
-      run_command("pkill -KILL -f 'lepton-test-upstream --port 2[0-9]* --id t" +
-                  std::to_string(getpid()) + "' >/dev/null 2>&1");
-    }
-    if (!HasFailure()) fs::remove_all(dir_);
   }
 
   void start_server(const json& clouds) {
     std::ofstream(dir_ / "clouds.json") << clouds.dump();
-    server_ = std::make_unique<Process>(
-        std::vector<std::string>{LEPTON_BINARY, "server", "--data-dir", (dir_ / "data").string(),
-                                 "--port", std::to_string(port_), "--gateway-port", "0",
-                                 "--demo-clouds-config", (dir_ / "clouds.json").string(),
-                                 "--cloud-idle", "2", "--preempt-grace", "10"},
-        (dir_ / "server.log").string());
-    ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 20s)) << log();
+    start({"--demo-clouds-config", (dir_ / "clouds.json").string(), "--cloud-idle", "2",
+           "--preempt-grace", "10"});
   }
 
-  CommandResult cli(const std::string& args) {
-    return run_cli(LEPTON_BINARY, args, url_, dir_ / "data" / "token");
-  }
-  json cli_json(const std::string& args) {
-    CommandResult r = cli(args);
-    EXPECT_EQ(r.exit_code, 0) << args << ": " << r.out;
-    return json::parse(r.out, nullptr, false);
-  }
   std::string job_state(const std::string& id) {
     json j = cli_json("job get " + id + " --json");
     return j.is_object() ? j.value("state", "") : "";
   }
-  std::string log() { return read_text(dir_ / "server.log"); }
-
-  fs::path dir_;
-  int port_ = 0;
-  std::string url_;
-  std::unique_ptr<Process> server_;
 };
 
 // Counts to 20 in steps of 0.3 s from its checkpoint; on SIGTERM it reads the notice, saves the
@@ -128,7 +95,7 @@ TEST_F(Clouds, SpotJobFailsOverIsInterruptedAndResumesFromItsCheckpoint) {
       << log() << cli("cloud ls").out;
 
   // The task got the notice and a grace, checkpointed, and the next attempt resumed from it.
-  const fs::path checkpoints = dir_ / "data" / "checkpoints" / id;
+  const fs::path checkpoints = data_dir() / "checkpoints" / id;
   std::ifstream notice(checkpoints / "notice");
   int flag = 0, grace = -1;
   notice >> flag >> grace;
@@ -167,8 +134,7 @@ TEST_F(Clouds, SpotJobFailsOverIsInterruptedAndResumesFromItsCheckpoint) {
   EXPECT_TRUE(wait_until(
       [&] {
         // "[d]emo": the pattern does not match the shell running pgrep.
-        return run_command("pgrep -f '" + (dir_ / "data").string() + "/[d]emo-clouds'").exit_code !=
-               0;
+        return run_command("pgrep -f '" + data_dir().string() + "/[d]emo-clouds'").exit_code != 0;
       },
       10s));
 }
@@ -242,8 +208,8 @@ TEST_F(Clouds, AQueueThatSpentItsBudgetRentsNothing) {
 
 TEST_F(Clouds, SpotReplicasKeepAnOnDemandFloorAndAreReplacedWhenInterrupted) {
   start_server({{"boot_s", 0.5}, {"notice_s", 3}, {"capacity", 4}});
-  const std::string upstream = "run: exec lepton-test-upstream --port $PORT --id t" +
-                               std::to_string(getpid()) + " --ttft-ms 10 --token-ms 10\n";
+  const std::string upstream = "run: exec lepton-test-upstream --port $PORT --id " +
+                               upstream_tag() + " --ttft-ms 10 --token-ms 10\n";
   // Two replicas: one on demand (the floor), one on spot.
   std::ofstream(dir_ / "chat.yaml")
       << "kind: deployment\nname: chat\nresources: {accelerators: \"A100:1\", cpus: 1, "

@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "tests/process.h"
+#include "tests/lepton_test.h"
 
 namespace lepton::e2e {
 namespace {
@@ -29,8 +29,12 @@ std::string browser() {
   return "";
 }
 
-class Console : public testing::Test {
+// `lepton up` with two GPUs, started before each test, and the console link it printed.
+class Console : public LeptonTest {
  protected:
+  Console()
+      : LeptonTest(
+            {.up = true, .gpus = "A100-80GB:2", .wait = Wait::kReadyNode, .wait_timeout = 20s}) {}
   void SetUp() override {
     browser_ = browser();
     if (browser_.empty()) {
@@ -40,53 +44,15 @@ class Console : public testing::Test {
       FAIL() << "no chromium on PATH: install it (scripts/install-deps) or set "
                 "LEPTON_SKIP_BROWSER_TESTS=1";
     }
-    dir_ = fresh_test_dir("console", testing::UnitTest::GetInstance()->current_test_info()->name());
-    port_ = free_port();
-    url_ = "http://127.0.0.1:" + std::to_string(port_);
-    up_ = std::make_unique<Process>(
-        std::vector<std::string>{LEPTON_BINARY, "up", "--data-dir", (dir_ / "server").string(),
-                                 "--port", std::to_string(port_), "--gateway-port", "0", "--gpus",
-                                 "A100-80GB:2", "--name", "local"},
-        (dir_ / "up.log").string());
-    ASSERT_TRUE(wait_until(
-        [&] {
-          auto r = cli("node ls --json");
-          return r.exit_code == 0 && r.out.find("\"ready\":true") != std::string::npos;
-        },
-        20s))
-        << read_text(dir_ / "up.log");
+    LeptonTest::SetUp();
+    start();
+    if (HasFatalFailure()) return;
     // The link `lepton up` prints, with the token after '#'.
     const std::regex link("console: (http://\\S+/#token=[0-9a-f]+)");
     std::smatch m;
-    const std::string log = read_text(dir_ / "up.log");
-    ASSERT_TRUE(std::regex_search(log, m, link)) << log;
+    const std::string text = log();
+    ASSERT_TRUE(std::regex_search(text, m, link)) << text;
     link_ = m[1];
-  }
-  void TearDown() override {
-    up_.reset();
-    if (!dir_.empty()) run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
-    // Replicas exec the test server, whose command line does not name the test's folder; left
-    // running, they would hold their ports in the tests after this one.
-    run_command("pkill -KILL -f 'lepton-test-upstream --port [0-9]* --id " + tag() +
-                "' >/dev/null 2>&1");
-    if (!HasFailure() && !dir_.empty()) fs::remove_all(dir_);
-  }
-  // Marks this test's replicas, so TearDown stops only them.
-  static std::string tag() { return "console-" + std::to_string(getpid()); }
-
-  CommandResult cli(const std::string& args) {
-    return run_cli(LEPTON_BINARY, args, url_, dir_ / "server" / "token");
-  }
-  std::string state_of(const std::string& id) {
-    auto r = cli("job get " + id + " --json");
-    return r.exit_code == 0 ? json::parse(r.out, nullptr, false).value("state", "") : "";
-  }
-  std::string submit(const std::string& name, const std::string& yaml) {
-    const fs::path p = dir_ / (name + ".yaml");
-    std::ofstream(p) << yaml;
-    auto r = cli("job run -f " + p.string());
-    EXPECT_EQ(r.exit_code, 0) << r.out;
-    return r.out.substr(0, r.out.find('\n'));
   }
 
   // The page at `url` as the browser built it. The browser's profile is kept in the test's
@@ -103,11 +69,7 @@ class Console : public testing::Test {
   }
 
   std::string browser_;
-  fs::path dir_;
-  int port_ = 0;
-  std::string url_;
   std::string link_;
-  std::unique_ptr<Process> up_;
 };
 
 // What `page` shows of the element with this id, from its opening tag to the line's end (each
@@ -125,8 +87,8 @@ TEST_F(Console, ShowsNodesJobsAndQueuesFromTheApi) {
       submit("big", "name: too-big\nresources: {accelerators: A100-80GB:4}\nrun: 'true'\n");
   const std::string running =
       submit("busy", "name: busy\nresources: {accelerators: A100-80GB:1}\nrun: sleep 60\n");
-  ASSERT_TRUE(wait_until([&] { return state_of(done) == "SUCCEEDED"; }, 20s));
-  ASSERT_TRUE(wait_until([&] { return state_of(running) == "RUNNING"; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return state(done) == "SUCCEEDED"; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return state(running) == "RUNNING"; }, 20s));
 
   const std::string html = page(link_);
   // The overview is shown (index.html has it hidden until the page's first refresh).
@@ -153,7 +115,7 @@ TEST_F(Console, ShowsADeploymentWithItsReplicasLoadAndGatewayLink) {
   const fs::path spec = dir_ / "chat.yaml";
   std::ofstream(spec) << "kind: deployment\nname: chat\nresources: {cpus: 0.5, memory: 0.25}\n"
                          "run: exec " UPSTREAM_BINARY " --port $PORT --id "
-                      << tag() << "\nreplicas: 2\nreadiness: {path: /healthz}\n";
+                      << upstream_tag() << "\nreplicas: 2\nreadiness: {path: /healthz}\n";
   auto created = cli("deploy create -f " + spec.string() + " --wait --timeout 60");
   ASSERT_EQ(created.exit_code, 0) << created.out;
   json d;
@@ -193,7 +155,7 @@ TEST_F(Console, ShowsADeploymentWithItsReplicasLoadAndGatewayLink) {
 
 TEST_F(Console, AJobsViewShowsItsTasksAndLogWithTheStoredToken) {
   const std::string id = submit("hello", "name: hello\nrun: echo 'hello <from> the log'\n");
-  ASSERT_TRUE(wait_until([&] { return state_of(id) == "SUCCEEDED"; }, 20s));
+  ASSERT_TRUE(wait_until([&] { return state(id) == "SUCCEEDED"; }, 20s));
   (void)page(link_);  // stores the token in the browser's profile
   const std::string html = page(url_ + "/#/jobs/" + id);
   const std::string view = section(html, "job-view");

@@ -3,12 +3,10 @@
 
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
-#include "tests/process.h"
+#include "tests/lepton_test.h"
 
 namespace lepton::e2e {
 namespace {
@@ -17,80 +15,10 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-class Cluster : public testing::Test {
+// `lepton server` (nodes lost after 2 s without heartbeats) and agents started by each test.
+class Cluster : public LeptonTest {
  protected:
-  void SetUp() override {
-    dir_ = fresh_test_dir("e2e", testing::UnitTest::GetInstance()->current_test_info()->name());
-    port_ = free_port();
-    url_ = "http://127.0.0.1:" + std::to_string(port_);
-  }
-  void TearDown() override {
-    agents_.clear();
-    server_.reset();
-    run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");  // leftover tasks
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-
-  void start_server(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv{
-        LEPTON_BINARY,         "server",         "--data-dir", (dir_ / "server").string(), "--port",
-        std::to_string(port_), "--node-timeout", "2",          "--gateway-port",           "0"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    server_ = std::make_unique<Process>(argv, (dir_ / "server.log").string());
-    ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 10s));
-  }
-
-  void start_agent(const std::string& name, const std::string& gpus = "A100-80GB:4",
-                   const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv{LEPTON_BINARY,  "agent",
-                                  "--server",     url_,
-                                  "--token-file", (dir_ / "server" / "token").string(),
-                                  "--name",       name,
-                                  "--gpus",       gpus,
-                                  "--work-dir",   (dir_ / name).string(),
-                                  "--cpus",       "8",
-                                  "--memory",     "16"};
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    agents_[name] = std::make_unique<Process>(argv, (dir_ / (name + ".log")).string());
-  }
-
-  void wait_for_nodes(size_t n) {
-    ASSERT_TRUE(wait_until(
-        [&] {
-          auto r = cli("node ls --json");
-          if (r.exit_code != 0) return false;
-          size_t ready = 0;
-          for (const json& node : json::parse(r.out)) ready += node.value("ready", false) ? 1 : 0;
-          return ready == n;
-        },
-        15s))
-        << server_log();
-  }
-
-  CommandResult cli(const std::string& args) {
-    return run_command(std::string(LEPTON_BINARY) + " " + args + " --server " + url_ +
-                       " --token-file " + (dir_ / "server" / "token").string());
-  }
-
-  std::string write_spec(const std::string& name, const std::string& yaml) {
-    fs::path p = dir_ / (name + ".yaml");
-    std::ofstream(p) << yaml;
-    return p.string();
-  }
-
-  std::string submit(const std::string& spec_path) {
-    auto r = cli("job run -f " + spec_path);
-    EXPECT_EQ(r.exit_code, 0) << r.out;
-    std::string id = r.out;
-    while (!id.empty() && (id.back() == '\n')) id.pop_back();
-    return id;
-  }
-
-  json job(const std::string& id) {
-    auto r = cli("job get " + id + " --json");
-    if (r.exit_code != 0) return json::object();
-    return json::parse(r.out, nullptr, false);
-  }
+  Cluster() : LeptonTest({.node_timeout_s = 2}) {}
 
   bool all_in_state(const std::string& state, size_t n) {
     auto r = cli("job ls --json");
@@ -102,30 +30,10 @@ class Cluster : public testing::Test {
     }
     return true;
   }
-
-  std::vector<std::string> lines(const fs::path& p) {
-    std::ifstream in(p);
-    std::vector<std::string> out;
-    for (std::string line; std::getline(in, line);) out.push_back(line);
-    return out;
-  }
-
-  std::string server_log() {
-    std::ifstream in(dir_ / "server.log");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-
-  fs::path dir_;
-  int port_ = 0;
-  std::string url_;
-  std::unique_ptr<Process> server_;
-  std::map<std::string, std::unique_ptr<Process>> agents_;
 };
 
 TEST_F(Cluster, TwoHundredJobsOnThreeAgentsRunExactlyOnce) {
-  start_server();
+  start();
   for (const char* name : {"a1", "a2", "a3"}) start_agent(name);
   wait_for_nodes(3);
   const fs::path ran = dir_ / "ran.txt";
@@ -137,13 +45,13 @@ TEST_F(Cluster, TwoHundredJobsOnThreeAgentsRunExactlyOnce) {
   ASSERT_EQ(ids.size(), 200u);
   ASSERT_TRUE(wait_until([&] { return all_in_state("SUCCEEDED", 200); }, 120s))
       << cli("job ls").out;
-  auto ran_ids = lines(ran);
+  auto ran_ids = read_lines(ran);
   EXPECT_EQ(ran_ids.size(), 200u);
   EXPECT_EQ(std::set<std::string>(ran_ids.begin(), ran_ids.end()), ids);
 }
 
 TEST_F(Cluster, ServerKilledAndRestartedMidRunLosesNothing) {
-  start_server();
+  start();
   start_agent("a1");
   start_agent("a2");
   wait_for_nodes(2);
@@ -158,16 +66,16 @@ TEST_F(Cluster, ServerKilledAndRestartedMidRunLosesNothing) {
       wait_until([&] { return cli("job ls").out.find("RUNNING") != std::string::npos; }, 20s));
   server_->kill(SIGKILL);
   std::this_thread::sleep_for(500ms);
-  start_server();  // same data dir and port
+  start();  // same data dir and port
   ASSERT_TRUE(wait_until([&] { return all_in_state("SUCCEEDED", 10); }, 90s))
-      << cli("job ls").out << server_log();
-  auto ran_ids = lines(ran);
+      << cli("job ls").out << log();
+  auto ran_ids = read_lines(ran);
   EXPECT_EQ(ran_ids.size(), 10u);  // nothing started twice
   EXPECT_EQ(std::set<std::string>(ran_ids.begin(), ran_ids.end()), ids);
 }
 
 TEST_F(Cluster, AKilledAgentsTaskIsRescheduled) {
-  start_server();
+  start();
   start_agent("a1");
   start_agent("a2");
   wait_for_nodes(2);
@@ -179,19 +87,19 @@ TEST_F(Cluster, AKilledAgentsTaskIsRescheduled) {
                             ran.string() + "\n"));
   ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "RUNNING"; }, 20s));
   const std::string first = job(id)["tasks"][0]["node"];
-  agents_.at(first)->kill(SIGKILL);
+  process(first).kill(SIGKILL);
   ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "SUCCEEDED"; }, 30s))
-      << job(id).dump() << server_log();
+      << job(id).dump() << log();
   json j = job(id);
   EXPECT_NE(j["tasks"][0]["node"], first);
   EXPECT_EQ(j["tasks"][0]["attempt"], 1);
   EXPECT_EQ(j["restarts"], 0);  // a lost node is not the job's failure
-  auto done = lines(ran);
+  auto done = read_lines(ran);
   EXPECT_NE(std::find(done.begin(), done.end(), id + "-1"), done.end());
 }
 
 TEST_F(Cluster, MultiNodeJobsGetConsistentRankVariables) {
-  start_server();
+  start();
   start_agent("a1");
   start_agent("a2");
   wait_for_nodes(2);
@@ -212,7 +120,7 @@ TEST_F(Cluster, MultiNodeJobsGetConsistentRankVariables) {
 }
 
 TEST_F(Cluster, CancelledJobsLeaveNoProcesses) {
-  start_server();
+  start();
   start_agent("a1");
   wait_for_nodes(1);
   const std::string marker = "98765" + std::to_string(getpid() % 1000);
@@ -233,7 +141,7 @@ TEST_F(Cluster, CancelledJobsLeaveNoProcesses) {
 TEST_F(Cluster, AnOrdinaryStopReadsNoPreemptionNotice) {
   // A task that checkpoints on a spot notice sources $LEPTON_NOTICE_FILE in its SIGTERM handler;
   // on a plain cancel the file must say there is no notice.
-  start_server();
+  start();
   start_agent("a1");
   wait_for_nodes(1);
   const fs::path out = dir_ / "notice.txt";
@@ -253,7 +161,7 @@ TEST_F(Cluster, AnOrdinaryStopReadsNoPreemptionNotice) {
 }
 
 TEST_F(Cluster, LargeAndBinaryOutputArrivesWhole) {
-  start_server();
+  start();
   start_agent("a1");
   wait_for_nodes(1);
   const std::string id =
@@ -274,14 +182,8 @@ TEST_F(Cluster, LargeAndBinaryOutputArrivesWhole) {
 TEST_F(Cluster, UpRunsJobsAndPicksThemUpAfterAKill) {
   // `lepton up`: server and agent in one process. Killed with SIGKILL mid-job and started again,
   // it finds the still-running task and records its end; nothing runs twice.
-  auto up = [&] {
-    return std::make_unique<Process>(
-        std::vector<std::string>{LEPTON_BINARY, "up", "--data-dir", (dir_ / "server").string(),
-                                 "--port", std::to_string(port_), "--gateway-port", "0", "--gpus",
-                                 "A100-80GB:2", "--name", "local"},
-        (dir_ / "up.log").string());
-  };
-  server_ = up();
+  options_ = {.up = true, .gpus = "A100-80GB:2", .wait = Wait::kNothing};
+  start();
   wait_for_nodes(1);
   auto hello = cli("job run -f " LEPTON_SOURCE_DIR "/examples/hello.yaml --follow");
   EXPECT_EQ(hello.exit_code, 0) << hello.out;
@@ -293,11 +195,10 @@ TEST_F(Cluster, UpRunsJobsAndPicksThemUpAfterAKill) {
       "2; echo $LEPTON_JOB_ID $CUDA_VISIBLE_DEVICES >> " +
           ran.string() + "\n"));
   ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "RUNNING"; }, 20s));
-  server_->kill(SIGKILL);
-  server_ = up();
+  restart();
   ASSERT_TRUE(wait_until([&] { return job(id).value("state", "") == "SUCCEEDED"; }, 30s))
       << job(id).dump();
-  EXPECT_EQ(lines(ran), std::vector<std::string>{id + " 0"});
+  EXPECT_EQ(read_lines(ran), std::vector<std::string>{id + " 0"});
   auto retry = cli("job run -f " LEPTON_SOURCE_DIR "/examples/retry.yaml --wait");
   EXPECT_EQ(retry.exit_code, 0) << retry.out;
 }
@@ -306,7 +207,7 @@ TEST_F(Cluster, TwoQueuesCompeteAndAReclaimGivesGpusBack) {
   // team-a and team-b are each guaranteed 2 of the node's 4 GPUs. team-a borrows all 4 while
   // team-b is idle; when team-b submits, two of team-a's jobs get SIGTERM, go back to their
   // queue, and later resume from their checkpoint directory.
-  start_server({"--preempt-grace", "1"});
+  start({"--preempt-grace", "1"});
   start_agent("n1", "A100-80GB:4");
   wait_for_nodes(1);
   for (const char* q : {"team-a", "team-b"}) {
@@ -334,7 +235,7 @@ run: |
                            [&](const std::string& id) { return job(id)["state"] == "RUNNING"; });
       },
       20s))
-      << server_log();
+      << log();
   auto queues = json::parse(cli("queue ls --json").out, nullptr, false);
   ASSERT_TRUE(queues.is_array()) << cli("queue ls --json").out;
   for (const json& q : queues) {
@@ -356,7 +257,7 @@ run: sleep 1; echo served
                            [&](const std::string& id) { return job(id)["state"] == "SUCCEEDED"; });
       },
       30s))
-      << job(b[0]).dump() << server_log();
+      << job(b[0]).dump() << log();
   ASSERT_TRUE(wait_until(
       [&] {
         return std::all_of(a.begin(), a.end(),
@@ -400,7 +301,7 @@ TEST_F(Cluster, FractionalTasksGetTheirMemoryShareEnforcedByMps) {
   fs::permissions(bin / "nvidia-cuda-mps-control", fs::perms::owner_all);
   const std::string path = getenv("PATH") ? getenv("PATH") : "/usr/bin:/bin";
   setenv("PATH", (bin.string() + ":" + path).c_str(), 1);
-  start_server();
+  start();
   start_agent("n1", "A100-80GB:1", {"--mps"});
   setenv("PATH", path.c_str(), 1);
   wait_for_nodes(1);
@@ -415,11 +316,11 @@ run: env | grep -E '^(CUDA_MPS|LEPTON_GPU)' | sort
   EXPECT_NE(out.find("CUDA_MPS_ACTIVE_THREAD_PERCENTAGE=50"), std::string::npos) << out;
   EXPECT_NE(out.find("CUDA_MPS_PIPE_DIRECTORY=" + pipe), std::string::npos) << out;
   EXPECT_NE(out.find("LEPTON_GPU_FRACTION=0.5"), std::string::npos) << out;
-  EXPECT_EQ(lines(dir_ / "mps-calls"), std::vector<std::string>{"-d " + pipe});
+  EXPECT_EQ(read_lines(dir_ / "mps-calls"), std::vector<std::string>{"-d " + pipe});
 }
 
 TEST_F(Cluster, BadInputGetsClearErrors) {
-  start_server();
+  start();
   auto bad =
       cli("job run -f " + write_spec("bad", "name: bad\nresources:\n  gpus: 2\nrun: true\n"));
   EXPECT_EQ(bad.exit_code, 2);

@@ -4,17 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 #include <thread>
 
-#include "tests/process.h"
+#include "tests/lepton_test.h"
 
 namespace lepton::e2e {
 namespace {
@@ -26,41 +23,16 @@ using namespace std::chrono_literals;
 constexpr const char* kChat =
     R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})";
 
-class Deployments : public testing::Test {
+// `lepton up` with no GPUs, started before each test; replicas are lepton-test-upstream.
+class Deployments : public LeptonTest {
  protected:
+  Deployments() : LeptonTest({.up = true, .wait_timeout = 15s}) {}
   void SetUp() override {
-    dir_ = fresh_test_dir("dep", testing::UnitTest::GetInstance()->current_test_info()->name());
-    port_ = free_port();
-    url_ = "http://127.0.0.1:" + std::to_string(port_);
+    LeptonTest::SetUp();
     // Replicas run `lepton-test-upstream` by name: the agent's tasks inherit this PATH.
     put_first_on_path(fs::path(UPSTREAM_BINARY).parent_path().string());
-    up_ = std::make_unique<Process>(
-        std::vector<std::string>{LEPTON_BINARY, "up", "--data-dir", (dir_ / "server").string(),
-                                 "--port", std::to_string(port_), "--gateway-port", "0", "--gpus",
-                                 "none", "--name", "local"},
-        (dir_ / "up.log").string());
-    ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 15s)) << log();
+    start();
   }
-  void TearDown() override {
-    up_.reset();
-    // Twice: a task wrapper may have been about to start its replica at the first pass.
-    for (int pass = 0; pass < 2; ++pass) {
-      if (pass) std::this_thread::sleep_for(300ms);
-      run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");
-      run_command("pkill -KILL -f 'lepton-test-upstream --port 2[0-9][0-9][0-9][0-9] --id " +
-                  tag() + "' >/dev/null 2>&1");
-    }
-    if (!HasFailure()) fs::remove_all(dir_);
-  }
-
-  // Marks this test's replicas, so TearDown stops only them.
-  std::string tag() const { return "t" + std::to_string(getpid()); }
-
-  CommandResult cli(const std::string& args) {
-    return run_cli(LEPTON_BINARY, args, url_, dir_ / "server" / "token");
-  }
-
-  std::string log() { return read_text(dir_ / "up.log"); }
 
   // Writes a deployment spec; `extra` is more YAML. Tokens come 50 ms apart.
   std::string spec(const std::string& name, const std::string& extra, int token_ms = 50) {
@@ -68,7 +40,7 @@ class Deployments : public testing::Test {
     std::ofstream(p) << "kind: deployment\nname: " << name
                      << "\nresources: {cpus: 0.1, memory: 0.1}\n"
                         "run: exec lepton-test-upstream --port $PORT --id "
-                     << tag() << " --ttft-ms 100 --token-ms " << token_ms
+                     << upstream_tag() << " --ttft-ms 100 --token-ms " << token_ms
                      << " --tokens 4\nreadiness: {path: /healthz}\n"
                      << extra;
     return p.string();
@@ -88,11 +60,6 @@ class Deployments : public testing::Test {
   }
 
   int ready(const std::string& name) { return get(name).value("ready_replicas", -1); }
-
-  fs::path dir_;
-  int port_ = 0;
-  std::string url_;
-  std::unique_ptr<Process> up_;
 };
 
 TEST_F(Deployments, RoutesStreamsAndListsThroughTheGateway) {
@@ -190,12 +157,7 @@ TEST_F(Deployments, ReplicasKeepServingAcrossAKillOfUp) {
   for (const json& rep : first["replicas"]) before.insert(rep.value("job", ""));
   // `lepton up` dies; its replicas keep running, and the next start finds them and routes to
   // them again (the gateway comes back on a new port).
-  up_->kill(SIGKILL);
-  up_ = std::make_unique<Process>(
-      std::vector<std::string>{LEPTON_BINARY, "up", "--data-dir", (dir_ / "server").string(),
-                               "--port", std::to_string(port_), "--gateway-port", "0", "--gpus",
-                               "none", "--name", "local"},
-      (dir_ / "up.log").string());
+  restart();
   ASSERT_TRUE(wait_until([&] { return ready("chat") == 2; }, 20s)) << get("chat").dump(2) << log();
   std::set<std::string> after;
   const json second = get("chat");

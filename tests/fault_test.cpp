@@ -7,11 +7,10 @@
 #include <sys/socket.h>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "tests/process.h"
+#include "tests/lepton_test.h"
 
 namespace lepton::e2e {
 namespace {
@@ -20,75 +19,26 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-class Faults : public testing::Test {
+// `lepton up` with no GPUs, its gateway on a port picked before the start.
+class Faults : public LeptonTest {
  protected:
-  void SetUp() override {
-    dir_ = fresh_test_dir("faults", testing::UnitTest::GetInstance()->current_test_info()->name());
-    data_ = dir_ / "server";
-    port_ = free_port();
-    gateway_port_ = free_port();
-    url_ = "http://127.0.0.1:" + std::to_string(port_);
-  }
+  Faults()
+      : LeptonTest({.up = true,
+                    .gateway = Gateway::kFreePort,
+                    .wait = Wait::kReadyNode,
+                    .wait_timeout = 30s}) {}
   void TearDown() override {
-    if (up_ && up_->pid() > 0) ::kill(up_->pid(), SIGCONT);
-    up_.reset();
-    run_command("pkill -KILL -f " + dir_.string() + " >/dev/null 2>&1");  // leftover tasks
-    if (mounted_) run_command("umount -l " + data_.string() + " >/dev/null 2>&1");
-    if (!HasFailure()) fs::remove_all(dir_);
+    stop_all();
+    if (mounted_) run_command("umount -l " + data_dir().string() + " >/dev/null 2>&1");
+    LeptonTest::TearDown();
   }
 
-  void start_up() {
-    up_ = std::make_unique<Process>(
-        std::vector<std::string>{
-            LEPTON_BINARY, "up", "--data-dir", data_.string(), "--port", std::to_string(port_),
-            "--gateway-port", std::to_string(gateway_port_), "--gpus", "none", "--name", "local"},
-        (dir_ / "up.log").string());
-    ASSERT_TRUE(wait_until(
-        [&] {
-          auto r = cli("node ls --json");
-          return r.exit_code == 0 && r.out.find("\"ready\":true") != std::string::npos;
-        },
-        30s))
-        << log();
-  }
-
-  CommandResult cli(const std::string& args) {
-    return run_cli(LEPTON_BINARY, args, url_, data_ / "token");
-  }
-  std::string log() { return read_text(dir_ / "up.log"); }
-
-  std::string submit(const std::string& name, const std::string& yaml) {
-    const fs::path p = dir_ / (name + ".yaml");
-    std::ofstream(p) << yaml;
-    auto r = cli("job run -f " + p.string());
-    EXPECT_EQ(r.exit_code, 0) << r.out;
-    std::string id = r.out;
-    while (!id.empty() && id.back() == '\n') id.pop_back();
-    return id;
-  }
-  std::string state(const std::string& id) {
-    auto r = cli("job get " + id + " --json");
-    if (r.exit_code != 0) return "";
-    json j = json::parse(r.out, nullptr, false);
-    return j.is_object() ? j.value("state", "") : "";
-  }
   bool healthy(int port, const std::string& path = "/healthz") {
     return request(port, "GET", path).status == 200;
   }
 
-  fs::path dir_, data_;
-  int port_ = 0, gateway_port_ = 0;
-  std::string url_;
-  std::unique_ptr<Process> up_;
   bool mounted_ = false;
 };
-
-std::vector<std::string> lines_of(const fs::path& path) {
-  std::vector<std::string> out;
-  std::ifstream in(path);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
 
 // Holds `count` idle connections to a port open (as a flood would), closing them at the end.
 struct Flood {
@@ -106,7 +56,7 @@ struct Flood {
 };
 
 TEST_F(Faults, HostileRequestsLeaveTheServerUp) {
-  start_up();
+  start();
   // Bytes that are not UTF-8 in the path once made the JSON error throw and abort the process.
   EXPECT_EQ(request(port_, "GET", "/%ff").status, 404);
   EXPECT_EQ(request(gateway_port_, "GET", "/d/%ff/").status, 404);
@@ -138,37 +88,38 @@ TEST_F(Faults, HostileRequestsLeaveTheServerUp) {
   const std::string id =
       submit("after", "name: after\nresources: {cpus: 1, memory: 0.1}\nrun: true\n");
   EXPECT_TRUE(wait_until([&] { return state(id) == "SUCCEEDED"; }, 30s)) << log();
-  EXPECT_EQ(up_->pid() > 0 && ::kill(up_->pid(), 0) == 0, true) << log();
+  EXPECT_EQ(server_->pid() > 0 && ::kill(server_->pid(), 0) == 0, true) << log();
 }
 
 // A server that does not run for 15 s (SIGSTOP) hears no heartbeats, but that silence is its own:
 // the job is neither declared lost nor started a second time.
 TEST_F(Faults, AServerStoppedFor15SecondsRunsNoJobTwice) {
-  start_up();
+  start();
   const fs::path out = dir_ / "lines.txt";
   const std::string id = submit("once",
                                 "name: once\nmax_restarts: 0\nresources: {cpus: 1, memory: "
                                 "0.1}\nrun: echo ran >> " +
                                     out.string() + "; sleep 22\n");
   ASSERT_TRUE(wait_until([&] { return state(id) == "RUNNING"; }, 30s)) << log();
-  ASSERT_EQ(::kill(up_->pid(), SIGSTOP), 0);
+  ASSERT_EQ(::kill(server_->pid(), SIGSTOP), 0);
   std::this_thread::sleep_for(15s);
-  ASSERT_EQ(::kill(up_->pid(), SIGCONT), 0);
+  ASSERT_EQ(::kill(server_->pid(), SIGCONT), 0);
   ASSERT_TRUE(wait_until([&] { return state(id) == "SUCCEEDED"; }, 40s)) << state(id) << "\n"
                                                                          << log();
-  EXPECT_EQ(lines_of(out).size(), 1u);
+  EXPECT_EQ(read_lines(out).size(), 1u);
 }
 
 // The data dir's file system fills for 8 s while jobs run, then has room again, and the server
 // is restarted: each job ran exactly once. (A commit that fails stops the server rather than let
 // memory run ahead of the store; its tasks keep running and the restarted agent adopts them.)
 TEST_F(Faults, AFullDiskRunsNoJobTwice) {
-  fs::create_directories(data_);
-  if (run_command("mount -t tmpfs -o size=48m tmpfs " + data_.string() + " 2>&1").exit_code != 0) {
+  fs::create_directories(data_dir());
+  if (run_command("mount -t tmpfs -o size=48m tmpfs " + data_dir().string() + " 2>&1").exit_code !=
+      0) {
     GTEST_SKIP() << "cannot mount a tmpfs here (needs root)";
   }
   mounted_ = true;
-  start_up();
+  start();
   const fs::path marks = dir_ / "marks.txt";  // outside the full file system
   std::set<std::string> ids;
   for (int i = 0; i < 4; ++i) {
@@ -188,15 +139,15 @@ TEST_F(Faults, AFullDiskRunsNoJobTwice) {
       << log();
   // The jobs end while the disk is full: their ends cannot be stored. A submission meanwhile is
   // refused (or, if the server has stopped, not answered); it must not run either.
-  run_command("dd if=/dev/zero of=" + (data_ / "fill").string() + " bs=1M >/dev/null 2>&1");
+  run_command("dd if=/dev/zero of=" + (data_dir() / "fill").string() + " bs=1M >/dev/null 2>&1");
   cli("job run -f " + (dir_ / "j0.yaml").string());
   std::this_thread::sleep_for(8s);
-  fs::remove(data_ / "fill");
+  fs::remove(data_dir() / "fill");
   // Restarted on the same data dir: it stopped by itself (exit 75) when a commit failed, or, if
   // nothing had to be written meanwhile, it still runs.
-  up_.reset();
+  server_.reset();
   const std::string during = log();
-  start_up();
+  start();
   ASSERT_TRUE(wait_until(
       [&] {
         for (const std::string& id : ids) {
@@ -207,7 +158,7 @@ TEST_F(Faults, AFullDiskRunsNoJobTwice) {
       },
       60s))
       << log();
-  std::vector<std::string> ran = lines_of(marks);
+  std::vector<std::string> ran = read_lines(marks);
   EXPECT_EQ(std::set<std::string>(ran.begin(), ran.end()).size(), ran.size()) << during;
   // Each ran once. (Those that ended while the disk was full could not record their exit code:
   // they end FAILED, "the task's processes disappeared", and with max_restarts 0 are not run

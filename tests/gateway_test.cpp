@@ -1,18 +1,14 @@
 // End-to-end: a real `lepton gateway` in front of two real `lepton-test-upstream` processes, all
 // on 127.0.0.1, spoken to over raw sockets so the test sees when each byte arrives.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <sstream>
 
-#include "tests/process.h"
+#include "tests/lepton_test.h"
 
 namespace lepton::e2e {
 namespace {
@@ -21,53 +17,37 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-class Gateway : public testing::Test {
+// A `lepton gateway` (no server) in front of two lepton-test-upstream processes, "a" and "b".
+class Gateway : public LeptonTest {
  protected:
   void SetUp() override {
-    dir_ = fresh_test_dir("gw", testing::UnitTest::GetInstance()->current_test_info()->name());
+    LeptonTest::SetUp();
     port_a_ = free_port();
     port_b_ = free_port();
     gw_port_ = free_port();
     // 300 ms to the first token, 100 ms per token: slow enough to see streaming happen.
-    a_ = start_upstream("a", port_a_);
-    b_ = start_upstream("b", port_b_);
+    start_upstream("a", port_a_);
+    start_upstream("b", port_b_);
     std::ofstream(dir_ / "routes.json") << json{
         {"two", {addr(port_a_), addr(port_b_)}},
         {"a", {addr(port_a_)}},
         {"b", {addr(port_b_)}},
         {"empty", json::array()}}.dump();
-    gateway_ = std::make_unique<Process>(
-        std::vector<std::string>{LEPTON_BINARY, "gateway", "--port", std::to_string(gw_port_),
-                                 "--routes", (dir_ / "routes.json").string(), "--threads", "2",
-                                 "--allowed-host", "models.example.com"},
-        (dir_ / "gateway.log").string());
+    start_process("gateway", {LEPTON_BINARY, "gateway", "--port", std::to_string(gw_port_),
+                              "--routes", (dir_ / "routes.json").string(), "--threads", "2",
+                              "--allowed-host", "models.example.com"});
     ASSERT_TRUE(
         wait_until([&] { return request(gw_port_, "GET", "/-/healthz").status == 200; }, 10s))
-        << log("gateway.log");
+        << log("gateway");
     ASSERT_TRUE(wait_until([&] { return request(port_a_, "GET", "/healthz").status == 200; }, 10s));
     ASSERT_TRUE(wait_until([&] { return request(port_b_, "GET", "/healthz").status == 200; }, 10s));
-  }
-  void TearDown() override {
-    gateway_.reset();
-    a_.reset();
-    b_.reset();
-    if (!HasFailure()) fs::remove_all(dir_);
   }
 
   static std::string addr(int port) { return "127.0.0.1:" + std::to_string(port); }
 
-  std::unique_ptr<Process> start_upstream(const std::string& id, int port) {
-    return std::make_unique<Process>(
-        std::vector<std::string>{UPSTREAM_BINARY, "--port", std::to_string(port), "--id", id,
-                                 "--ttft-ms", "300", "--token-ms", "100", "--tokens", "8"},
-        (dir_ / ("upstream-" + id + ".log")).string());
-  }
-
-  std::string log(const std::string& name) {
-    std::ifstream in(dir_ / name);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
+  void start_upstream(const std::string& id, int port) {
+    start_process("upstream-" + id, {UPSTREAM_BINARY, "--port", std::to_string(port), "--id", id,
+                                     "--ttft-ms", "300", "--token-ms", "100", "--tokens", "8"});
   }
 
   // One counter from /-/metrics, or -1.
@@ -78,9 +58,7 @@ class Gateway : public testing::Test {
     return at == std::string::npos ? -1 : std::stol(text.substr(at + key.size()));
   }
 
-  fs::path dir_;
   int port_a_ = 0, port_b_ = 0, gw_port_ = 0;
-  std::unique_ptr<Process> a_, b_, gateway_;
 };
 
 TEST_F(Gateway, RoutesByPathAndHostHeader) {
@@ -170,7 +148,7 @@ TEST_F(Gateway, CountsTokensAndStripsUsageTheClientDidNotAskFor) {
 }
 
 TEST_F(Gateway, RetriesOnAnotherReplicaBeforeTheFirstByte) {
-  a_->kill(SIGKILL);
+  process("upstream-a").kill(SIGKILL);
   for (int i = 0; i < 10; ++i) {
     RawResponse r = request(gw_port_, "GET", "/d/two/hello");
     ASSERT_EQ(r.status, 200) << r.body;
@@ -203,8 +181,8 @@ TEST_F(Gateway, ClientThatLeavesCancelsTheUpstream) {
   close(fd);
   // 100 tokens would take 10 s; the upstream must see the cut long before.
   EXPECT_TRUE(wait_until(
-      [&] { return log("upstream-a.log").find("cancelled after") != std::string::npos; }, 3s))
-      << log("upstream-a.log");
+      [&] { return log("upstream-a").find("cancelled after") != std::string::npos; }, 3s))
+      << log("upstream-a");
   EXPECT_TRUE(wait_until([&] { return metric("lepton_gateway_in_flight", "a") == 0; }, 3s));
 }
 

@@ -1,5 +1,6 @@
 // Test helpers for end-to-end tests: start processes, run commands, wait with deadlines, pick free
-// loopback ports, read files, and speak HTTP over raw sockets.
+// loopback ports, read files, and speak HTTP over raw sockets. The fixture that starts `lepton`
+// itself (server or up, agents, the CLI against them) is LeptonTest, in tests/lepton_test.h.
 #pragma once
 
 #include <signal.h>
@@ -91,12 +92,6 @@ struct CommandResult {
 enum class Stderr { kInOut, kApart };
 // Runs a shell command line and captures its output.
 CommandResult run_command(const std::string& command, Stderr where = Stderr::kInOut);
-// Runs `BINARY ARGS --server URL --token-file TOKEN_FILE` (a CLI call against a test's server).
-inline CommandResult run_cli(const std::string& binary, const std::string& args,
-                             const std::string& url, const std::filesystem::path& token_file) {
-  return run_command(binary + " " + args + " --server " + url + " --token-file " +
-                     token_file.string());
-}
 // The whole of a text file, such as a process's log ("" when it cannot be read).
 std::string read_text(const std::filesystem::path& path);
 // The lines of a text file, without their '\n' (none when it cannot be read).

@@ -9,11 +9,10 @@
 
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "tests/process.h"
+#include "tests/lepton_test.h"
 
 namespace lepton::e2e {
 namespace {
@@ -23,13 +22,6 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 constexpr const char* kSshd = "/usr/sbin/sshd";
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 int read_pid(const fs::path& p) {
   int pid = 0;
@@ -62,18 +54,17 @@ bool group_alive(int pgid) {
   return false;
 }
 
-class SshNode : public testing::Test {
+// A real sshd on 127.0.0.1 and `lepton server` (nodes lost after 2 s without heartbeats, no
+// gateway), both started before each test; the CLI keeps its records under a HOME of its own.
+class SshNode : public LeptonTest {
  protected:
+  SshNode() : LeptonTest({.gateway = Gateway::kNone, .node_timeout_s = 2, .own_home = true}) {}
   void SetUp() override {
     // Not a skip: CI must have sshd, or this test says why it cannot run.
     ASSERT_TRUE(fs::exists(kSshd)) << kSshd
                                    << " is missing: install Debian's openssh-server "
                                       "(scripts/install-deps does) to run the ssh provider test";
-    dir_ =
-        fs::temp_directory_path() / ("lepton-e2e-ssh-" + std::to_string(getpid()) + "-" +
-                                     testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "home");
+    LeptonTest::SetUp();
     const passwd* pw = getpwuid(geteuid());
     ASSERT_NE(pw, nullptr);
     user_ = pw->pw_name;
@@ -108,9 +99,7 @@ class SshNode : public testing::Test {
         << "UsePAM no\nStrictModes no\nPubkeyAuthentication yes\nPasswordAuthentication no\n"
         << "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\nPrintMotd no\n"
         << "LogLevel VERBOSE\n";
-    sshd_ = std::make_unique<Process>(
-        std::vector<std::string>{kSshd, "-D", "-e", "-f", (dir_ / "sshd_config").string()},
-        (dir_ / "sshd.log").string());
+    start_process("sshd", {kSshd, "-D", "-e", "-f", (dir_ / "sshd_config").string()});
     ASSERT_TRUE(wait_until(
         [&] {
           int fd = connect_to(ssh_port_);
@@ -119,16 +108,9 @@ class SshNode : public testing::Test {
         },
         10s))
         << "sshd did not listen on 127.0.0.1:" << ssh_port_ << ":\n"
-        << read_text(dir_ / "sshd.log");
+        << log("sshd");
 
-    port_ = free_port();
-    url_ = "http://127.0.0.1:" + std::to_string(port_);
-    server_ = std::make_unique<Process>(
-        std::vector<std::string>{LEPTON_BINARY, "server", "--data-dir", (dir_ / "server").string(),
-                                 "--port", std::to_string(port_), "--node-timeout", "2",
-                                 "--gateway-port", "-1"},
-        (dir_ / "server.log").string());
-    ASSERT_TRUE(wait_until([&] { return cli("node ls").exit_code == 0; }, 10s));
+    start();
   }
 
   void TearDown() override {
@@ -142,27 +124,17 @@ class SshNode : public testing::Test {
         if (int pgid = read_pid(t.path() / "pid"); pgid > 1) ::kill(-pgid, SIGKILL);
       }
     }
-    server_.reset();
-    sshd_.reset();
+    stop_all();
     if (HasFailure()) {
       std::cerr << "sshd log:\n"
-                << read_text(dir_ / "sshd.log") << "\nagent log:\n"
+                << log("sshd") << "\nagent log:\n"
                 << read_text(agent_dir / "agent.log");
-    } else {
-      fs::remove_all(dir_);
     }
+    LeptonTest::TearDown();
   }
 
   fs::path remote_dir() const { return dir_ / "remote"; }
 
-  // A CLI command as a user whose home is the temp dir (~/.lepton/ssh holds the records).
-  CommandResult lepton(const std::string& args) {
-    return run_command("HOME=" + (dir_ / "home").string() + " " + LEPTON_BINARY + " " + args);
-  }
-  CommandResult cli(const std::string& args) {
-    return lepton(args + " --server " + url_ + " --token-file " +
-                  (dir_ / "server" / "token").string());
-  }
   std::string target() const { return user_ + "@127.0.0.1:" + std::to_string(ssh_port_); }
   CommandResult add_node(const std::string& key = "client_key") {
     return cli("node add --ssh " + target() + " -i " + (dir_ / key).string() +
@@ -178,24 +150,8 @@ class SshNode : public testing::Test {
     return nullptr;
   }
 
-  std::string submit(const std::string& name, const std::string& yaml) {
-    const fs::path spec = dir_ / (name + ".yaml");
-    std::ofstream(spec) << yaml;
-    auto r = cli("job run -f " + spec.string());
-    EXPECT_EQ(r.exit_code, 0) << r.out;
-    return r.out.substr(0, r.out.find('\n'));
-  }
-  std::string job_state(const std::string& id) {
-    auto r = cli("job get " + id + " --json");
-    if (r.exit_code != 0) return "";
-    return json::parse(r.out, nullptr, false).value("state", "");
-  }
-
-  fs::path dir_;
   std::string user_;
-  int ssh_port_ = 0, port_ = 0;
-  std::string url_;
-  std::unique_ptr<Process> sshd_, server_;
+  int ssh_port_ = 0;
 };
 
 TEST_F(SshNode, AddRunAJobAndRemove) {
@@ -223,7 +179,7 @@ TEST_F(SshNode, AddRunAJobAndRemove) {
       submit("hello",
              "name: hello\nresources: {accelerators: A100:1, cpus: 1, memory: 0.1}\n"
              "run: echo \"hello from $LEPTON_JOB_ID on GPU $CUDA_VISIBLE_DEVICES\"\n");
-  ASSERT_TRUE(wait_until([&] { return job_state(hello) == "SUCCEEDED"; }, 30s))
+  ASSERT_TRUE(wait_until([&] { return state(hello) == "SUCCEEDED"; }, 30s))
       << cli("job get " + hello).out;
   auto logs = cli("job logs " + hello);
   EXPECT_NE(logs.out.find("hello from " + hello + " on GPU "), std::string::npos) << logs.out;
@@ -239,7 +195,7 @@ TEST_F(SshNode, AddRunAJobAndRemove) {
       submit("sleeper",
              "name: sleeper\nresources: {accelerators: A100:1, cpus: 1, memory: 0.1}\n"
              "run: sleep 600\n");
-  ASSERT_TRUE(wait_until([&] { return job_state(sleeper) == "RUNNING"; }, 30s))
+  ASSERT_TRUE(wait_until([&] { return state(sleeper) == "RUNNING"; }, 30s))
       << cli("job get " + sleeper).out;
   int task_pgid = 0;
   ASSERT_TRUE(wait_until(
