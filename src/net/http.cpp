@@ -29,6 +29,10 @@ constexpr size_t kMaxHeaderBytes = 64 * 1024;
 // How long the accept loop waits after running out of descriptors or memory: accepting again at
 // once fails again at once, a busy loop.
 constexpr std::chrono::milliseconds kAcceptBackOff{50};
+// At the connection cap, a connection waiting for its request may be closed to make room once it
+// has waited this long; until then a new one waits (checked every kAdmitRetry).
+constexpr std::chrono::milliseconds kEvictableAfter{100};
+constexpr std::chrono::milliseconds kAdmitRetry{5};
 // After refusing a request whose body was not read, the rest the client sends is read and dropped
 // for up to this long (or this much) before closing: closing with unread bytes sends a reset,
 // which can destroy the answer before the client reads it.
@@ -130,6 +134,7 @@ HttpRequest head_of(const RequestParser::value_type& msg) {
 struct IdleLink {
   IdleLink* prev = this;
   IdleLink* next = this;
+  std::chrono::steady_clock::time_point since{};  // when it began to wait (while linked)
   bool linked() const { return next != this; }
   void unlink() {
     prev->next = next;
@@ -152,8 +157,10 @@ struct Connections {
   std::mutex mu;
   size_t open = 0;
   IdleLink idle;
-  // The connection that has waited longest, taken off the list; null when none waits.
-  std::shared_ptr<Session> take_oldest_idle();
+  // The connection that has waited longest, taken off the list, if it began to wait no later
+  // than `waited_since`; null when none has.
+  std::shared_ptr<Session> take_oldest_idle(std::chrono::steady_clock::time_point waited_since =
+                                                std::chrono::steady_clock::time_point::max());
 };
 
 // One keep-alive connection: read a request's head, check it, read its body, hand it to the
@@ -198,6 +205,7 @@ class Session : public std::enable_shared_from_this<Session>, public IdleLink {
   void wait_for_request() {
     waiting_ = true;
     std::lock_guard lock(connections_->mu);
+    since = std::chrono::steady_clock::now();
     link_before(connections_->idle);
   }
 
@@ -379,9 +387,11 @@ class Session : public std::enable_shared_from_this<Session>, public IdleLink {
   size_t drained_ = 0;
 };
 
-std::shared_ptr<Session> Connections::take_oldest_idle() {
+std::shared_ptr<Session> Connections::take_oldest_idle(
+    std::chrono::steady_clock::time_point waited_since) {
   while (idle.next != &idle) {
     auto* session = static_cast<Session*>(idle.next);
+    if (session->since > waited_since) return nullptr;  // the oldest is too fresh
     session->unlink();
     // Null when its last owner is letting go of it right now (its destructor waits on mu).
     if (auto alive = session->weak_from_this().lock()) return alive;
@@ -461,27 +471,39 @@ class BeastServer final : public HttpServer {
     acceptor_.async_accept(asio::make_strand(io_), [this](beast::error_code ec, tcp::socket s) {
       if (ec == asio::error::operation_aborted) return;
       if (ec) return back_off(ec);
-      admit(std::move(s));
-      accept();
+      admit(std::move(s));  // accepts the next one once this one is in
     });
   }
 
-  // At the cap, the connection that has waited longest for a request makes room; when every
-  // connection has a request in flight, the new one is closed.
+  // At the cap, the connection that has waited longest for a request makes room, once it has
+  // waited kEvictableAfter: a client that opened its connection a moment ago has not had time
+  // to send its request (a burst of agents' heartbeats). Until one may be closed, the new
+  // connection waits and no more are accepted; the kernel's listen backlog holds them.
   void admit(tcp::socket s) {
     beast::error_code ignored;
     s.set_option(tcp::no_delay(true), ignored);
-    auto session = std::make_shared<Session>(std::move(s), handler_, options_, connections_);
+    admit(std::make_shared<Session>(std::move(s), handler_, options_, connections_));
+  }
+
+  void admit(std::shared_ptr<Session> session) {
     std::shared_ptr<Session> victim;
     {
       std::lock_guard lock(connections_->mu);
       if (connections_->open > options_.max_connections) {
-        victim = connections_->take_oldest_idle();
-        if (!victim) return;  // `session` closes with its last reference
+        victim = connections_->take_oldest_idle(std::chrono::steady_clock::now() - kEvictableAfter);
+        if (!victim) {
+          accept_timer_.expires_after(kAdmitRetry);
+          accept_timer_.async_wait([this, session](beast::error_code e) {
+            if (e == asio::error::operation_aborted) return;
+            admit(session);
+          });
+          return;
+        }
       }
     }
     if (victim) victim->evict();
     session->run();
+    accept();
   }
 
   // Accepting failed (out of descriptors, say): accepting again at once would fail again at once.

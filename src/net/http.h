@@ -6,7 +6,8 @@
 // over `max_body_bytes` get 413 before the handler sees them.
 //
 // Every client is hostile: the server holds at most `max_connections` connections (a new one closes
-// the one that has waited longest for its next request), a client has `header_timeout` to send a
+// the one that has waited longest for its next request, once that one has waited 100 ms; until
+// then new connections wait in the listen backlog), a client has `header_timeout` to send a
 // request's head and `body_timeout` its body, `check_head` refuses a request (a missing token)
 // before its body is read, and requests that could be read two ways by two parsers (request
 // smuggling: a Transfer-Encoding other than chunked, Transfer-Encoding with Content-Length,
