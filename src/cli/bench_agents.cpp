@@ -169,12 +169,17 @@ class SimAgents;
 // One agent: register, then heartbeat at the interval the server gives; a started task reports
 // RUNNING until its time is up, then EXITED 0 until the server says stop.
 struct SimAgent : std::enable_shared_from_this<SimAgent> {
-  SimAgent(SimAgents& owner, asio::io_context& io, std::string agent_name)
-      : agents(owner), timer(io), name(std::move(agent_name)) {}
+  SimAgent(SimAgents& owner, asio::io_context& io, std::string agent_name,
+           asio::ip::address_v4 source)
+      : agents(owner), timer(io), name(std::move(agent_name)), address(source) {}
 
   SimAgents& agents;
   asio::steady_timer timer;
   std::string name;
+  // Each agent connects from an address of its own (127.0.0.0/8 is all loopback), as agents on
+  // separate machines do: from one address, a few thousand connections a second would run out
+  // of source ports (TIME-WAIT), which no real cluster meets.
+  asio::ip::address_v4 address;
   int64_t interval_ms = 300;
   struct Task {
     Clock::time_point ends;
@@ -195,7 +200,11 @@ class SimAgents {
 
   void start() {
     for (int i = 0; i < flags_.agents; ++i) {
-      agents_.push_back(std::make_shared<SimAgent>(*this, io_, "sim-" + std::to_string(i)));
+      // 127.X.Y.Z with Z in 1..254, from 127.1.0.1 on.
+      const uint32_t host = static_cast<uint32_t>(i);
+      const asio::ip::address_v4 source((127u << 24) | ((1 + host / (254 * 256)) << 16) |
+                                        (((host / 254) % 256) << 8) | (1 + host % 254));
+      agents_.push_back(std::make_shared<SimAgent>(*this, io_, "sim-" + std::to_string(i), source));
     }
     // Registrations go out a bounded number at a time.
     for (int i = 0; i < std::min<int>(kRegistering, flags_.agents); ++i) register_next();
@@ -210,12 +219,15 @@ class SimAgents {
     if (thread_.joinable()) thread_.join();
   }
 
+  // Failed requests by what failed ("read: end of stream", "HTTP 503"); after stop().
+  const std::map<std::string, int64_t>& errors_by_kind() const { return errors_by_kind_; }
+
  private:
   static constexpr int kRegistering = 64;
 
   // One POST on a new connection; `done(ok, body)` runs on the I/O thread.
   template <typename Done>
-  void post(std::string target, std::string body, Done done) {
+  void post(const asio::ip::address_v4& source, std::string target, std::string body, Done done) {
     struct Call {
       beast::tcp_stream stream;
       http::request<http::string_body> req;
@@ -233,18 +245,28 @@ class SimAgents {
     call->req.prepare_payload();
     call->stream.expires_after(std::chrono::seconds(10));
     ++counters_.in_flight;
-    auto finish = [this, call, done](bool ok) {
+    auto finish = [this, call, done](bool ok, const char* stage, beast::error_code ec) {
       --counters_.in_flight;
+      if (!ok) {
+        ++errors_by_kind_[std::string(stage) + ": " + ec.message()];
+      } else if (call->res.result_int() != 200) {
+        ++errors_by_kind_["HTTP " + std::to_string(call->res.result_int())];
+      }
       beast::error_code ignored;
       call->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
       done(ok && call->res.result_int() == 200, call->res.body());
     };
+    beast::error_code bound;
+    call->stream.socket().open(tcp::v4(), bound);
+    if (!bound) call->stream.socket().bind(tcp::endpoint(source, 0), bound);
+    if (bound) return finish(false, "bind", bound);
     call->stream.async_connect(endpoint_, [call, finish](beast::error_code connected) {
-      if (connected) return finish(false);
+      if (connected) return finish(false, "connect", connected);
       http::async_write(call->stream, call->req, [call, finish](beast::error_code wrote, size_t) {
-        if (wrote) return finish(false);
-        http::async_read(call->stream, call->buffer, call->res,
-                         [call, finish](beast::error_code read, size_t) { finish(!read); });
+        if (wrote) return finish(false, "write", wrote);
+        http::async_read(
+            call->stream, call->buffer, call->res,
+            [call, finish](beast::error_code read, size_t) { finish(!read, "read", read); });
       });
     });
   }
@@ -258,7 +280,7 @@ class SimAgents {
                                           .gpu_count = 0,
                                           .gpu_model = "",
                                           .address = "127.0.0.1"};
-    post("/api/v1/agents/register", spec::encode(message),
+    post(agent->address, "/api/v1/agents/register", spec::encode(message),
          [this, agent](bool ok, const std::string& body) {
            auto reply =
                ok ? spec::decode_registration_reply(body)
@@ -298,7 +320,7 @@ class SimAgents {
                                .exit_code = 0,
                                .log_size = 0});
     }
-    post("/api/v1/agents/" + agent->name + "/heartbeat", spec::encode(message),
+    post(agent->address, "/api/v1/agents/" + agent->name + "/heartbeat", spec::encode(message),
          [this, agent](bool ok, const std::string& body) {
            auto reply =
                ok ? spec::decode_heartbeat_reply(body)
@@ -328,7 +350,54 @@ class SimAgents {
   std::vector<std::shared_ptr<SimAgent>> agents_;
   size_t next_register_ = 0;
   std::mt19937_64 rng_{1};
+  std::map<std::string, int64_t> errors_by_kind_;  // I/O thread
   std::thread thread_;
+};
+
+// An API client on one keep-alive connection (as an SDK holds one), reconnecting when the server
+// closes it.
+class ApiClient {
+ public:
+  ApiClient(const net::Url& url, std::string token)
+      : endpoint_(asio::ip::make_address(url.host), url.port),
+        auth_("Bearer " + std::move(token)) {}
+
+  // The status, or 0 when the request failed twice.
+  int request(http::verb method, const std::string& target, const std::string& body,
+              std::string* reply) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      try {
+        if (!stream_) {
+          stream_ = std::make_unique<beast::tcp_stream>(io_);
+          stream_->connect(endpoint_);
+        }
+        http::request<http::string_body> req{method, target, 11};
+        req.set(http::field::host, "127.0.0.1");
+        req.set(http::field::authorization, auth_);
+        if (method == http::verb::post) req.set(http::field::content_type, "application/json");
+        req.body() = body;
+        req.prepare_payload();
+        stream_->expires_after(std::chrono::seconds(10));
+        http::write(*stream_, req);
+        http::response<http::string_body> res;
+        http::read(*stream_, buffer_, res);
+        if (!res.keep_alive()) stream_.reset();
+        *reply = std::move(res.body());
+        return res.result_int();
+      } catch (const std::exception&) {
+        stream_.reset();
+        buffer_.clear();
+      }
+    }
+    return 0;
+  }
+
+ private:
+  asio::io_context io_;
+  tcp::endpoint endpoint_;
+  std::string auth_;
+  std::unique_ptr<beast::tcp_stream> stream_;
+  beast::flat_buffer buffer_;
 };
 
 // ---- the run
@@ -378,22 +447,23 @@ void run_agents(const AgentsFlags& f) {
   for (int c = 0; c < f.clients; ++c) {
     clients.emplace_back([&] {
       std::vector<double> mine_submit, mine_read;
-      const net::HttpClientOptions options{.bearer_token = server.token()};
+      ApiClient client(server.url(), server.token());
+      std::string body;
       for (int i = 0; !done; ++i) {
         auto t0 = Clock::now();
-        auto r = net::http_request(server.url(), "POST", "/api/v1/jobs", spec, options);
+        const int status = client.request(http::verb::post, "/api/v1/jobs", spec, &body);
         mine_submit.push_back(since(t0) * 1000);
-        if (!r.is_ok() || r->status != 201) {
+        if (status != 201) {
           ++api_errors;
           continue;
         }
         ++submitted;
-        const std::string id = nlohmann::json::parse(r->body, nullptr, false).value("id", "");
+        const std::string id = nlohmann::json::parse(body, nullptr, false).value("id", "");
         t0 = Clock::now();
         const std::string target = i % 2 ? "/api/v1/jobs/" + id : "/api/v1/jobs?limit=20";
-        auto g = net::http_request(server.url(), "GET", target, "", options);
+        const int read = client.request(http::verb::get, target, "", &body);
         mine_read.push_back(since(t0) * 1000);
-        if (!g.is_ok() || g->status != 200) ++api_errors;
+        if (read != 200) ++api_errors;
       }
       std::lock_guard lock(mu);
       submit_ms.insert(submit_ms.end(), mine_submit.begin(), mine_submit.end());
@@ -420,6 +490,7 @@ void run_agents(const AgentsFlags& f) {
                       {"heartbeat_interval_ms", counters.interval_ms.load()},
                       {"heartbeats_per_s", static_cast<double>(heartbeats) / seconds},
                       {"agent_errors", counters.errors.load()},
+                      {"agent_errors_by_kind", agents.errors_by_kind()},
                       {"register_s", register_s},
                       {"submissions", submitted.load()},
                       {"submissions_per_s", static_cast<double>(submitted) / seconds},
