@@ -15,9 +15,8 @@
 #include <thread>
 
 #include "net/http.h"
+#include "server/api_routes.h"
 #include "server/console_assets.h"
-#include "server/openapi.h"
-#include "spec/json_text.h"
 #include "store/sqlite_store.h"
 
 namespace lepton::server {
@@ -25,36 +24,6 @@ namespace {
 
 namespace asio = boost::asio;
 namespace fs = std::filesystem;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-net::HttpResponse json_response(const json& j, int status = 200) {
-  net::HttpResponse r;
-  r.status = status;
-  r.body = spec::to_json_text(j);
-  return r;
-}
-
-net::HttpResponse to_response(const Result<json>& r, int status = 200) {
-  if (!r.is_ok()) return net::error_response(r.status());
-  return json_response(r.value(), status);
-}
-
-Result<int64_t> query_int(const net::HttpRequest& req, const std::string& name, int64_t fallback) {
-  auto it = req.query.find(name);
-  if (it == req.query.end()) return fallback;
-  try {
-    size_t used = 0;
-    int64_t v = std::stoll(it->second, &used);
-    if (used == it->second.size()) return v;
-  } catch (const std::exception&) {
-  }
-  return Status::invalid_argument(name + ": expected an integer, got '" + it->second + "'");
-}
 
 // The flock on DATA_DIR/lock, held while the server runs (the kernel drops it when the process
 // ends, however it ends).
@@ -72,7 +41,7 @@ class DataDirLock {
   int fd_;
 };
 
-class ServerImpl final : public Server {
+class ServerImpl final : public Server, private ApiHost {
  public:
   ServerImpl(ServerOptions options, std::unique_ptr<ControlPlane> cp, std::string token,
              DataDirLock lock)
@@ -105,7 +74,8 @@ class ServerImpl final : public Server {
     // The token is checked on the request's head: a client without it cannot make the server
     // read (and hold) a body.
     http_options.check_head = [this](const net::HttpRequest& head) {
-      return needs_token(head) && !authorized(head) ? std::optional(unauthorized()) : std::nullopt;
+      return permitted(permission_for(head.segments), head) ? std::nullopt
+                                                            : std::optional(unauthorized());
     };
     auto http =
         net::HttpServer::start(http_options, [this](net::HttpRequest req, net::Responder respond) {
@@ -178,13 +148,13 @@ class ServerImpl final : public Server {
     routes_ = std::move(spec);
   }
 
-  // Runs `fn` on the control loop and answers with what it returns.
-  void on_loop(net::Responder respond, std::function<net::HttpResponse()> fn) {
+  // ApiHost: the route handlers' way onto the control loop (api_routes.h).
+  void on_loop(net::Responder respond, LoopCall fn) override {
     asio::post(loop_, [this, respond = std::move(respond), fn = std::move(fn)] {
       // The control plane reports errors as values; an exception here is a bug, and it must not
       // take the control loop down with it.
       try {
-        net::HttpResponse response = fn();
+        net::HttpResponse response = fn(*cp_);
         stop_if_store_failed();
         respond(std::move(response));
       } catch (const std::exception& e) {
@@ -193,6 +163,26 @@ class ServerImpl final : public Server {
       }
     });
   }
+  void on_loop_routed(net::Responder respond, LoopCall fn) override {
+    on_loop(std::move(respond), [this, fn = std::move(fn)](ControlPlane& cp) {
+      net::HttpResponse response = fn(cp);
+      if (router_) update_routes();
+      return response;
+    });
+  }
+  void on_loop_async(net::Responder respond,
+                     std::function<void(ControlPlane&, net::Responder)> fn) override {
+    asio::post(loop_, [this, respond = std::move(respond), fn = std::move(fn)] {
+      try {
+        fn(*cp_, respond);
+      } catch (const std::exception& e) {
+        // Only the first answer counts: one given before the exception stands.
+        std::fprintf(stderr, "lepton server: internal error: %s\n", e.what());
+        respond(net::error_response(Status::internal(std::string("internal error: ") + e.what())));
+      }
+    });
+  }
+  void off_loop(std::function<void()> fn) override { asio::post(readers_, std::move(fn)); }
 
   // Fail-stop: once a commit has failed with memory ahead of the store, no answer may go out
   // from that memory (a client would be told of a change a restart forgets). The process ends at
@@ -206,282 +196,59 @@ class ServerImpl final : public Server {
     std::_Exit(kStoreFailedExitCode);
   }
 
-  // on_loop() for a call that changes deployments: the gateway gets the new routes before the
-  // answer goes out, so a deployment just created is routable at once.
-  void on_loop_routed(net::Responder respond, std::function<net::HttpResponse()> fn) {
-    on_loop(std::move(respond), [this, fn = std::move(fn)] {
-      net::HttpResponse response = fn();
-      if (router_) update_routes();
-      return response;
-    });
-  }
-
+  // Dispatches on the route table (api_routes.h): the permission, then the route, or 405 for a
+  // path known to other methods, or a console file, or 404.
   void handle(net::HttpRequest req, net::Responder respond) {
-    // Routed on the decoded segments of the raw path, so "jobs%2Fj-1%2Fcancel" stays one
-    // segment and names no job.
-    const std::vector<std::string>& parts = req.segments;
-    if (req.path == "/healthz") {
-      respond({.status = 200, .content_type = "text/plain", .body = "ok\n"});
+    RouteMatch match = match_route(req.method, req.segments);
+    if (!permitted(match.permission, req)) return respond(unauthorized());
+    if (match.route) {
+      ApiCall call{.req = std::move(req),
+                   .params = std::move(match.params),
+                   .respond = std::move(respond),
+                   .host = *this};
+      match.route->handle(call);
       return;
     }
-    if (req.path == "/metrics") {
-      // Metrics name nodes, queues and jobs: the API token is needed, as a Prometheus scrape
-      // config gives with `authorization: {credentials_file: DATA_DIR/token}`.
-      if (!authorized(req)) {
-        respond(unauthorized());
-        return;
+    if (!match.allowed.empty()) {
+      net::HttpResponse r = net::error_response(
+          Status::invalid_argument("method: " + req.method + " is not allowed on " + req.path));
+      r.status = 405;
+      std::string& allow = r.headers["Allow"];
+      for (std::string_view m : match.allowed) {
+        if (!allow.empty()) allow += ", ";
+        allow += m;
       }
-      on_loop(std::move(respond), [this] {
-        return net::HttpResponse{
-            .status = 200, .content_type = "text/plain; version=0.0.4", .body = cp_->metrics()};
-      });
-      return;
+      return respond(std::move(r));
     }
     // The web console's files need no token: the page asks for one and sends it with its API
-    // calls.
-    if (const ConsoleAsset* asset = find_console_asset(req.path); asset && req.method == "GET") {
-      respond(
-          {.status = 200,
-           .content_type = std::string(asset->content_type),
-           .body = std::string(asset->body),
-           .headers = {{"Cache-Control", "no-cache"},
-                       {"X-Content-Type-Options", "nosniff"},
-                       {"Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"}}});
-      return;
-    }
-    if (req.path == "/api/v1/openapi.json") {
-      respond({.status = 200, .body = openapi_document()});
-      return;
-    }
-    if (parts.size() < 3 || parts[0] != "api" || parts[1] != "v1") {
-      respond(net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
-      return;
-    }
-    if (!authorized(req)) {
-      respond(unauthorized());
-      return;
-    }
-    const std::string& m = req.method;
-    const std::string& kind = parts[2];
-    auto method_not_allowed = [&] {
-      net::HttpResponse r = net::error_response(
-          Status::invalid_argument("method: " + m + " is not allowed on " + req.path));
-      r.status = 405;
-      respond(std::move(r));
-    };
-    if (kind == "jobs" && parts.size() == 3) {
-      if (m == "POST") {
-        on_loop(std::move(respond),
-                [this, body = std::move(req.body), key = req.header("idempotency-key")] {
-                  bool replayed = false;
-                  auto job = cp_->submit_job(body, now_ms(), key, &replayed);
-                  net::HttpResponse r = to_response(job, replayed ? 200 : 201);
-                  if (replayed) r.headers["Idempotent-Replayed"] = "true";
-                  return r;
-                });
-      } else if (m == "GET") {
-        ControlPlane::JobPage page;
-        auto limit = query_int(req, "limit", 1000);
-        if (!limit.is_ok()) {
-          respond(net::error_response(limit.status()));
-          return;
-        }
-        if (*limit < 1 || *limit > 10000) {
-          respond(net::error_response(Status::invalid_argument("limit: expected 1 to 10000, got " +
-                                                               std::to_string(*limit))));
-          return;
-        }
-        page.limit = static_cast<size_t>(*limit);
-        auto param = [&](const char* name) {
-          auto it = req.query.find(name);
-          return it == req.query.end() ? std::string() : it->second;
-        };
-        page.after = param("after");
-        page.state = param("state");
-        page.queue = param("queue");
-        const std::string order = param("order");
-        if (!order.empty() && order != "oldest" && order != "newest") {
-          respond(net::error_response(
-              Status::invalid_argument("order: expected oldest or newest, got '" + order + "'")));
-          return;
-        }
-        page.newest_first = order == "newest";
-        on_loop(std::move(respond), [this, page] {
-          std::string next;
-          auto jobs = cp_->list_jobs(page, &next);
-          net::HttpResponse r = to_response(jobs);
-          // The next page starts after this job (the query's `after`); absent on the last page.
-          if (!next.empty()) r.headers["X-Next-After"] = next;
-          return r;
-        });
-      } else {
-        method_not_allowed();
+    // calls. They are no routes: any other method is 404, as for any path nothing serves.
+    const std::vector<std::string>& parts = req.segments;
+    if (req.method == "GET" && parts.size() <= 1) {
+      if (const ConsoleAsset* asset = find_console_asset(parts.empty() ? "/" : "/" + parts[0])) {
+        return respond({.status = 200,
+                        .content_type = std::string(asset->content_type),
+                        .body = std::string(asset->body),
+                        .headers = {{"Cache-Control", "no-cache"},
+                                    {"X-Content-Type-Options", "nosniff"},
+                                    {"Content-Security-Policy",
+                                     "default-src 'self'; frame-ancestors 'none'"}}});
       }
-      return;
-    }
-    if (kind == "jobs" && parts.size() >= 4) {
-      const std::string& id = parts[3];
-      const std::string action = parts.size() >= 5 ? parts[4] : "";
-      if (parts.size() == 4 && m == "GET") {
-        on_loop(std::move(respond), [this, id] { return to_response(cp_->get_job(id)); });
-      } else if (parts.size() == 5 && action == "cancel" && m == "POST") {
-        on_loop(std::move(respond),
-                [this, id] { return to_response(cp_->cancel_job(id, now_ms())); });
-      } else if (parts.size() == 5 && action == "logs" && m == "GET") {
-        auto rank = query_int(req, "rank", 0);
-        auto offset = query_int(req, "offset", 0);
-        auto max = query_int(req, "max_bytes", 1 << 20);
-        for (const Status* s : {&rank.status(), &offset.status(), &max.status()}) {
-          if (!s->is_ok()) {
-            respond(net::error_response(*s));
-            return;
-          }
-        }
-        const size_t max_bytes = static_cast<size_t>(std::clamp<int64_t>(*max, 1, 8 << 20));
-        // Where the output is, on the loop; the read itself on a reader thread (disk I/O).
-        asio::post(loop_, [this, respond = std::move(respond), id, r = *rank, o = *offset,
-                           max_bytes]() mutable {
-          auto source = cp_->log_source(id, static_cast<int>(r));
-          if (!source.is_ok()) {
-            respond(net::error_response(source.status()));
-            return;
-          }
-          asio::post(readers_,
-                     [respond = std::move(respond), source = std::move(*source), o, max_bytes] {
-                       respond(to_response(ControlPlane::read_logs(source, o, max_bytes)));
-                     });
-        });
-      } else if (parts.size() <= 5) {
-        method_not_allowed();
-      } else {
-        respond(net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
-      }
-      return;
-    }
-    if (kind == "queues" && parts.size() == 3) {
-      if (m == "POST") {
-        on_loop(std::move(respond), [this, body = std::move(req.body)] {
-          return to_response(cp_->create_queue(body, now_ms()), 201);
-        });
-      } else if (m == "GET") {
-        on_loop(std::move(respond), [this] { return json_response(cp_->list_queues()); });
-      } else {
-        method_not_allowed();
-      }
-      return;
-    }
-    if (kind == "queues" && parts.size() == 4) {
-      const std::string& name = parts[3];
-      if (m == "GET") {
-        on_loop(std::move(respond), [this, name] { return to_response(cp_->get_queue(name)); });
-      } else if (m == "PATCH") {
-        on_loop(std::move(respond), [this, name, body = std::move(req.body)] {
-          return to_response(cp_->update_queue(name, body, now_ms()));
-        });
-      } else if (m == "DELETE") {
-        on_loop(std::move(respond),
-                [this, name] { return to_response(cp_->delete_queue(name, now_ms())); });
-      } else {
-        method_not_allowed();
-      }
-      return;
-    }
-    if (kind == "deployments" && parts.size() == 3) {
-      if (m == "POST") {
-        on_loop_routed(std::move(respond), [this, body = std::move(req.body)] {
-          return to_response(cp_->create_deployment(body, now_ms()), 201);
-        });
-      } else if (m == "GET") {
-        on_loop(std::move(respond),
-                [this] { return json_response(cp_->list_deployments(now_ms())); });
-      } else {
-        method_not_allowed();
-      }
-      return;
-    }
-    if (kind == "deployments" && (parts.size() == 4 || parts.size() == 5)) {
-      const std::string& name = parts[3];
-      if (parts.size() == 5) {
-        if (parts[4] != "scale") {
-          respond(
-              net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
-        } else if (m != "POST") {
-          method_not_allowed();
-        } else {
-          on_loop_routed(std::move(respond), [this, name, body = std::move(req.body)] {
-            return to_response(cp_->scale_deployment(name, body, now_ms()));
-          });
-        }
-        return;
-      }
-      if (m == "GET") {
-        on_loop(std::move(respond),
-                [this, name] { return to_response(cp_->get_deployment(name, now_ms())); });
-      } else if (m == "PUT") {
-        on_loop_routed(std::move(respond), [this, name, body = std::move(req.body)] {
-          return to_response(cp_->update_deployment(name, body, now_ms()));
-        });
-      } else if (m == "DELETE") {
-        on_loop_routed(std::move(respond), [this, name] {
-          return to_response(cp_->delete_deployment(name, now_ms()));
-        });
-      } else {
-        method_not_allowed();
-      }
-      return;
-    }
-    if (kind == "plan" && parts.size() == 3) {
-      if (m != "POST") return method_not_allowed();
-      on_loop(std::move(respond), [this, body = std::move(req.body)] {
-        return to_response(cp_->plan_job(body, now_ms()));
-      });
-      return;
-    }
-    if (kind == "instances" && parts.size() == 3) {
-      if (m != "GET") return method_not_allowed();
-      on_loop(std::move(respond), [this] { return json_response(cp_->list_instances(now_ms())); });
-      return;
-    }
-    if (kind == "instances" && parts.size() == 5 && parts[4] == "interrupt") {
-      if (m != "POST") return method_not_allowed();
-      on_loop(std::move(respond),
-              [this, id = parts[3]] { return to_response(cp_->interrupt_instance(id, now_ms())); });
-      return;
-    }
-    if (kind == "cost" && parts.size() == 3) {
-      if (m != "GET") return method_not_allowed();
-      auto by = req.query.find("by");
-      on_loop(std::move(respond), [this, by = by == req.query.end() ? "job" : by->second] {
-        return to_response(cp_->cost(by, now_ms()));
-      });
-      return;
-    }
-    if (kind == "nodes" && parts.size() == 3) {
-      if (m != "GET") return method_not_allowed();
-      on_loop(std::move(respond), [this] { return json_response(cp_->list_nodes(now_ms())); });
-      return;
-    }
-    if (kind == "agents" && parts.size() == 4 && parts[3] == "register") {
-      if (m != "POST") return method_not_allowed();
-      on_loop(std::move(respond), [this, body = std::move(req.body), peer = req.remote_address] {
-        return to_response(cp_->register_agent(body, peer, now_ms()));
-      });
-      return;
-    }
-    if (kind == "agents" && parts.size() == 5 && parts[4] == "heartbeat") {
-      if (m != "POST") return method_not_allowed();
-      on_loop(std::move(respond), [this, name = parts[3], body = std::move(req.body)] {
-        return to_response(cp_->heartbeat(name, body, now_ms()));
-      });
-      return;
     }
     respond(net::error_response(Status::not_found("path " + req.path + ": no such endpoint")));
   }
 
-  // Everything but the health check, the console's files and the API's description.
-  static bool needs_token(const net::HttpRequest& req) {
-    return req.path == "/metrics" ||
-           (req.path.starts_with("/api/") && req.path != "/api/v1/openapi.json");
+  // Every permission but public needs the API token today (users, agents and scrapers will get
+  // credentials of their own).
+  bool permitted(Permission permission, const net::HttpRequest& req) const {
+    switch (permission) {
+      case Permission::kPublic:
+        return true;
+      case Permission::kApi:
+      case Permission::kAgent:
+      case Permission::kMetrics:
+        return authorized(req);
+    }
+    return false;
   }
   bool authorized(const net::HttpRequest& req) const {
     return net::token_equals(req.header("authorization"), "Bearer " + token_);

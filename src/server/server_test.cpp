@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "net/http.h"
+#include "server/api_routes.h"
+#include "server/openapi.h"
 
 namespace lepton::server {
 namespace {
@@ -245,6 +248,47 @@ TEST_F(ServerTest, TheTokenSurvivesARestart) {
   EXPECT_EQ((*again)->token(), token);
   EXPECT_EQ(Server::start({.data_dir = "/proc/no-such-dir"}).status().code(),
             StatusCode::kInvalidArgument);
+}
+
+// The server dispatches on the route table: every route answers at its path for its method, and
+// its permission decides whether the token is needed.
+TEST_F(ServerTest, EveryRouteIsServedWithItsPermission) {
+  for (const Route& route : api_routes()) {
+    std::string path(route.path);
+    for (const char* param : {"{id}", "{name}"}) {
+      if (auto at = path.find(param); at != std::string::npos)
+        path.replace(at, strlen(param), "x1");
+    }
+    SCOPED_TRACE(std::string(route.method) + " " + path);
+    const int open = call(std::string(route.method), path, "", false).status;
+    EXPECT_EQ(open == 401, route.permission != Permission::kPublic) << open;
+    const net::HttpResponse r = call(std::string(route.method), path);
+    EXPECT_NE(r.status, 401);
+    EXPECT_NE(r.status, 405);
+    EXPECT_EQ(r.body.find("no such endpoint"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(call("GET", "/api/v1/openapi.json", "", false).body, openapi_document());
+}
+
+TEST_F(ServerTest, AKnownPathWithAnotherMethodIs405WithItsMethods) {
+  auto r = call("DELETE", "/api/v1/jobs");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.headers["Allow"], "GET, POST");
+  EXPECT_EQ(nlohmann::json::parse(r.body)["error"]["message"],
+            "method: DELETE is not allowed on /api/v1/jobs");
+  r = call("GET", "/api/v1/jobs/j-1/cancel");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.headers["Allow"], "POST");
+  r = call("PUT", "/api/v1/queues/q");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.headers["Allow"], "GET, PATCH, DELETE");
+  EXPECT_EQ(call("POST", "/healthz", "", false).status, 405);
+  // The token is checked first, on the path alone: another method gets no further without it.
+  EXPECT_EQ(call("DELETE", "/api/v1/jobs", "", false).status, 401);
+  EXPECT_EQ(call("POST", "/metrics", "", false).status, 401);
+  EXPECT_EQ(call("GET", "/api/v1/nothing", "", false).status, 401);
+  EXPECT_EQ(call("GET", "/api/v1/jobs/j-1/nothing").status, 404);
+  EXPECT_EQ(call("GET", "/nothing", "", false).status, 404);
 }
 
 }  // namespace
