@@ -1,5 +1,6 @@
-// The cloud autoscaler: ControlPlane's members for rented machines (control_plane.h, "Clouds").
-// Once a second, on the control loop:
+// The cloud autoscaler: ControlPlane's members that rent and return machines (control_plane.h,
+// "Clouds"; the machines' records, the nodes they become and their bills are in
+// cloud_instances.cpp). Once a second, on the control loop:
 //   1. sync: what each provider says of our instances (booted, joined as a node, ended);
 //   2. notices: a spot machine about to be taken away has its work preempted with a notice (the
 //      tasks get LEPTON_PREEMPTION_NOTICE=1 and the time left, then SIGTERM) and requeued; the
@@ -10,13 +11,13 @@
 //      used GPU (these decisions are sched/renting.h's, the policy the cost replay runs too;
 //      rental_offers.h shows it the offers and jobs); a capacity or quota error fails over to the
 //      next offer (at once for a provider called on the loop, on the next round for one called
-//      off it) and the pool is skipped for failover_ttl_ms.
+//      off it) and the pool is skipped for failover_ttl_ms. Nothing is rented for a job whose
+//      queue, or one above it, has spent its budget (the cost ledger, cost_ledger.h).
 // Launches and terminations go through ProviderCalls: a provider whose calls block (EC2, over
 // HTTPS) is called on a thread of its own, one call at a time, and the result is taken up on a
 // later round; the emulated clouds answer at once, on the loop. Listings and notices come from
 // PolledProvider's last poll.
 #include <algorithm>
-#include <cmath>
 #include <ctime>
 #include <limits>
 #include <optional>
@@ -25,6 +26,7 @@
 #include "cloud/sim_provider.h"
 #include "sched/renting.h"
 #include "server/control_plane.h"
+#include "server/cost_ledger.h"
 #include "server/rental_offers.h"
 #include "spec/job_json.h"
 
@@ -36,14 +38,6 @@ constexpr int64_t kCloudRoundMs = 1000;
 // A machine that joined this recently and has no work yet still counts as room for pending work
 // (the scheduler may not have placed it there yet).
 constexpr int64_t kFreshMs = 15'000;
-
-double hours(int64_t ms) { return static_cast<double>(ms) / 3'600'000.0; }
-
-std::string money(double usd) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "$%.2f", usd);
-  return buf;
-}
 
 }  // namespace
 
@@ -129,30 +123,6 @@ std::vector<std::pair<size_t, cloud::Offer>> ControlPlane::provider_offers() con
   return out;
 }
 
-void ControlPlane::record_rented(size_t provider, const cloud::Instance& instance,
-                                 const cloud::Offer& offer, bool spot, const std::string& for_job,
-                                 store::WriteBatch& batch, int64_t now_ms) {
-  CloudInstance inst;
-  inst.provider = provider;
-  inst.provider_name = std::string(providers_[provider]->name());
-  inst.info = instance;
-  inst.offer = offer;
-  inst.price_per_hour = offer_price(offer, spot);
-  inst.for_job = for_job;
-  inst.launched_ms = now_ms;
-  save_instance(inst, batch);
-  instances_[instance.id] = std::move(inst);
-}
-
-std::set<std::string> ControlPlane::nodes_with_tasks(bool with_stopping) const {
-  std::set<std::string> nodes;
-  for (const TaskKey& key : active_tasks_) nodes.insert(tasks_.at(key).node);
-  if (with_stopping) {
-    for (const auto& [key, st] : stopping_) nodes.insert(st.node);
-  }
-  return nodes;
-}
-
 int ControlPlane::live_in_pool(const std::string& key) const {
   int n = 0;
   for (const auto& [id, inst] : instances_) {
@@ -209,7 +179,7 @@ std::vector<cloud::Instance> ControlPlane::launch_ended(const Launch& launch,
   } else {
     event(batch, now_ms, object,
           "renting " + std::to_string(outcome->size()) + " x " + pool + " at " +
-              money(offer_price(launch.offer, launch.spot)) + "/h each");
+              usd(offer_price(launch.offer, launch.spot)) + "/h each");
   }
   return outcome.value();
 }
@@ -478,8 +448,9 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
       served[w] = true;
       continue;
     }
-    if (std::string spent = budget_spent(job->spec, now_ms); !spent.empty()) {
-      note = std::move(spent);
+    if (const std::optional<SpentBudget> spent =
+            ledger_.spent_budget(job->spec.queue, queues_, now_ms)) {
+      note = spent->why();
       continue;
     }
     // A gang that lost a machine still has the others: only the missing ones are rented.
@@ -591,254 +562,8 @@ void ControlPlane::rent_for_pending(store::WriteBatch& batch, int64_t now_ms) {
   }
 }
 
-void ControlPlane::bind_rented(store::WriteBatch& batch, int64_t now_ms) {
-  if (instances_.empty()) return;
-  const std::set<std::string> busy = nodes_with_tasks(/*with_stopping=*/true);
-  std::set<std::string> stopping_jobs;
-  for (const auto& [key, st] : stopping_) stopping_jobs.insert(key.first);
-  std::map<std::string, std::vector<std::string>> joined_for;  // job -> its idle machines
-  for (const auto& [id, inst] : instances_) {
-    if (inst.ended_ms || inst.notice_ms || inst.for_job.empty() || busy.count(id)) continue;
-    auto node = nodes_.find(id);
-    if (node == nodes_.end() || !node->second.record.ready || cluster_.cordoned(node->second.id)) {
-      continue;
-    }
-    joined_for[inst.for_job].push_back(id);
-  }
-  for (const auto& [job_id, machines] : joined_for) {
-    auto it = jobs_.find(job_id);
-    if (it == jobs_.end() || it->second.record.state != JobState::kPending ||
-        stopping_jobs.count(job_id)) {
-      continue;
-    }
-    Job& job = it->second;
-    if (static_cast<int>(machines.size()) < job.spec.num_nodes) continue;  // the rest still boot
-    const sched::Request request = request_of(job);
-    std::vector<sched::Placement> placements;
-    for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
-      const sched::NodeId node = nodes_.at(machines[static_cast<size_t>(rank)]).id;
-      const sched::NodeState& state = cluster_.state(node);
-      if (!sched::ClusterState::fits(state, request)) break;
-      placements.push_back({node, cluster_.pick_gpus(node, request, state.gpu_free_sorted[0])});
-    }
-    if (static_cast<int>(placements.size()) != job.spec.num_nodes) continue;
-    for (const sched::Placement& p : placements) cluster_.bind(request, p);
-    sched_dirty_ = true;
-    assign(job, placements, batch, now_ms);
-  }
-}
-
-std::vector<sched::NodeId> ControlPlane::hold_rented_machines() {
-  std::vector<sched::NodeId> held;
-  if (instances_.empty()) return held;
-  const std::set<std::string> busy = nodes_with_tasks(/*with_stopping=*/false);
-  for (const auto& [id, inst] : instances_) {
-    if (inst.ended_ms || inst.notice_ms || busy.count(id)) continue;
-    auto owner = jobs_.find(inst.for_job);
-    if (owner == jobs_.end() || owner->second.record.state != JobState::kPending) continue;
-    auto node = nodes_.find(id);
-    if (node == nodes_.end() || cluster_.cordoned(node->second.id)) continue;
-    cluster_.set_cordoned(node->second.id, true);
-    held.push_back(node->second.id);
-  }
-  return held;
-}
-
-void ControlPlane::end_instance(CloudInstance& inst, const std::string& why,
-                                store::WriteBatch& batch, int64_t now_ms) {
-  inst.ended_ms = now_ms;
-  inst.end_reason = why;
-  inst.info.state = cloud::InstanceState::kTerminated;
-  event(batch, now_ms, "instance/" + inst.info.id,
-        "ended: " + why + " (billed " + money(instance_cost(inst, now_ms)) + ")");
-  if (nodes_.count(inst.info.id)) forget_node(inst.info.id, "its machine ended", batch, now_ms);
-  for (CloudInstance::Use& use : inst.usage) {
-    if (!use.end_ms) use.end_ms = now_ms;
-  }
-  std::erase_if(open_use_, [&](const auto& entry) { return entry.second == inst.info.id; });
-  save_instance(inst, batch);
-}
-
-void ControlPlane::forget_node(const std::string& name, const std::string& why,
-                               store::WriteBatch& batch, int64_t now_ms) {
-  auto it = nodes_.find(name);
-  if (it == nodes_.end()) return;
-  const std::vector<TaskKey> active(active_tasks_.begin(), active_tasks_.end());
-  for (const TaskKey& key : active) {
-    store::TaskRecord& task = tasks_.at(key);
-    if (task.node != name) continue;
-    task_failed(jobs_.at(key.first), task, "its node " + name + " is gone: " + why,
-                /*counts_as_restart=*/false, batch, now_ms);
-  }
-  // Tasks still stopping there are gone with it; their resources go with the node.
-  std::erase_if(stopping_, [&](const auto& entry) { return entry.second.node == name; });
-  cluster_.set_cordoned(it->second.id, true);  // the scheduler's slot stays, never used again
-  sched_dirty_ = true;
-  nodes_.erase(it);
-  batch.deleted_nodes.push_back(name);
-  event(batch, now_ms, "node/" + name, "removed: " + why);
-}
-
-void ControlPlane::track_use(const store::TaskRecord& task, bool was_active, bool active,
-                             store::WriteBatch& batch) {
-  const TaskKey key{task.job_id, task.rank};
-  if (was_active && !active) {
-    auto open = open_use_.find(key);
-    if (open == open_use_.end()) return;
-    auto inst = instances_.find(open->second);
-    open_use_.erase(open);
-    if (inst == instances_.end()) return;
-    for (CloudInstance::Use& use : inst->second.usage) {
-      if (use.job == task.job_id && !use.end_ms) {
-        use.end_ms = std::max(use.start_ms, task.updated_ms);
-        break;
-      }
-    }
-    save_instance(inst->second, batch);
-  } else if (!was_active && active) {
-    auto inst = instances_.find(task.node);
-    auto job = jobs_.find(task.job_id);
-    if (inst == instances_.end() || job == jobs_.end() || inst->second.ended_ms) return;
-    const Resources& r = job->second.spec.resources;
-    const double gpus = r.fractional() ? r.gpu_milli / 1000.0 : static_cast<double>(r.gpu_count);
-    inst->second.usage.push_back(
-        {task.job_id, job->second.spec.queue.empty() ? "default" : job->second.spec.queue, gpus,
-         task.updated_ms, 0});
-    open_use_[key] = task.node;
-    save_instance(inst->second, batch);
-  }
-}
-
-double ControlPlane::queue_spend(const std::string& queue, int64_t now_ms) const {
-  auto under = [&](std::string q) {  // whether q is `queue` or below it
-    for (int depth = 0; depth < 64 && !q.empty(); ++depth) {
-      if (q == queue) return true;
-      auto it = queues_.find(q);
-      if (it == queues_.end()) return false;
-      q = it->second.parent;
-    }
-    return false;
-  };
-  double spent = 0;
-  for (const auto& [id, inst] : instances_) {
-    const double per_gpu_hour =
-        inst.offer.gpu_count > 0 ? inst.price_per_hour / inst.offer.gpu_count : 0;
-    const int64_t end = inst.ended_ms ? inst.ended_ms : now_ms;
-    for (const CloudInstance::Use& u : inst.usage) {
-      if (!under(u.queue)) continue;
-      spent += per_gpu_hour * u.gpus *
-               hours(std::max<int64_t>(0, (u.end_ms ? u.end_ms : end) - u.start_ms));
-    }
-  }
-  return spent;
-}
-
-std::string ControlPlane::budget_spent(const JobSpec& spec, int64_t now_ms) const {
-  std::string q = spec.queue.empty() ? kDefaultQueue : spec.queue;
-  for (int depth = 0; depth < 64 && !q.empty(); ++depth) {
-    auto it = queues_.find(q);
-    if (it == queues_.end()) return "";
-    if (it->second.budget_usd) {
-      const double spent = queue_spend(q, now_ms);
-      if (spent >= *it->second.budget_usd) {
-        return "queue " + q + " has spent " + money(spent) + " of its " +
-               money(*it->second.budget_usd) + " budget: no machine is rented for it";
-      }
-    }
-    q = it->second.parent;
-  }
-  return "";
-}
-
-double ControlPlane::instance_cost(const CloudInstance& inst, int64_t now_ms) const {
-  const int64_t end = inst.ended_ms ? inst.ended_ms : now_ms;
-  return inst.price_per_hour * hours(std::max<int64_t>(0, end - inst.launched_ms));
-}
-
-void ControlPlane::save_instance(const CloudInstance& inst, store::WriteBatch& batch) const {
-  batch.instances.push_back({inst.info.id, instance_json(inst).dump()});
-}
-
-json ControlPlane::instance_json(const CloudInstance& inst) const {
-  json usage = json::array();
-  for (const CloudInstance::Use& u : inst.usage) {
-    usage.push_back({{"job", u.job},
-                     {"queue", u.queue},
-                     {"gpus", u.gpus},
-                     {"start_ms", u.start_ms},
-                     {"end_ms", u.end_ms}});
-  }
-  const cloud::Offer& o = inst.offer;
-  json j = {{"provider", inst.provider_name},
-            {"cloud", o.cloud},
-            {"region", o.region},
-            {"zone", o.zone},
-            {"instance_type", o.instance_type},
-            {"gpu_model", o.gpu_model},
-            {"gpus", o.gpu_count},
-            {"vcpus", o.vcpus},
-            {"memory_gib", o.memory_gib},
-            {"spot", inst.info.spot},
-            {"price_per_hour", inst.price_per_hour},
-            {"state", cloud::instance_state_name(inst.info.state)},
-            {"for_job", inst.for_job},
-            {"launched_ms", inst.launched_ms},
-            {"joined_ms", inst.joined_ms},
-            {"notice_ms", inst.notice_ms},
-            {"ended_ms", inst.ended_ms},
-            {"end_reason", inst.end_reason},
-            {"usage", usage}};
-  return j;
-}
-
 void ControlPlane::pool_failed(const std::string& pool, store::WriteBatch& batch, int64_t now_ms) {
   batch.failed_pools.push_back({pool, failures_.failed(pool, now_ms)});
-}
-
-Status ControlPlane::load_instances() {
-  auto failed = store_->list_failed_pools();
-  if (!failed.is_ok()) return failed.status();
-  for (const store::FailedPoolRecord& f : *failed) failures_.remember(f.pool, f.until_ms);
-
-  auto records = store_->list_instances();
-  if (!records.is_ok()) return records.status();
-  for (const store::InstanceRecord& r : *records) {
-    json j = json::parse(r.record_json, nullptr, false);
-    if (!j.is_object()) return Status::internal("instance " + r.id + ": stored record unreadable");
-    CloudInstance inst;
-    inst.info.id = r.id;
-    inst.provider_name = j.value("provider", "");
-    inst.provider = SIZE_MAX;  // until set_clouds() finds it
-    inst.offer.cloud = j.value("cloud", "");
-    inst.offer.region = j.value("region", "");
-    inst.offer.zone = j.value("zone", "");
-    inst.offer.instance_type = j.value("instance_type", "");
-    inst.offer.gpu_model = j.value("gpu_model", "");
-    inst.offer.gpu_count = j.value("gpus", 0.0);
-    inst.offer.vcpus = j.value("vcpus", 0.0);
-    inst.offer.memory_gib = j.value("memory_gib", 0.0);
-    inst.info.cloud = inst.offer.cloud;
-    inst.info.region = inst.offer.region;
-    inst.info.zone = inst.offer.zone;
-    inst.info.instance_type = inst.offer.instance_type;
-    inst.info.spot = j.value("spot", false);
-    inst.price_per_hour = j.value("price_per_hour", 0.0);
-    inst.info.state = j.value("state", "") == "terminated" ? cloud::InstanceState::kTerminated
-                                                           : cloud::InstanceState::kRunning;
-    inst.for_job = j.value("for_job", "");
-    inst.launched_ms = j.value("launched_ms", int64_t{0});
-    inst.joined_ms = j.value("joined_ms", int64_t{0});
-    inst.notice_ms = j.value("notice_ms", int64_t{0});
-    inst.ended_ms = j.value("ended_ms", int64_t{0});
-    inst.end_reason = j.value("end_reason", "");
-    const json usage = j.value("usage", json::array());
-    for (const json& u : usage) {
-      inst.usage.push_back({u.value("job", ""), u.value("queue", ""), u.value("gpus", 0.0),
-                            u.value("start_ms", int64_t{0}), u.value("end_ms", int64_t{0})});
-    }
-    instances_[r.id] = std::move(inst);
-  }
-  return Status::ok();
 }
 
 bool ControlPlane::going_away(const std::string& node) const {
@@ -857,49 +582,6 @@ std::string ControlPlane::waiting_for(const Launch& launch, int64_t now_ms) cons
          " to answer the launch of " + std::to_string(launch.count) + " x " +
          cloud::offer_pool(launch.offer, launch.spot) + " (" +
          std::to_string((now_ms - launch.started_ms) / 1000) + " s)";
-}
-
-int ControlPlane::node_group(const std::string& node) {
-  auto it = instances_.find(node);
-  if (it == instances_.end()) return 0;
-  const CloudInstance& inst = it->second;
-  const NodeGroup group{inst.offer.cloud, inst.offer.region, inst.offer.zone, inst.info.spot};
-  auto known = std::find(node_groups_.begin(), node_groups_.end(), group);
-  if (known != node_groups_.end()) return static_cast<int>(known - node_groups_.begin()) + 1;
-  if (node_groups_.size() + 1 >= static_cast<size_t>(sched::kMaxNodeGroups)) {
-    // Out of group ids (63 kinds of rented machine): this one takes any work, as owned nodes do.
-    return 0;
-  }
-  node_groups_.push_back(group);
-  return static_cast<int>(node_groups_.size());
-}
-
-sched::GroupMask ControlPlane::allowed_groups(const JobSpec& spec) const {
-  sched::GroupMask mask = 1;  // machines of our own
-  auto in = [](const std::vector<std::string>& names, const std::string& a, const std::string& b) {
-    return names.empty() || std::find(names.begin(), names.end(), a) != names.end() ||
-           (!b.empty() && std::find(names.begin(), names.end(), b) != names.end());
-  };
-  for (size_t g = 0; g < node_groups_.size(); ++g) {
-    const NodeGroup& group = node_groups_[g];
-    if (group.spot && !spec.use_spot) continue;  // on-demand work stays off spot machines
-    if (!in(spec.clouds, group.cloud, "") || !in(spec.regions, group.region, group.zone)) continue;
-    mask |= sched::GroupMask{1} << (g + 1);
-  }
-  return mask;
-}
-
-json ControlPlane::list_instances(int64_t now_ms) const {
-  json out = json::array();
-  for (const auto& [id, inst] : instances_) {
-    json j = instance_json(inst);
-    j.erase("usage");
-    j["id"] = id;
-    j["cost_usd"] = instance_cost(inst, now_ms);
-    j["node"] = nodes_.count(id) ? id : "";
-    out.push_back(std::move(j));
-  }
-  return out;
 }
 
 Result<json> ControlPlane::interrupt_instance(const std::string& id, int64_t now_ms) {
@@ -965,43 +647,6 @@ Result<json> ControlPlane::plan_job(const std::string& body, int64_t now_ms) con
               {"fitting_nodes", fitting},
               {"clouds", !providers_.empty()},
               {"offers", offers}};
-}
-
-Result<json> ControlPlane::cost(const std::string& by, int64_t now_ms) const {
-  if (by != "job" && by != "queue" && by != "cloud" && by != "instance") {
-    return Status::invalid_argument("by: expected job, queue, cloud or instance, got '" + by + "'");
-  }
-  std::map<std::string, std::pair<double, double>> rows;  // key -> (usd, gpu-hours)
-  double total = 0, idle = 0;
-  for (const auto& [id, inst] : instances_) {
-    const double billed = instance_cost(inst, now_ms);
-    total += billed;
-    const double per_gpu_hour =
-        inst.offer.gpu_count > 0 ? inst.price_per_hour / inst.offer.gpu_count : 0;
-    const int64_t end = inst.ended_ms ? inst.ended_ms : now_ms;
-    double used = 0;
-    for (const CloudInstance::Use& u : inst.usage) {
-      const double gpu_hours =
-          u.gpus * hours(std::max<int64_t>(0, (u.end_ms ? u.end_ms : end) - u.start_ms));
-      used += gpu_hours * per_gpu_hour;
-      if (by == "job" || by == "queue") {
-        auto& row = rows[by == "job" ? u.job : u.queue];
-        row.first += gpu_hours * per_gpu_hour;
-        row.second += gpu_hours;
-      }
-    }
-    idle += std::max(0.0, billed - used);
-    if (by == "cloud" || by == "instance") {
-      auto& row = rows[by == "cloud" ? inst.offer.cloud : id];
-      row.first += billed;
-      row.second += inst.offer.gpu_count * hours(std::max<int64_t>(0, end - inst.launched_ms));
-    }
-  }
-  json out = {{"by", by}, {"total_usd", total}, {"idle_usd", idle}, {"rows", json::array()}};
-  for (const auto& [key, row] : rows) {
-    out["rows"].push_back({{"key", key}, {"cost_usd", row.first}, {"gpu_hours", row.second}});
-  }
-  return out;
 }
 
 }  // namespace lepton::server

@@ -722,6 +722,43 @@ TEST_F(CloudAutoscalerTest, FourWaitingJobsShareOneBiggerMachineThatCostsLessPer
   (void)alone;
 }
 
+TEST_F(CloudAutoscalerTest, AJobRunningAcrossARestartIsChargedUntilItEnds) {
+  const std::string a = submit(kOneGpu);
+  tick();
+  join("i-1", 1);
+  tick();
+  json reply = beat("i-1");
+  ASSERT_EQ(reply["start"].size(), 1u);
+  const json running = {
+      {"job_id", a}, {"rank", 0}, {"attempt", reply["start"][0]["attempt"]}, {"state", "RUNNING"}};
+  beat("i-1", json::array({running}));
+  now_ += 3'600'000;
+  beat("i-1", json::array({running}));
+  open();  // the server restarts while the job runs: its cost record stays open
+  for (int i = 0; i < 60; ++i) {
+    now_ += 59'000;
+    beat("i-1", json::array({running}));
+    tick();
+  }
+  json exited = running;
+  exited["state"] = "EXITED";
+  exited["exit_code"] = 0;
+  beat("i-1", json::array({exited}));
+  ASSERT_EQ(state(a), "SUCCEEDED");
+  // Half an hour later, the machine not yet returned: the job was charged the two hours it ran
+  // (one GPU at $1/h), not the time since, and so was its queue.
+  now_ += 1'800'000;
+  auto cost = cp_->cost("job", now_);
+  ASSERT_TRUE(cost.is_ok());
+  ASSERT_EQ((*cost)["rows"].size(), 1u);
+  EXPECT_NEAR((*cost)["rows"][0].value("cost_usd", 0.0), 2.0, 0.01);
+  EXPECT_NEAR(cost->value("idle_usd", 0.0), 0.5, 0.01);
+  auto by_queue = cp_->cost("queue", now_);
+  ASSERT_TRUE(by_queue.is_ok());
+  EXPECT_EQ((*by_queue)["rows"][0].value("key", ""), "default");
+  EXPECT_NEAR((*by_queue)["rows"][0].value("cost_usd", 0.0), 2.0, 0.01);
+}
+
 TEST_F(CloudAutoscalerTest, AReplicaIsPlacedInTheRegionWithFewerOfItsReplicas) {
   // Three idle machines, two in us-east-1 and one in us-west-2 (rented for batch jobs that ran):
   // two replicas go one to each region, not to two machines of one region.
