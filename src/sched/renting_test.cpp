@@ -80,6 +80,9 @@ TEST(Renting, AnOfferFitsByModelSizePlaceAndSpot) {
   r = request();
   r.cpu_milli = 16001;
   EXPECT_FALSE(offer_fits(o, r));
+  r = request();
+  r.memory_mib = 65537;  // memory is a minimum too
+  EXPECT_FALSE(offer_fits(o, r));
   const RentalOffer spot = offer("s", 2, 1.0, true);
   EXPECT_FALSE(offer_fits(spot, request()));
   r = request();
@@ -117,11 +120,17 @@ TEST(Renting, PrefersTheOfferCheaperPerUsedGpu) {
   RentalRequest h100 = request();
   h100.models = {"H100"};
   EXPECT_EQ(ranked(offers, request(), {{h100, 3.0}}), (std::vector<std::string>{"one", "four"}));
+  RentalRequest elsewhere = request();
+  elsewhere.regions = {"eu-west-1"};
+  EXPECT_EQ(ranked(offers, request(), {{elsewhere, 3.0}}),
+            (std::vector<std::string>{"one", "four"}));
   const std::vector<RentalOffer> spot = {offer("one", 1, 0.5, true), offer("four", 4, 1.0, true)};
   RentalRequest spot_ok = request();
   spot_ok.spot_ok = true;
   EXPECT_EQ(ranked(spot, spot_ok, {{request(), 3.0}}), (std::vector<std::string>{"one", "four"}));
   EXPECT_EQ(ranked(spot, spot_ok, {{spot_ok, 3.0}}), (std::vector<std::string>{"four", "one"}));
+  // Spot work may run on an on-demand machine, so it fills one too.
+  EXPECT_EQ(ranked(offers, request(), {{spot_ok, 3.0}}), (std::vector<std::string>{"four", "one"}));
   EXPECT_EQ(ranked(offers, request(), {{request(1, 1000, 2), 3.0}}),
             (std::vector<std::string>{"one", "four"}));
   // A gang is not filled by others: it takes machines of its own.

@@ -1,25 +1,21 @@
-// The cloud autoscaler's choices, kept pure so they are tested without processes: which offer
-// fits a job's tasks at the lowest hourly price, which failed offers to skip for a while, and
-// whether a task fits room on machines already launching.
+// What the cloud autoscaler remembers of providers' answers, kept pure so it is tested without
+// processes: an offer's price as launched, the pools that failed and are skipped for a while, and
+// the rest a provider gets when it does not answer. Which offer to rent, and what room on machines
+// already rented a job takes, is the renting policy's (sched/renting.h).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <map>
-#include <optional>
 #include <string>
-#include <vector>
 
 #include "cloud/catalog.h"
-#include "core/job.h"
+#include "core/status.h"
 
 namespace lepton::server {
 
-// What one machine must hold for one task of `spec`: its GPUs (whole, or a share of one), CPU
-// and memory, of an accepted model, in an allowed cloud and region, spot when the job asks.
-bool offer_fits(const cloud::Offer& offer, const JobSpec& spec);
-
-// The hourly price of an offer as launched (spot or on-demand).
+// The hourly price of an offer as launched (spot or on-demand); NaN for spot when it has no spot
+// price.
 double offer_price(const cloud::Offer& offer, bool spot);
 
 // Pools that failed (no capacity, quota), skipped until their time is up (SkyPilot walks the same
@@ -89,51 +85,5 @@ class ProviderBackoff {
   int64_t until_ms_ = 0;
   std::string last_error_;
 };
-
-// The fitting offers for `spec`, cheapest first (by the price as launched, then price per GPU),
-// without the pools `memory` skips. `offers` is any list (the catalog, or a provider's offers).
-std::vector<cloud::Offer> candidate_offers(const std::vector<cloud::Offer>& offers,
-                                           const JobSpec& spec, const FailureMemory& memory,
-                                           int64_t now_ms);
-
-// Reorders `candidates` of one group (all spot or all on-demand, cheapest first as
-// candidate_offers gives them) by the price per GPU each is expected to fill. A machine bigger
-// than the job fills with the other waiting jobs that would fit it too, up to its size. A
-// machine of 4 GPUs at $2/h for four waiting one-GPU jobs beats four of 1 GPU at $1/h. Only
-// machines whose price per GPU could beat the cheapest candidate are weighed, so with nothing
-// else waiting the order stays the price order.
-void order_by_fill(std::vector<cloud::Offer>& candidates, size_t begin, size_t end, bool spot,
-                   const JobSpec& spec, const std::vector<const JobSpec*>& others);
-
-// Free room on a machine that is launching (or joined but not yet used): tasks of pending jobs
-// are counted into it before new machines are bought.
-struct Room {
-  std::string instance;
-  std::string for_job;  // the job it was rented for
-  cloud::Offer offer;
-  bool spot = false;
-  double gpus = 0;  // whole GPUs free (a fractional task takes a whole one here)
-  int64_t cpu_milli = 0;
-  int64_t memory_mib = 0;
-};
-
-// All of a machine of `offer` as room.
-inline Room room_on(std::string instance, std::string for_job, const cloud::Offer& offer,
-                    bool spot) {
-  return {std::move(instance),
-          std::move(for_job),
-          offer,
-          spot,
-          offer.gpu_count,
-          static_cast<int64_t>(offer.vcpus * 1000),
-          static_cast<int64_t>(offer.memory_gib * 1024)};
-}
-
-// Takes room for every task of job `job` (one task per machine, as the scheduler places them)
-// from `rooms`, all or nothing, the machines rented for it first. Returns whether the job fits.
-bool take_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job);
-// How many of the job's tasks `rooms` could hold now (at most its num_nodes), as take_room
-// counts them: the machines a gang still has after losing one, so only the rest are rented.
-int tasks_with_room(std::vector<Room>& rooms, const JobSpec& spec, const std::string& job);
 
 }  // namespace lepton::server
