@@ -722,6 +722,30 @@ TEST_F(CloudAutoscalerTest, FourWaitingJobsShareOneBiggerMachineThatCostsLessPer
   (void)alone;
 }
 
+TEST_F(CloudAutoscalerTest, TwoWaitingHalfGpuJobsRentOneMachine) {
+  // Room is counted in milli-GPUs, as the scheduler binds work: the second half takes the rest
+  // of the GPU rented for the first, instead of a machine of its own.
+  const char* half =
+      R"({"name":"h","resources":{"accelerators":"A100:0.5","cpus":1,"memory":1},"run":"true"})";
+  const std::string a = submit(half), b = submit(half);
+  tick();
+  EXPECT_EQ(provider_->tried, (std::vector<std::string>{"aws/us-east-1/one"}));
+  tick();  // the launching machine's room still holds both
+  EXPECT_EQ(provider_->tried.size(), 1u);
+  join("i-1", 1);
+  tick();
+  EXPECT_EQ(state(a), "SCHEDULED");
+  EXPECT_EQ(state(b), "SCHEDULED");
+  EXPECT_EQ((*cp_->get_job(a))["tasks"][0].value("node", ""), "i-1");
+  EXPECT_EQ((*cp_->get_job(b))["tasks"][0].value("node", ""), "i-1");
+  tick();
+  EXPECT_EQ(provider_->tried.size(), 1u);
+  // A third half does not fit the GPU the two share: it rents.
+  submit(half);
+  tick();
+  EXPECT_EQ(provider_->tried.size(), 2u);
+}
+
 TEST_F(CloudAutoscalerTest, AJobRunningAcrossARestartIsChargedUntilItEnds) {
   const std::string a = submit(kOneGpu);
   tick();
