@@ -14,10 +14,10 @@
 #include <thread>
 #include <vector>
 
+#include "agent/agent_daemon.h"
 #include "cli/cli.h"
 #include "net/http.h"
 #include "sched/policy.h"
-#include "server/agent_daemon.h"
 #include "server/server.h"
 #include "sim/chart.h"
 #include "sim/sched_bench.h"
@@ -159,9 +159,9 @@ void run_api(const ApiFlags& f) {
   {
     auto server = bench_server(root + "/run");
     const net::Url url = net::Url::parse(server->url()).value();
-    std::vector<std::unique_ptr<server::AgentDaemon>> agents;
+    std::vector<std::unique_ptr<agent::AgentDaemon>> agents;
     for (int a = 0; a < f.agents; ++a) {
-      server::AgentOptions o;
+      agent::AgentOptions o;
       o.server_url = server->url();
       o.token = server->token();
       o.name = "bench-" + std::to_string(a);
@@ -169,7 +169,7 @@ void run_api(const ApiFlags& f) {
       o.work_dir = root + "/agent-" + std::to_string(a);
       o.cpu_milli = 1'000'000;
       o.memory_mib = 1 << 30;
-      auto agent = server::AgentDaemon::start(o);
+      auto agent = agent::AgentDaemon::start(o);
       if (!agent.is_ok()) fail(agent.status().message());
       agents.push_back(std::move(*agent));
     }
@@ -300,7 +300,7 @@ void run_autoscale(const AutoscaleFlags& f) {
   const net::Url api = net::Url::parse(server->url()).value();
   const net::HttpClientOptions auth{.timeout = std::chrono::milliseconds(10000),
                                     .bearer_token = server->token()};
-  server::AgentOptions o;
+  agent::AgentOptions o;
   o.server_url = server->url();
   o.token = server->token();
   o.name = "bench";
@@ -308,7 +308,7 @@ void run_autoscale(const AutoscaleFlags& f) {
   o.work_dir = root + "/agent";
   o.cpu_milli = 1'000'000;
   o.memory_mib = 1 << 30;
-  auto agent = server::AgentDaemon::start(o);
+  auto agent = agent::AgentDaemon::start(o);
   if (!agent.is_ok()) fail(agent.status().message());
 
   nlohmann::json spec = {

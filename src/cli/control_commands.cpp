@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "agent/agent_daemon.h"
 #include "agent/gpu_discovery.h"
 #include "cli/cli.h"
 #include "cli/client.h"
@@ -22,7 +23,6 @@
 #include "cloud/polled_provider.h"
 #include "cloud/sim_provider.h"
 #include "net/http.h"
-#include "server/agent_daemon.h"
 #include "server/server.h"
 #include "sim/csv.h"
 #include "spec/job_json.h"
@@ -585,14 +585,14 @@ void register_process_commands(CLI::App& app) {
     sigset_t signals = block_stop_signals();
     auto server = start_server(*up);
     const std::string data_dir = up->data_dir.empty() ? default_data_dir() : up->data_dir;
-    server::AgentOptions a;
+    agent::AgentOptions a;
     a.server_url = server->url();
     a.token = server->token();
     a.name = up->name.empty() ? hostname() : up->name;
     a.gpus = up->gpus;
     a.mps = up->mps;
     a.work_dir = data_dir + "/agent";
-    auto agent = server::AgentDaemon::start(a);
+    auto agent = agent::AgentDaemon::start(a);
     if (!agent.is_ok()) {
       server->stop();
       fail(agent.status().message(), 2);
@@ -637,7 +637,7 @@ void register_process_commands(CLI::App& app) {
 
   struct AgentFlags {
     ClientFlags client;
-    server::AgentOptions options;
+    agent::AgentOptions options;
     double cpus = 0, memory_gib = 0;
   };
   auto ag = std::make_shared<AgentFlags>();
@@ -659,7 +659,7 @@ void register_process_commands(CLI::App& app) {
                         "Address other nodes use for this one (default: as the server sees it)");
   agent_cmd->callback([ag] {
     sigset_t signals = block_stop_signals();
-    server::AgentOptions o = ag->options;
+    agent::AgentOptions o = ag->options;
     if (o.name.empty()) o.name = hostname();
     if (o.work_dir.empty()) o.work_dir = default_data_dir() + "/agent-" + o.name;
     o.cpu_milli = static_cast<int64_t>(ag->cpus * 1000);
@@ -667,7 +667,7 @@ void register_process_commands(CLI::App& app) {
     Connection c = connect(ag->client);
     o.server_url = c.url.to_string();
     o.token = std::move(c.token);
-    auto agent = server::AgentDaemon::start(o);
+    auto agent = agent::AgentDaemon::start(o);
     if (!agent.is_ok()) fail(agent.status().message(), 2);
     std::printf("lepton agent %s joining %s\n", o.name.c_str(), o.server_url.c_str());
     std::fflush(stdout);

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "server/openapi.h"
+#include "spec/agent_protocol.h"
 #include "spec/json_text.h"
 
 namespace lepton::server {
@@ -254,18 +255,31 @@ void cost(ApiCall& c) {
                  });
 }
 
-// The agent protocol: thin on purpose (its bodies are the control plane's to decode).
+// The agent protocol: messages are decoded here, off the control loop (spec/agent_protocol.h).
+template <typename T>
+net::HttpResponse encoded(const Result<T>& r) {
+  if (!r.is_ok()) return net::error_response(r.status());
+  net::HttpResponse response;
+  response.status = 200;
+  response.body = spec::encode(r.value());
+  return response;
+}
+
 void register_agent(ApiCall& c) {
+  auto message = spec::decode_agent_registration(c.req.body);
+  if (!message.is_ok()) return c.respond(net::error_response(message.status()));
   c.host.on_loop(std::move(c.respond),
-                 [body = std::move(c.req.body), peer = c.req.remote_address](ControlPlane& cp) {
-                   return to_response(cp.register_agent(body, peer, now_ms()));
+                 [m = std::move(*message), peer = c.req.remote_address](ControlPlane& cp) {
+                   return encoded(cp.register_agent(m, peer, now_ms()));
                  });
 }
 
 void heartbeat(ApiCall& c) {
+  auto message = spec::decode_heartbeat(c.req.body);
+  if (!message.is_ok()) return c.respond(net::error_response(message.status()));
   c.host.on_loop(std::move(c.respond),
-                 [name = c.params.at("name"), body = std::move(c.req.body)](ControlPlane& cp) {
-                   return to_response(cp.heartbeat(name, body, now_ms()));
+                 [name = c.params.at("name"), m = std::move(*message)](ControlPlane& cp) {
+                   return encoded(cp.heartbeat(name, m, now_ms()));
                  });
 }
 

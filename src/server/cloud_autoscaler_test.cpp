@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "server/control_plane.h"
+#include "server/testing/agent_json.h"
 #include "store/sqlite_store.h"
 
 namespace lepton::server {
@@ -197,10 +198,10 @@ class CloudAutoscalerTest : public testing::Test {
                  {"memory_mib", 32768 * gpus},
                  {"gpu_count", gpus},
                  {"gpu_model", "A100"}};
-    ASSERT_TRUE(cp_->register_agent(body.dump(), "127.0.0.1", now_).is_ok());
+    ASSERT_TRUE(agent_json::register_agent(*cp_, body.dump(), "127.0.0.1", now_).is_ok());
   }
   json beat(const std::string& node, json tasks = json::array()) {
-    auto r = cp_->heartbeat(node, json{{"tasks", tasks}}.dump(), now_);
+    auto r = agent_json::heartbeat(*cp_, node, json{{"tasks", tasks}}.dump(), now_);
     EXPECT_TRUE(r.is_ok()) << r.status().message();
     return r.is_ok() ? *r : json();
   }

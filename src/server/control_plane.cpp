@@ -18,27 +18,6 @@ std::string task_object(const std::string& job, int rank) {
   return "task/" + job + "/" + std::to_string(rank);
 }
 
-Result<json> parse_body(const std::string& body) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return Status::invalid_argument("body: expected a JSON object");
-  }
-  return j;
-}
-
-// Reads a typed field of an agent message; the error names it.
-template <typename T>
-Status get_field(const json& j, const char* name, T& out) {
-  auto it = j.find(name);
-  if (it == j.end()) return Status::invalid_argument(std::string(name) + ": missing");
-  try {
-    out = it->get<T>();
-  } catch (const json::exception&) {
-    return Status::invalid_argument(std::string(name) + ": wrong type");
-  }
-  return Status::ok();
-}
-
 }  // namespace
 
 ControlPlane::ControlPlane(std::unique_ptr<store::Store> store, ControlPlaneOptions options)
@@ -106,18 +85,15 @@ Status ControlPlane::load(int64_t now_ms) {
     if (holds && node != nodes_.end() && job != jobs_.end()) {
       cluster_.bind(request_of(job->second), {node->second.id, t.gpu_mask});
     }
-    if (holds) active_tasks_.insert({t.job_id, t.rank});
+    if (holds) {
+      active_tasks_.insert({t.job_id, t.rank});
+      index_task({t.job_id, t.rank}, t.node);
+    }
     tasks_[{t.job_id, t.rank}] = t;
   }
   // Tasks still on rented machines: their cost records are open.
-  for (const auto& [id, inst] : instances_) {
-    for (const CloudInstance::Use& u : inst.usage) {
-      if (u.end_ms) continue;
-      for (const auto& [key, task] : tasks_) {
-        if (key.first == u.job && task.node == id) open_use_[key] = id;
-      }
-    }
-  }
+  for (const auto& [key, task] : tasks_) ledger_.reopen_use(key, task.node);
+  size_heartbeat_interval();
   return load_deployments(now_ms);
 }
 
@@ -147,11 +123,39 @@ Status ControlPlane::commit_first(store::WriteBatch& batch) {
 }
 
 int64_t ControlPlane::lease_ms() const {
-  return options_.lease_ms > 0 ? options_.lease_ms : 2 * options_.node_timeout_ms;
+  return options_.lease_ms > 0 ? std::max(options_.lease_ms, 3 * heartbeat_ms_)
+                               : 2 * node_timeout_ms();
 }
 
-json ControlPlane::agent_timing() const {
-  return {{"heartbeat_ms", options_.heartbeat_interval_ms}, {"lease_ms", lease_ms()}};
+int64_t ControlPlane::node_timeout_ms() const {
+  return std::max(options_.node_timeout_ms, 3 * heartbeat_ms_);
+}
+
+void ControlPlane::size_heartbeat_interval() {
+  const int64_t rate = std::max(1, options_.max_heartbeats_per_s);
+  const int64_t wanted = (static_cast<int64_t>(nodes_.size()) * 1000 + rate - 1) / rate;
+  heartbeat_ms_ =
+      std::max({heartbeat_ms_, static_cast<int64_t>(options_.heartbeat_interval_ms), wanted});
+}
+
+void ControlPlane::index_task(const TaskKey& key, const std::string& node) {
+  auto old = active_node_.find(key);
+  if (old != active_node_.end()) {
+    if (old->second == node) return;
+    auto on = node_tasks_.find(old->second);
+    if (on != node_tasks_.end()) {
+      on->second.erase(key);
+      if (on->second.empty()) node_tasks_.erase(on);
+    }
+    active_node_.erase(old);
+  }
+  if (node.empty()) return;
+  active_node_[key] = node;
+  node_tasks_[node].insert(key);
+}
+
+spec::AgentTiming ControlPlane::agent_timing() const {
+  return {.heartbeat_ms = heartbeat_ms_, .lease_ms = lease_ms()};
 }
 
 void ControlPlane::save_task(const store::TaskRecord& task, store::WriteBatch& batch) {
@@ -163,6 +167,7 @@ void ControlPlane::save_task(const store::TaskRecord& task, store::WriteBatch& b
   } else {
     active_tasks_.erase(key);
   }
+  index_task(key, active ? task.node : std::string());
   track_use(task, was_active, active, batch);
   batch.tasks.push_back(task);
 }
@@ -485,22 +490,17 @@ std::string ControlPlane::metrics() const {
 // ---------------------------------------------------------------------------------------------
 // Agents
 
-Result<json> ControlPlane::register_agent(const std::string& body, const std::string& peer,
-                                          int64_t now_ms) {
+Result<spec::RegistrationReply> ControlPlane::register_agent(const spec::AgentRegistration& message,
+                                                             const std::string& peer,
+                                                             int64_t now_ms) {
   LEPTON_RETURN_IF_ERROR(store_failure_);
-  auto j = parse_body(body);
-  if (!j.is_ok()) return j.status();
   store::NodeRecord r;
-  LEPTON_RETURN_IF_ERROR(get_field(*j, "name", r.name));
-  LEPTON_RETURN_IF_ERROR(get_field(*j, "cpu_milli", r.cpu_milli));
-  LEPTON_RETURN_IF_ERROR(get_field(*j, "memory_mib", r.memory_mib));
-  LEPTON_RETURN_IF_ERROR(get_field(*j, "gpu_count", r.gpu_count));
-  LEPTON_RETURN_IF_ERROR(get_field(*j, "gpu_model", r.gpu_model));
-  if (j->contains("address")) LEPTON_RETURN_IF_ERROR(get_field(*j, "address", r.address));
-  if (r.address.empty()) r.address = peer;
-  if (r.name.empty() || r.name.size() > 253) {
-    return Status::invalid_argument("name: expected 1 to 253 characters");
-  }
+  r.name = message.name;
+  r.cpu_milli = message.cpu_milli;
+  r.memory_mib = message.memory_mib;
+  r.gpu_count = message.gpu_count;
+  r.gpu_model = message.gpu_model;
+  r.address = message.address.empty() ? peer : message.address;
   r.ready = true;
   r.last_heartbeat_ms = now_ms;
   store::WriteBatch batch;
@@ -512,6 +512,7 @@ Result<json> ControlPlane::register_agent(const std::string& body, const std::st
     if (!id.is_ok()) return id.status();
     node_names_[*id] = r.name;
     nodes_[r.name] = Node{r, *id, now_ms};
+    size_heartbeat_interval();
     if (going_away(r.name)) cluster_.set_cordoned(*id, true);
     event(batch, now_ms, "node/" + r.name, "registered");
   } else {
@@ -534,12 +535,11 @@ Result<json> ControlPlane::register_agent(const std::string& body, const std::st
   }
   batch.nodes.push_back(nodes_[r.name].record);
   LEPTON_RETURN_IF_ERROR(commit(batch));
-  json reply = agent_timing();
-  reply["name"] = r.name;
-  return reply;
+  return spec::RegistrationReply{.name = r.name, .timing = agent_timing()};
 }
 
-json ControlPlane::task_start_message(const Job& job, const store::TaskRecord& task) const {
+spec::TaskStart ControlPlane::task_start_message(const Job& job,
+                                                 const store::TaskRecord& task) const {
   std::string ips;
   std::string master;
   for (int rank = 0; rank < job.spec.num_nodes; ++rank) {
@@ -555,17 +555,18 @@ json ControlPlane::task_start_message(const Job& job, const store::TaskRecord& t
   for (int g = 0; g < 32; ++g) {
     if (task.gpu_mask >> g & 1) gpus += (gpus.empty() ? "" : ",") + std::to_string(g);
   }
-  json env = {{"LEPTON_JOB_ID", job.record.id},
-              {"LEPTON_JOB_NAME", job.spec.name},
-              {"LEPTON_TASK_ATTEMPT", std::to_string(task.attempt)},
-              {"LEPTON_NODE_RANK", std::to_string(task.rank)},
-              {"LEPTON_NUM_NODES", std::to_string(job.spec.num_nodes)},
-              {"LEPTON_NODE_IPS", ips},
-              {"MASTER_ADDR", master},
-              {"MASTER_PORT", std::to_string(kMasterPort)},
-              {"WORLD_SIZE", std::to_string(job.spec.num_nodes)},
-              {"RANK", std::to_string(task.rank)},
-              {"CUDA_VISIBLE_DEVICES", gpus}};
+  std::map<std::string, std::string> env = {
+      {"LEPTON_JOB_ID", job.record.id},
+      {"LEPTON_JOB_NAME", job.spec.name},
+      {"LEPTON_TASK_ATTEMPT", std::to_string(task.attempt)},
+      {"LEPTON_NODE_RANK", std::to_string(task.rank)},
+      {"LEPTON_NUM_NODES", std::to_string(job.spec.num_nodes)},
+      {"LEPTON_NODE_IPS", ips},
+      {"MASTER_ADDR", master},
+      {"MASTER_PORT", std::to_string(kMasterPort)},
+      {"WORLD_SIZE", std::to_string(job.spec.num_nodes)},
+      {"RANK", std::to_string(task.rank)},
+      {"CUDA_VISIBLE_DEVICES", gpus}};
   if (!options_.checkpoint_dir.empty()) {
     env["LEPTON_CHECKPOINT_DIR"] = options_.checkpoint_dir + "/" + job.record.id;
   }
@@ -576,83 +577,20 @@ json ControlPlane::task_start_message(const Job& job, const store::TaskRecord& t
   std::string script;
   if (!job.spec.setup.empty()) script += "set -e\n" + job.spec.setup + "\nset +e\n";
   script += job.spec.run;
-  return {{"job_id", job.record.id},
-          {"rank", task.rank},
-          {"attempt", task.attempt},
-          {"script", script},
-          {"env", env}};
+  return {.task = {job.record.id, task.rank, task.attempt},
+          .script = std::move(script),
+          .env = std::move(env)};
 }
 
-namespace {
-
-struct LogChunk {
-  std::string job_id;
-  int rank = 0, attempt = 0;
-  int64_t offset = 0;
-  std::string data;
-};
-
-struct TaskReport {
-  std::string job_id;
-  int rank = 0, attempt = 0;
-  std::string state;  // RUNNING, EXITED or GONE
-  int exit_code = -1;
-  int64_t log_size = 0;
-};
-
-// Reads a whole heartbeat before anything is applied, so a bad message changes nothing.
-Status parse_heartbeat(const json& j, std::vector<LogChunk>& logs,
-                       std::vector<TaskReport>& reports) {
-  if (auto it = j.find("logs"); it != j.end()) {
-    if (!it->is_array()) return Status::invalid_argument("logs: expected an array");
-    for (const json& chunk : *it) {
-      LogChunk c;
-      LEPTON_RETURN_IF_ERROR(get_field(chunk, "job_id", c.job_id));
-      LEPTON_RETURN_IF_ERROR(get_field(chunk, "rank", c.rank));
-      LEPTON_RETURN_IF_ERROR(get_field(chunk, "attempt", c.attempt));
-      LEPTON_RETURN_IF_ERROR(get_field(chunk, "offset", c.offset));
-      LEPTON_RETURN_IF_ERROR(get_field(chunk, "data", c.data));
-      logs.push_back(std::move(c));
-    }
-  }
-  if (auto it = j.find("tasks"); it != j.end()) {
-    if (!it->is_array()) return Status::invalid_argument("tasks: expected an array");
-    for (const json& report : *it) {
-      TaskReport r;
-      LEPTON_RETURN_IF_ERROR(get_field(report, "job_id", r.job_id));
-      LEPTON_RETURN_IF_ERROR(get_field(report, "rank", r.rank));
-      LEPTON_RETURN_IF_ERROR(get_field(report, "attempt", r.attempt));
-      LEPTON_RETURN_IF_ERROR(get_field(report, "state", r.state));
-      if (report.contains("exit_code")) {
-        LEPTON_RETURN_IF_ERROR(get_field(report, "exit_code", r.exit_code));
-      }
-      if (report.contains("log_size")) {
-        LEPTON_RETURN_IF_ERROR(get_field(report, "log_size", r.log_size));
-      }
-      if (r.state != "RUNNING" && r.state != "EXITED" && r.state != "GONE" && r.state != "FENCED") {
-        return Status::invalid_argument(
-            "tasks.state: expected RUNNING, EXITED, GONE or FENCED, got '" + r.state + "'");
-      }
-      reports.push_back(std::move(r));
-    }
-  }
-  return Status::ok();
-}
-
-}  // namespace
-
-Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::string& body,
-                                     int64_t now_ms) {
+Result<spec::HeartbeatReply> ControlPlane::heartbeat(const std::string& node_name,
+                                                     const spec::Heartbeat& message,
+                                                     int64_t now_ms) {
+  using State = spec::TaskReport::State;
   auto it = nodes_.find(node_name);
   if (it == nodes_.end()) {
     return Status::not_found("node " + node_name + ": not registered; register first");
   }
   Node& node = it->second;
-  auto j = parse_body(body);
-  if (!j.is_ok()) return j.status();
-  std::vector<LogChunk> logs;
-  std::vector<TaskReport> reports;
-  LEPTON_RETURN_IF_ERROR(parse_heartbeat(*j, logs, reports));
   LEPTON_RETURN_IF_ERROR(store_failure_);
   store::WriteBatch batch;
   node.seen_ms = now_ms;
@@ -668,52 +606,51 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
   }
   // Log chunks are queued to the log writer (its own thread: no disk I/O on the loop). A resend
   // or a gap is dropped; the reply says where to resume.
-  for (const LogChunk& c : logs) {
-    auto t = tasks_.find({c.job_id, c.rank});
+  for (const spec::LogChunk& c : message.logs) {
+    auto t = tasks_.find({c.task.job_id, c.task.rank});
     if (t == tasks_.end() || t->second.node != node_name) continue;
-    logs_->append({c.job_id, c.rank, c.attempt}, c.offset, c.data);
+    logs_->append({c.task.job_id, c.task.rank, c.task.attempt}, c.offset, c.data);
   }
-  json stop = json::array();
-  json log_offsets = json::array();
+  spec::HeartbeatReply reply;
+  reply.timing = agent_timing();
   std::set<TaskKey> reported;
-  for (const TaskReport& r : reports) {
+  for (const spec::TaskReport& report : message.tasks) {
+    const spec::TaskRef& r = report.task;
     auto t = tasks_.find({r.job_id, r.rank});
     auto job = jobs_.find(r.job_id);
     const bool current = t != tasks_.end() && job != jobs_.end() &&
                          t->second.attempt == r.attempt && t->second.node == node_name &&
                          !is_terminal(t->second.state) && t->second.state != JobState::kPending;
-    const json key = {{"job_id", r.job_id}, {"rank", r.rank}, {"attempt", r.attempt}};
     // A task that ended (its end is recorded as soon as its process ends) keeps shipping the rest
     // of its output: the agent is told where to resume instead of being told to forget it.
-    const bool ended_here = !current && r.state != "RUNNING" && t != tasks_.end() &&
+    const bool ended_here = !current && report.state != State::kRunning && t != tasks_.end() &&
                             t->second.attempt == r.attempt && t->second.node == node_name &&
                             is_terminal(t->second.state);
     const int64_t resume =
-        ended_here ? logs_->resume_offset({r.job_id, r.rank, r.attempt}, r.log_size) : 0;
-    if (ended_here && resume < r.log_size) {
-      json offset = key;
-      offset["offset"] = resume;
-      log_offsets.push_back(offset);
-      expected_log_[{r.job_id, r.rank}] = r.log_size;
+        ended_here ? logs_->resume_offset({r.job_id, r.rank, r.attempt}, report.log_size) : 0;
+    if (ended_here && resume < report.log_size) {
+      reply.log_offsets.push_back({.task = r, .offset = resume});
+      expected_log_[{r.job_id, r.rank}] = report.log_size;
       reported.insert({r.job_id, r.rank});
       continue;
     }
     if (!current) {
-      json entry = key;  // stale, cancelled or unknown: the agent stops and forgets it
+      spec::TaskStop entry{.task = r, .grace_ms = std::nullopt, .notice = false};
+      // Stale, cancelled or unknown: the agent stops and forgets it.
       auto st = stopping_.find({r.job_id, r.rank});
       if (st != stopping_.end() && st->second.attempt == r.attempt) {
-        entry["grace_ms"] = st->second.grace_ms;  // preempted: SIGTERM, then the grace
-        if (st->second.notice) entry["notice"] = true;
+        entry.grace_ms = st->second.grace_ms;  // preempted: SIGTERM, then the grace
+        entry.notice = st->second.notice;
       }
-      stop.push_back(entry);
+      reply.stop.push_back(std::move(entry));
       continue;
     }
     reported.insert({r.job_id, r.rank});
-    json offset = key;
-    offset["offset"] = logs_->resume_offset({r.job_id, r.rank, r.attempt}, r.log_size);
-    log_offsets.push_back(offset);
+    reply.log_offsets.push_back(
+        {.task = r,
+         .offset = logs_->resume_offset({r.job_id, r.rank, r.attempt}, report.log_size)});
     store::TaskRecord& task = t->second;
-    if (r.state == "RUNNING") {
+    if (report.state == State::kRunning) {
       if (task.state != JobState::kRunning) {
         task.state = JobState::kRunning;
         task.updated_ms = now_ms;
@@ -723,38 +660,49 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
       continue;
     }
     // EXITED, GONE or FENCED: the end is recorded now; output still to come ships after it.
-    expected_log_[{r.job_id, r.rank}] = r.log_size;
-    task.exit_code = r.state == "GONE" ? -1 : r.exit_code;
+    expected_log_[{r.job_id, r.rank}] = report.log_size;
+    task.exit_code = report.state == State::kGone ? -1 : report.exit_code;
     task.updated_ms = now_ms;
-    if (r.state == "FENCED") {
+    if (report.state == State::kFenced) {
       task_failed(job->second, task,
                   "its agent stopped it after losing contact with the server (lease of " +
                       std::to_string(lease_ms() / 1000) + " s)",
                   /*counts_as_restart=*/false, batch, now_ms);
-    } else if (r.state == "EXITED" && r.exit_code == 0) {
+    } else if (report.state == State::kExited && report.exit_code == 0) {
       release(task);
       task.state = JobState::kSucceeded;
       save_task(task, batch);
       event(batch, now_ms, task_object(r.job_id, r.rank), "succeeded");
       update_job_state(job->second, batch, now_ms);
     } else {
-      std::string why = r.state == "GONE" ? "the task's processes disappeared"
-                                          : "exited with code " + std::to_string(r.exit_code);
+      std::string why = report.state == State::kGone
+                            ? "the task's processes disappeared"
+                            : "exited with code " + std::to_string(report.exit_code);
       task_failed(job->second, task, why, /*counts_as_restart=*/true, batch, now_ms);
     }
   }
-  // Resources the reports freed go to pending work at once, so this reply can carry it.
-  schedule_pending(batch, now_ms);
+  // Resources the reports freed go to pending work at once, so this reply can carry it. A round
+  // looks at all pending and running work: with much of it (thousands of nodes heartbeating),
+  // heartbeats start one at most every kMinRoundGapMs, and the tick's rounds do the rest.
+  constexpr int64_t kMinRoundGapMs = 20;
+  constexpr size_t kCheapRound = 2000;  // pending jobs plus running tasks
+  if (pending_jobs_.size() + active_tasks_.size() <= kCheapRound ||
+      now_ms - last_round_ms_ >= kMinRoundGapMs) {
+    schedule_pending(batch, now_ms);
+  }
   // Tasks this node should run: start those not reported (the agent ignores a start for a task
   // it already has); a running task it no longer reports has vanished.
-  json start = json::array();
-  const std::vector<TaskKey> active(active_tasks_.begin(), active_tasks_.end());
+  auto on_node = node_tasks_.find(node_name);
+  const std::vector<TaskKey> active =
+      on_node == node_tasks_.end()
+          ? std::vector<TaskKey>()
+          : std::vector<TaskKey>(on_node->second.begin(), on_node->second.end());
   for (const TaskKey& key : active) {
     store::TaskRecord& task = tasks_.at(key);
     if (task.node != node_name || reported.count(key)) continue;
     if (task.state == JobState::kScheduled || task.state == JobState::kStarting) {
       Job& job = jobs_.at(key.first);
-      start.push_back(task_start_message(job, task));
+      reply.start.push_back(task_start_message(job, task));
       if (task.state == JobState::kScheduled) {
         task.state = JobState::kStarting;
         task.updated_ms = now_ms;
@@ -767,10 +715,6 @@ Result<json> ControlPlane::heartbeat(const std::string& node_name, const std::st
     }
   }
   LEPTON_RETURN_IF_ERROR(commit(batch));
-  json reply = agent_timing();
-  reply["start"] = std::move(start);
-  reply["stop"] = std::move(stop);
-  reply["log_offsets"] = std::move(log_offsets);
   return reply;
 }
 
@@ -948,7 +892,7 @@ Status ControlPlane::tick(int64_t now_ms) {
   const int64_t fence_ms = lease_ms() + options_.fence_margin_ms;
   for (auto& [name, node] : nodes_) {
     const int64_t silent = now_ms - node.seen_ms;
-    if (node.record.ready && silent >= options_.node_timeout_ms) {
+    if (node.record.ready && silent >= node_timeout_ms()) {
       node.record.ready = false;
       cluster_.set_cordoned(node.id, true);
       sched_dirty_ = true;
@@ -959,7 +903,9 @@ Status ControlPlane::tick(int64_t now_ms) {
                 " s from now unless it comes back");
     }
     if (node.record.ready || silent < fence_ms) continue;
-    const std::vector<TaskKey> active(active_tasks_.begin(), active_tasks_.end());
+    auto on_node = node_tasks_.find(name);
+    if (on_node == node_tasks_.end()) continue;
+    const std::vector<TaskKey> active(on_node->second.begin(), on_node->second.end());
     for (const TaskKey& key : active) {
       store::TaskRecord& task = tasks_.at(key);
       if (task.node != name || is_terminal(task.state) || task.state == JobState::kPending) {

@@ -27,9 +27,11 @@
 #include "sched/queues.h"
 #include "sched/scheduler.h"
 #include "server/autoscaler.h"
+#include "server/cost_ledger.h"
 #include "server/provider_calls.h"
 #include "server/provisioning.h"
 #include "server/task_logs.h"
+#include "spec/agent_protocol.h"
 #include "store/store.h"
 
 namespace lepton::server {
@@ -50,13 +52,20 @@ struct ControlPlaneOptions {
   int64_t log_tail_bytes = 16 << 20;
   // Logs of jobs that ended longer ago than this are removed (0: kept for ever).
   int64_t log_retention_ms = 0;
-  int64_t node_timeout_ms = 10000;  // a node missing heartbeats this long is lost (no new work)
-  int heartbeat_interval_ms = 300;  // what agents are told to use
+  // A node missing heartbeats this long is lost (no new work); at least three heartbeat
+  // intervals (below).
+  int64_t node_timeout_ms = 10000;
+  // What agents are told to use: this, or longer with many nodes, so that the server is sent at
+  // most max_heartbeats_per_s (Nomad scales its heartbeat TTL the same way). The interval given
+  // never shrinks while the server runs (nodes that leave do not shorten it), so no agent ever
+  // holds a longer lease than the server counts on; at start it is sized for the stored nodes.
+  int heartbeat_interval_ms = 300;
+  int max_heartbeats_per_s = 1000;
   // Fencing (docs/control-plane.md, "Faults"): an agent that has not heard from the server for
   // lease_ms stops its tasks (agents are told in every reply); the tasks of a lost node are
   // started elsewhere only once that lease and fence_margin_ms (the agent's last try and the
   // kill) have run out since its last heartbeat, so an attempt never runs beside the next one.
-  // 0: twice node_timeout_ms.
+  // 0: twice the node timeout. Never less than three heartbeat intervals.
   int64_t lease_ms = 0;
   int64_t fence_margin_ms = 10'000;
   std::string policy = "lepton";
@@ -172,8 +181,11 @@ class ControlPlane {
   void observe_gateway(const gateway::RouteTable& table, int64_t now_ms);
 
   // --- the agent protocol ---
-  Result<json> register_agent(const std::string& body, const std::string& peer, int64_t now_ms);
-  Result<json> heartbeat(const std::string& node, const std::string& body, int64_t now_ms);
+  // Typed messages (spec/agent_protocol.h): the caller decodes them, off the control loop.
+  Result<spec::RegistrationReply> register_agent(const spec::AgentRegistration& message,
+                                                 const std::string& peer, int64_t now_ms);
+  Result<spec::HeartbeatReply> heartbeat(const std::string& node, const spec::Heartbeat& message,
+                                         int64_t now_ms);
 
   // Periodic work: lost nodes, then scheduling of pending jobs. Call often (every ~50 ms). Time
   // the loop did not run (the process was stopped, a call blocked it) does not count against the
@@ -280,6 +292,7 @@ class ControlPlane {
                                       const Location& location);
   // Clouds (cloud_autoscaler.cpp): once a second, learn what the providers did, act on
   // interruption notices, return idle machines, and rent machines for work that does not fit.
+  // The rented machines' records, the nodes they become and their bills: cloud_instances.cpp.
   struct CloudInstance {
     size_t provider = 0;        // index into providers_ (SIZE_MAX: not attached)
     std::string provider_name;  // Provider::name()
@@ -289,12 +302,7 @@ class ControlPlane {
     std::string for_job;  // the job it was rented for
     int64_t launched_ms = 0, joined_ms = 0, ended_ms = 0, idle_since_ms = 0, notice_ms = 0;
     std::string end_reason;
-    struct Use {  // a task on this machine
-      std::string job, queue;
-      double gpus = 0;                   // GPUs it held (a share counts as its fraction)
-      int64_t start_ms = 0, end_ms = 0;  // end_ms 0: still there
-    };
-    std::vector<Use> usage;
+    // Its bill and the uses of its GPUs are in ledger_ (and in its stored record).
   };
   // A launch made off the control loop (ProviderCalls) whose result has not been collected.
   struct Launch {
@@ -359,12 +367,8 @@ class ControlPlane {
   // Opens or closes the cost record of a task on a rented machine (from save_task).
   void track_use(const store::TaskRecord& task, bool was_active, bool active,
                  store::WriteBatch& batch);
-  double instance_cost(const CloudInstance& inst, int64_t now_ms) const;
   // What the jobs of `queue` and of the queues below it have cost on rented machines.
   double queue_spend(const std::string& queue, int64_t now_ms) const;
-  // The first queue on the way from the job's queue to the top whose budget is spent, with why;
-  // empty when none is.
-  std::string budget_spent(const JobSpec& spec, int64_t now_ms) const;
   // Rented machines of one kind (cloud, region, zone, spot) form a scheduler node group, so work
   // runs only where its spec allows (sched::Request::allowed_groups). Group 0: our own nodes,
   // open to all work.
@@ -392,8 +396,14 @@ class ControlPlane {
   // a failure leaves the control plane as it was.
   Status commit_first(store::WriteBatch& batch);
   int64_t lease_ms() const;
+  // node_timeout_ms, or three heartbeat intervals when that is longer.
+  int64_t node_timeout_ms() const;
+  // Grows the heartbeat interval to what the number of nodes asks for (see the options).
+  void size_heartbeat_interval();
+  // The active task moved to `node` (or ended: empty), for the index of tasks by node.
+  void index_task(const TaskKey& key, const std::string& node);
   // The reply fields every agent message gets: heartbeat interval and lease.
-  json agent_timing() const;
+  spec::AgentTiming agent_timing() const;
   void ensure_scheduler();
   // One round of the queue scheduler over all pending and running jobs: starts what it places,
   // preempts what it chooses, and records why the rest waits.
@@ -425,7 +435,7 @@ class ControlPlane {
   void finish_job(Job& job, JobState state, const std::string& why, store::WriteBatch& batch,
                   int64_t now_ms);
   void update_job_state(Job& job, store::WriteBatch& batch, int64_t now_ms);
-  json task_start_message(const Job& job, const store::TaskRecord& task) const;
+  spec::TaskStart task_start_message(const Job& job, const store::TaskRecord& task) const;
   json job_json(const Job& job) const;
   // Why a job waits: its stored reason, then the cloud autoscaler's note.
   static std::string reason_of(const Job& job);
@@ -443,7 +453,11 @@ class ControlPlane {
   std::map<std::string, std::string> idempotency_keys_;  // key -> job id
   std::vector<std::string> job_order_;                   // ids by submission
   std::map<TaskKey, store::TaskRecord> tasks_;
-  std::set<TaskKey> active_tasks_;               // placed and not ended
+  std::set<TaskKey> active_tasks_;  // placed and not ended
+  // The same tasks by node, so a heartbeat looks only at its node's tasks.
+  std::map<TaskKey, std::string> active_node_;
+  std::map<std::string, std::set<TaskKey>> node_tasks_;
+  int64_t heartbeat_ms_ = 0;  // the interval agents are told (size_heartbeat_interval)
   std::map<int64_t, std::string> pending_jobs_;  // by submission order
   std::map<std::string, Node> nodes_;
   std::map<sched::NodeId, std::string> node_names_;
@@ -465,7 +479,7 @@ class ControlPlane {
   std::vector<std::shared_ptr<cloud::Provider>> providers_;
   std::function<std::string()> bootstrap_script_;
   std::map<std::string, CloudInstance> instances_;    // by instance id (= node name)
-  std::map<TaskKey, std::string> open_use_;           // task -> instance with its open Use
+  CostLedger ledger_;                                 // their bills, and who used them
   std::vector<NodeGroup> node_groups_;                // group i + 1
   FailureMemory failures_{options_.failover_ttl_ms};  // kept in the store too (pool_failed)
   std::vector<ProviderBackoff> provider_backoff_;     // per provider

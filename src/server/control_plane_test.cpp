@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/testing/mutate.h"
+#include "server/testing/agent_json.h"
 #include "store/sqlite_store.h"
 #include "store/testing/faulty_store.h"
 
@@ -57,7 +58,8 @@ class ControlPlaneTest : public testing::Test {
                  {"memory_mib", 32768},
                  {"gpu_count", gpus},
                  {"gpu_model", gpus ? model : ""}};
-    auto r = cp_->register_agent(body.dump(), "10.0.0." + std::to_string(nodes_++ + 1), now_);
+    auto r = agent_json::register_agent(*cp_, body.dump(), "10.0.0." + std::to_string(nodes_++ + 1),
+                                        now_);
     ASSERT_TRUE(r.is_ok()) << r.status().message();
   }
   std::string submit(const std::string& spec_json) {
@@ -67,7 +69,8 @@ class ControlPlaneTest : public testing::Test {
   }
   json job(const std::string& id) { return cp_->get_job(id).value(); }
   json beat(const std::string& node, json tasks = json::array()) {
-    auto r = cp_->heartbeat(node, json{{"tasks", tasks}, {"logs", json::array()}}.dump(), now_);
+    auto r = agent_json::heartbeat(*cp_, node,
+                                   json{{"tasks", tasks}, {"logs", json::array()}}.dump(), now_);
     EXPECT_TRUE(r.is_ok()) << r.status().message();
     return r.is_ok() ? *r : json();
   }
@@ -281,7 +284,7 @@ TEST_F(ControlPlaneTest, AFailedCommitStopsTheControlPlaneAndARestartFindsTheSto
   fault->heal();
   EXPECT_EQ(cp_->cancel_job(id, now_).status().code(), StatusCode::kUnavailable);
   EXPECT_FALSE(cp_->tick(now_).is_ok());
-  EXPECT_FALSE(cp_->heartbeat("gpu-1", "{}", now_).is_ok());
+  EXPECT_FALSE(agent_json::heartbeat(*cp_, "gpu-1", "{}", now_).is_ok());
   EXPECT_FALSE(cp_->submit_job(kGpuJob, now_).is_ok());
   // Restarted from the store: the job still runs its first attempt, and the agent's report
   // keeps it so; the cancel, retried, now holds.
@@ -305,7 +308,8 @@ TEST_F(ControlPlaneTest, AnEndThatWasNotStoredIsLearnedAgainNotRunAgain) {
   json start = beat("gpu-1")["start"][0];
   beat("gpu-1", {report(start, "RUNNING")});
   fault->fail_from_commit(1);
-  auto r = cp_->heartbeat("gpu-1", json{{"tasks", {report(start, "EXITED", 0)}}}.dump(), now_);
+  auto r = agent_json::heartbeat(*cp_, "gpu-1",
+                                 json{{"tasks", {report(start, "EXITED", 0)}}}.dump(), now_);
   EXPECT_FALSE(r.is_ok());
   open();
   EXPECT_EQ(job(id)["state"], "RUNNING");
@@ -371,7 +375,8 @@ TEST_F(ControlPlaneTest, LogsOfOldJobsAreRemoved) {
   json logs = {{{"job_id", id}, {"rank", 0}, {"attempt", 0}, {"offset", 0}, {"data", "hi\n"}}};
   json r = {report(start, "EXITED", 0)};
   r[0]["log_size"] = 3;
-  ASSERT_TRUE(cp_->heartbeat("gpu-1", json{{"tasks", r}, {"logs", logs}}.dump(), now_).is_ok());
+  ASSERT_TRUE(agent_json::heartbeat(*cp_, "gpu-1", json{{"tasks", r}, {"logs", logs}}.dump(), now_)
+                  .is_ok());
   EXPECT_EQ(cp_->job_logs(id, 0, 0, 100).value()["data"], "hi\n");
   for (int i = 0; i < 4; ++i) {
     now_ += 20'000;
@@ -461,12 +466,12 @@ TEST_F(ControlPlaneTest, MutatedAgentMessagesNeverThrow) {
   // A field of the wrong type is named in the error.
   json wrong = report(start, "EXITED", 0);
   wrong["log_size"] = "many";
-  auto wrong_type = cp_->heartbeat("gpu-1", json{{"tasks", {wrong}}}.dump(), now_);
-  EXPECT_EQ(wrong_type.status().message(), "log_size: wrong type");
+  auto wrong_type = agent_json::heartbeat(*cp_, "gpu-1", json{{"tasks", {wrong}}}.dump(), now_);
+  EXPECT_EQ(wrong_type.status().message(), "tasks.log_size: wrong type; expected an integer");
   // A message with one good and one bad report changes nothing.
   json bad_state = report(start, "DANCING", 0);
-  auto half =
-      cp_->heartbeat("gpu-1", json{{"tasks", {report(start, "RUNNING"), bad_state}}}.dump(), now_);
+  auto half = agent_json::heartbeat(
+      *cp_, "gpu-1", json{{"tasks", {report(start, "RUNNING"), bad_state}}}.dump(), now_);
   EXPECT_EQ(half.status().message(),
             "tasks.state: expected RUNNING, EXITED, GONE or FENCED, got 'DANCING'");
   EXPECT_EQ(job(start["job_id"])["state"], "STARTING");
@@ -485,11 +490,47 @@ TEST_F(ControlPlaneTest, MutatedAgentMessagesNeverThrow) {
   for (int i = 0; i < 3000; ++i) {
     const std::string body = lepton::test_util::mutate(base, alphabet, rng, 3);
     Result<json> r = json();
-    EXPECT_NO_THROW(r = cp_->heartbeat("gpu-1", body, now_)) << body;
-    EXPECT_NO_THROW((void)cp_->register_agent(body, "", now_)) << body;
+    EXPECT_NO_THROW(r = agent_json::heartbeat(*cp_, "gpu-1", body, now_)) << body;
+    EXPECT_NO_THROW((void)agent_json::register_agent(*cp_, body, "", now_)) << body;
     errors += r.is_ok() ? 0 : 1;
   }
   EXPECT_GT(errors, 100);
+}
+
+// The heartbeat interval grows with the nodes so the server gets at most max_heartbeats_per_s;
+// the node timeout and the lease grow with it, and a restarted server sizes it for the stored
+// nodes (no agent may hold a longer lease than the server counts on).
+TEST_F(ControlPlaneTest, TheHeartbeatIntervalGrowsWithTheNodes) {
+  auto open_with_rate = [&] {
+    cp_.reset();
+    auto store = store::open_sqlite_store((dir_ / "lepton.db").string());
+    ASSERT_TRUE(store.is_ok());
+    auto cp = ControlPlane::open(std::move(*store),
+                                 {.data_dir = dir_.string(),
+                                  .node_timeout_ms = 1000,
+                                  .heartbeat_interval_ms = 300,
+                                  .max_heartbeats_per_s = 10},
+                                 now_);
+    ASSERT_TRUE(cp.is_ok()) << cp.status().message();
+    cp_ = std::move(*cp);
+  };
+  open_with_rate();
+  add_node("n-0", 0);
+  EXPECT_EQ(beat("n-0")["heartbeat_ms"], 300);   // 1 node at 10/s: 100 ms, below the minimum
+  EXPECT_EQ(beat("n-0")["lease_ms"], 2 * 1000);  // twice the node timeout (1 s > 3 intervals)
+  for (int i = 1; i < 20; ++i) add_node("n-" + std::to_string(i), 0);
+  json reply = beat("n-0");
+  EXPECT_EQ(reply["heartbeat_ms"], 2000);      // 20 nodes at 10 heartbeats/s
+  EXPECT_EQ(reply["lease_ms"], 2 * 3 * 2000);  // twice the node timeout of 3 intervals
+  // A node silent for less than three intervals is not lost.
+  now_ += 5000;
+  for (int i = 1; i < 20; ++i) beat("n-" + std::to_string(i));
+  tick();
+  EXPECT_EQ(cp_->list_nodes(now_).size(), 20u);
+  json nodes = cp_->list_nodes(now_);
+  for (const json& n : nodes) EXPECT_TRUE(n.value("ready", false)) << n.dump();
+  open_with_rate();
+  EXPECT_EQ(beat("n-0")["heartbeat_ms"], 2000);
 }
 
 TEST_F(ControlPlaneTest, BadInputIsRejectedWithTheField) {
@@ -497,11 +538,13 @@ TEST_F(ControlPlaneTest, BadInputIsRejectedWithTheField) {
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("gpus"), std::string::npos);
   EXPECT_FALSE(cp_->submit_job("not json", now_).is_ok());
-  EXPECT_EQ(cp_->heartbeat("ghost", "{}", now_).status().code(), StatusCode::kNotFound);
-  EXPECT_FALSE(cp_->register_agent(R"({"name":"n"})", "", now_).is_ok());
+  EXPECT_EQ(agent_json::heartbeat(*cp_, "ghost", "{}", now_).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_FALSE(agent_json::register_agent(*cp_, R"({"name":"n"})", "", now_).is_ok());
   add_node("gpu-1", 4);
-  auto conflict = cp_->register_agent(
-      R"({"name":"gpu-1","cpu_milli":1000,"memory_mib":1,"gpu_count":0,"gpu_model":""})", "", now_);
+  auto conflict = agent_json::register_agent(
+      *cp_, R"({"name":"gpu-1","cpu_milli":1000,"memory_mib":1,"gpu_count":0,"gpu_model":""})", "",
+      now_);
   EXPECT_EQ(conflict.status().code(), StatusCode::kConflict);
   EXPECT_EQ(cp_->list_jobs().size(), 0u);  // nothing half-written
 }

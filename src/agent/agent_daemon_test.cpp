@@ -1,6 +1,6 @@
 // The agent against a fake server: self-fencing when the server goes silent for its lease, the
 // note in a task's log when the server stops an attempt, and hostile input (replies, task.json).
-#include "server/agent_daemon.h"
+#include "agent/agent_daemon.h"
 
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -21,7 +21,7 @@
 #include "agent/executor.h"
 #include "net/http.h"
 
-namespace lepton::server {
+namespace lepton::agent {
 namespace {
 
 namespace fs = std::filesystem;
@@ -146,9 +146,9 @@ class AgentDaemonTest : public ::testing::Test {
     agent_.reset();
     std::error_code ec;
     for (const auto& t : fs::directory_iterator(work_ / "tasks", ec)) {
-      (void)agent::terminate_task(t.path().string(), 0ms);
+      (void)terminate_task(t.path().string(), 0ms);
     }
-    agent::reap_children();
+    reap_children();
     fs::remove_all(work_, ec);
   }
 
@@ -203,8 +203,7 @@ TEST_F(AgentDaemonTest, StopsItsTasksWhenTheServerIsSilentForTheLease) {
   // Lease (1.5 s) + the fencing grace (2 s) + SIGKILL, with room for a loaded machine.
   const bool stopped = eventually(
       [&] {
-        return !alive(pid) &&
-               agent::poll_task(task_dir("job1").string()).state != agent::TaskStatus::kRunning;
+        return !alive(pid) && poll_task(task_dir("job1").string()).state != TaskStatus::kRunning;
       },
       15s);
   const auto took = Clock::now() - silent;
@@ -298,4 +297,4 @@ TEST_F(AgentDaemonTest, SurvivesHostileRepliesAndTaskFiles) {
 }
 
 }  // namespace
-}  // namespace lepton::server
+}  // namespace lepton::agent

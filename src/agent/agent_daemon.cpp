@@ -1,10 +1,9 @@
-#include "server/agent_daemon.h"
+#include "agent/agent_daemon.h"
 
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -23,9 +22,9 @@
 #include "agent/gpu_discovery.h"
 #include "agent/mps.h"
 #include "net/http.h"
-#include "spec/json_text.h"
+#include "spec/agent_protocol.h"
 
-namespace lepton::server {
+namespace lepton::agent {
 namespace {
 
 namespace fs = std::filesystem;
@@ -42,22 +41,19 @@ constexpr size_t kMaxLogBytesPerHeartbeat = 512 * 1024;
 constexpr milliseconds kMaxFenceGrace{2000};
 constexpr milliseconds kHttpTimeout{10000};
 
-struct TaskId {
-  std::string job_id;
-  int rank = 0;
-  int attempt = 0;
-  auto operator<=>(const TaskId&) const = default;
-  std::string dir_name() const {
-    return job_id + "_" + std::to_string(rank) + "_" + std::to_string(attempt);
-  }
-  std::string describe() const {
-    return job_id + " rank " + std::to_string(rank) + " attempt " + std::to_string(attempt);
-  }
-};
+using TaskId = spec::TaskRef;
 
-// The task named by a message (a start, a stop, a log offset, task.json), or nullopt when it
-// names none: every field is checked, so that a bad message is skipped rather than thrown on, and
-// a job id cannot make a directory name climb out of the tasks directory.
+std::string dir_name(const TaskId& id) {
+  return id.job_id + "_" + std::to_string(id.rank) + "_" + std::to_string(id.attempt);
+}
+
+std::string describe(const TaskId& id) {
+  return id.job_id + " rank " + std::to_string(id.rank) + " attempt " + std::to_string(id.attempt);
+}
+
+// The task a task.json names, or nullopt when it names none. The file lies where a task could
+// rewrite it: every field is checked, so a job id cannot make a directory name climb out of the
+// tasks directory.
 std::optional<TaskId> task_id_of(const json& m) {
   if (!m.is_object()) return std::nullopt;
   auto job = m.find("job_id");
@@ -65,12 +61,7 @@ std::optional<TaskId> task_id_of(const json& m) {
   auto attempt = m.find("attempt");
   if (job == m.end() || !job->is_string()) return std::nullopt;
   TaskId id{job->get<std::string>(), 0, 0};
-  if (id.job_id.empty() || id.job_id.size() > 128 || id.job_id[0] == '.') return std::nullopt;
-  for (char c : id.job_id) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') {
-      return std::nullopt;
-    }
-  }
+  if (!spec::is_valid_job_id(id.job_id)) return std::nullopt;
   for (auto [it, out] : {std::pair{rank, &id.rank}, std::pair{attempt, &id.attempt}}) {
     if (it == m.end()) continue;  // 0, as before
     if (!it->is_number_integer() || it->get<int64_t>() < 0 || it->get<int64_t>() > 1000000) {
@@ -81,11 +72,10 @@ std::optional<TaskId> task_id_of(const json& m) {
   return id;
 }
 
-// An integer field, or `fallback` when it is missing or not an integer.
-int64_t int_field(const json& m, const char* key, int64_t fallback) {
-  if (!m.is_object()) return fallback;
-  auto it = m.find(key);
-  return it != m.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
+// The heartbeat interval a reply asks for (0: it did not say), within what the agent accepts.
+int interval_from(const spec::AgentTiming& timing, int current) {
+  if (timing.heartbeat_ms <= 0) return current;
+  return static_cast<int>(std::clamp<int64_t>(timing.heartbeat_ms, 10, 60000));
 }
 
 // How a stop that runs on a thread of its own went: kRunning until it ends.
@@ -95,7 +85,7 @@ using StopFlag = std::shared_ptr<std::atomic<int>>;
 struct LocalTask {
   std::string dir;
   int64_t acked_log = 0;    // bytes the server has stored
-  int reported_state = -1;  // agent::TaskStatus::State last reported; -1 before the first report
+  int reported_state = -1;  // TaskStatus::State last reported; -1 before the first report
   // Self-fencing: kNone; kFencing while it is being stopped because the lease ran out (reported
   // RUNNING until every process is gone); kFenced once it is (reported FENCED until the server
   // says stop).
@@ -106,8 +96,8 @@ struct LocalTask {
 
 class AgentImpl final : public AgentDaemon {
  public:
-  AgentImpl(AgentOptions options, std::vector<agent::GpuDevice> gpus, net::Url url,
-            std::optional<agent::MpsDaemon> mps)
+  AgentImpl(AgentOptions options, std::vector<GpuDevice> gpus, net::Url url,
+            std::optional<MpsDaemon> mps)
       : options_(std::move(options)),
         gpus_(std::move(gpus)),
         url_(std::move(url)),
@@ -131,7 +121,7 @@ class AgentImpl final : public AgentDaemon {
     for (Stopper& s : stoppers_) {
       if (s.thread.joinable()) s.thread.join();
     }
-    if (mps_) (void)agent::stop_mps(*mps_);
+    if (mps_) (void)stop_mps(*mps_);
   }
 
  private:
@@ -150,7 +140,7 @@ class AgentImpl final : public AgentDaemon {
       std::ifstream in(path / "task.json");
       json meta = json::parse(in, nullptr, /*allow_exceptions=*/false);
       auto id = task_id_of(meta);
-      if (!id || id->dir_name() != path.filename().string() || tasks_.count(*id)) continue;
+      if (!id || dir_name(*id) != path.filename().string() || tasks_.count(*id)) continue;
       LocalTask task{path.string(), 0};
       if (fs::exists(path / "fenced", ignored)) {
         // Fenced by an earlier agent: make sure it is over before reporting it so.
@@ -180,7 +170,7 @@ class AgentImpl final : public AgentDaemon {
         if (task.reported_state < 0) return true;  // started and not reported yet
       }
       if (!wait(kChangeCheck)) return false;
-      if (agent::reap_children() > 0) return true;
+      if (reap_children() > 0) return true;
       fence_if_lease_expired();
     }
     return true;
@@ -215,9 +205,9 @@ class AgentImpl final : public AgentDaemon {
   }
 
   // Records a successful reply to a request sent at `sent`, with the lease it carries.
-  void contact(SteadyClock::time_point sent, const json& reply) {
+  void contact(SteadyClock::time_point sent, const spec::AgentTiming& timing) {
     last_contact_ = sent;
-    lease_ms_ = std::max<int64_t>(0, int_field(reply, "lease_ms", 0));
+    lease_ms_ = std::max<int64_t>(0, timing.lease_ms);
     fence_reported_ = false;
     save_lease();
   }
@@ -274,7 +264,7 @@ class AgentImpl final : public AgentDaemon {
       std::ofstream(fs::path(task.dir) / "fenced") << why << "\n";
       task.fence = LocalTask::kFencing;
       task.fence_stop = stop_in_background(task.dir, fence_grace());
-      names.push_back(id.describe());
+      names.push_back(describe(id));
     }
     if (!names.empty()) {
       std::string list;
@@ -302,13 +292,13 @@ class AgentImpl final : public AgentDaemon {
     try {
       stoppers_.push_back(
           {std::thread([dir, grace, result, done] {
-             Status s = agent::terminate_task(dir, grace);
+             Status s = terminate_task(dir, grace);
              result->store(s.is_ok() || s.code() == StatusCode::kNotFound ? kStopOk : kStopFailed);
              done->store(true);
            }),
            done});
     } catch (const std::exception& e) {  // no thread to be had: stop it here instead
-      Status s = agent::terminate_task(dir, grace);
+      Status s = terminate_task(dir, grace);
       result->store(s.is_ok() ? kStopOk : kStopFailed);
     }
     return result;
@@ -321,14 +311,14 @@ class AgentImpl final : public AgentDaemon {
     if (mem <= 0) {
       mem = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE) / (1 << 20);
     }
-    json body = {{"name", options_.name},
-                 {"cpu_milli", cpu},
-                 {"memory_mib", mem},
-                 {"gpu_count", static_cast<int>(gpus_.size())},
-                 {"gpu_model", gpus_.empty() ? "" : gpus_[0].model},
-                 {"address", options_.address}};
+    const spec::AgentRegistration message{.name = options_.name,
+                                          .cpu_milli = cpu,
+                                          .memory_mib = mem,
+                                          .gpu_count = static_cast<int>(gpus_.size()),
+                                          .gpu_model = gpus_.empty() ? "" : gpus_[0].model,
+                                          .address = options_.address};
     const auto sent = SteadyClock::now();
-    auto r = net::http_request(url_, "POST", "/api/v1/agents/register", spec::to_json_text(body),
+    auto r = net::http_request(url_, "POST", "/api/v1/agents/register", spec::encode(message),
                                http_options(request_timeout()));
     if (!r.is_ok()) {
       report_once("cannot register yet: " + r.status().message());
@@ -338,10 +328,13 @@ class AgentImpl final : public AgentDaemon {
       report_once("registration refused (" + std::to_string(r->status) + "): " + r->body);
       return false;
     }
-    json j = json::parse(r->body, nullptr, false);
-    interval_ms_ = static_cast<int>(
-        std::clamp<int64_t>(int_field(j, "heartbeat_ms", interval_ms_), 10, 60000));
-    contact(sent, j);
+    auto reply = spec::decode_registration_reply(r->body);
+    if (!reply.is_ok()) {
+      report_once("registration reply: " + reply.status().message());
+      return false;
+    }
+    interval_ms_ = interval_from(reply->timing, interval_ms_);
+    contact(sent, reply->timing);
     last_problem_.clear();
     return true;
   }
@@ -352,12 +345,12 @@ class AgentImpl final : public AgentDaemon {
     std::fprintf(stderr, "lepton agent %s: %s\n", options_.name.c_str(), problem.c_str());
   }
 
-  json build_heartbeat() {
-    json tasks = json::array();
-    json logs = json::array();
+  spec::Heartbeat build_heartbeat() {
+    using State = spec::TaskReport::State;
+    spec::Heartbeat heartbeat;
     size_t log_bytes = 0;
     for (auto& [id, task] : tasks_) {
-      agent::TaskStatus st = agent::poll_task(task.dir);
+      TaskStatus st = poll_task(task.dir);
       task.reported_state = static_cast<int>(st.state);
       if (task.fence == LocalTask::kFencing && task.fence_stop->load() != kStopRunning) {
         if (task.fence_stop->load() == kStopOk) {
@@ -368,7 +361,7 @@ class AgentImpl final : public AgentDaemon {
         }
       }
       if (task.cleanup && task.cleanup->load() != kStopRunning) task.cleanup.reset();
-      if (st.state == agent::TaskStatus::kRunning && st.leftovers && !task.cleanup &&
+      if (st.state == TaskStatus::kRunning && st.leftovers && !task.cleanup &&
           task.fence == LocalTask::kNone) {
         // The script has ended; what it left behind is ended too, as when a batch job's script
         // ends under Slurm. Its exit code is reported once nothing of it runs.
@@ -377,53 +370,43 @@ class AgentImpl final : public AgentDaemon {
       std::error_code ec;
       const fs::path log = fs::path(task.dir) / "log";
       const int64_t size = fs::exists(log, ec) ? static_cast<int64_t>(fs::file_size(log, ec)) : 0;
-      json t = {
-          {"job_id", id.job_id}, {"rank", id.rank}, {"attempt", id.attempt}, {"log_size", size}};
+      spec::TaskReport t{.task = id, .state = State::kRunning, .exit_code = -1, .log_size = size};
       if (task.fence == LocalTask::kFenced) {
-        t["state"] = "FENCED";
-        t["exit_code"] = st.state == agent::TaskStatus::kExited ? st.exit_code : -1;
+        t.state = State::kFenced;
+        t.exit_code = st.state == TaskStatus::kExited ? st.exit_code : -1;
       } else if (task.fence == LocalTask::kFencing) {
-        t["state"] = "RUNNING";  // until every process of it is gone
+        t.state = State::kRunning;  // until every process of it is gone
       } else {
         switch (st.state) {
-          case agent::TaskStatus::kRunning:
-            t["state"] = "RUNNING";
+          case TaskStatus::kRunning:
+            t.state = State::kRunning;
             break;
-          case agent::TaskStatus::kExited:
-            t["state"] = "EXITED";
-            t["exit_code"] = st.exit_code;
+          case TaskStatus::kExited:
+            t.state = State::kExited;
+            t.exit_code = st.exit_code;
             break;
-          case agent::TaskStatus::kGone:
-            t["state"] = "GONE";
+          case TaskStatus::kGone:
+            t.state = State::kGone;
             break;
         }
       }
-      tasks.push_back(t);
+      heartbeat.tasks.push_back(t);
       if (size > task.acked_log && log_bytes < kMaxLogBytesPerHeartbeat) {
-        auto data = agent::read_log(task.dir, task.acked_log,
-                                    std::min(kMaxLogChunk, kMaxLogBytesPerHeartbeat - log_bytes));
+        auto data = read_log(task.dir, task.acked_log,
+                             std::min(kMaxLogChunk, kMaxLogBytesPerHeartbeat - log_bytes));
         if (data.is_ok() && !data->empty()) {
           log_bytes += data->size();
-          logs.push_back({{"job_id", id.job_id},
-                          {"rank", id.rank},
-                          {"attempt", id.attempt},
-                          {"offset", task.acked_log},
-                          {"data", *data}});
+          heartbeat.logs.push_back({.task = id, .offset = task.acked_log, .data = *data});
         }
       }
     }
-    return {{"tasks", tasks}, {"logs", logs}};
+    return heartbeat;
   }
 
-  void start(const json& msg) {
-    auto task_id = task_id_of(msg);
-    if (!task_id) {
-      ++invalid_starts_;
-      return;
-    }
-    const TaskId id = *task_id;
+  void start(const spec::TaskStart& msg) {
+    const TaskId& id = msg.task;
     if (tasks_.count(id)) return;  // already ours: starts are idempotent
-    const std::string dir = tasks_dir() + "/" + id.dir_name();
+    const std::string dir = tasks_dir() + "/" + dir_name(id);
     std::error_code ec;
     if (fs::exists(fs::path(dir) / "pid", ec)) {  // started before, by us or an earlier agent
       tasks_[id] = LocalTask{dir, 0};
@@ -432,16 +415,10 @@ class AgentImpl final : public AgentDaemon {
     fs::create_directories(dir, ec);
     std::ofstream(fs::path(dir) / "task.json")
         << json{{"job_id", id.job_id}, {"rank", id.rank}, {"attempt", id.attempt}}.dump();
-    agent::TaskLaunch launch;
+    TaskLaunch launch;
     launch.dir = dir;
-    if (auto script = msg.find("script"); script != msg.end() && script->is_string()) {
-      launch.script = script->get<std::string>();
-    }
-    if (auto env = msg.find("env"); env != msg.end() && env->is_object()) {
-      for (auto it = env->begin(); it != env->end(); ++it) {
-        if (it->is_string()) launch.env[it.key()] = it->get<std::string>();
-      }
-    }
+    launch.script = msg.script;
+    launch.env = msg.env;
     if (auto f = launch.env.find("LEPTON_GPU_FRACTION"); f != launch.env.end()) {
       // A fractional task: its memory share (and, under MPS, the limits that enforce it). The
       // user's own settings, already in env, win.
@@ -449,7 +426,7 @@ class AgentImpl final : public AgentDaemon {
       const int index = std::atoi(launch.env["CUDA_VISIBLE_DEVICES"].c_str());
       const int64_t memory =
           index >= 0 && index < static_cast<int>(gpus_.size()) ? gpus_[index].memory_mib : 0;
-      for (auto& [k, v] : agent::fractional_gpu_env(fraction, memory, mps_ ? &*mps_ : nullptr)) {
+      for (auto& [k, v] : fractional_gpu_env(fraction, memory, mps_ ? &*mps_ : nullptr)) {
         launch.env.emplace(k, v);
       }
     }
@@ -463,7 +440,7 @@ class AgentImpl final : public AgentDaemon {
     launch.env["LEPTON_NOTICE_FILE"] = dir + "/notice";
     std::ofstream(fs::path(dir) / "notice")
         << "LEPTON_PREEMPTION_NOTICE=0\nLEPTON_PREEMPTION_GRACE_S=0\n";
-    auto pid = agent::start_task(launch);
+    auto pid = start_task(launch);
     if (!pid.is_ok()) {
       // Record the failure as the task's exit, so the server learns of it.
       append_log(dir, "cannot start the task: " + pid.status().message());
@@ -487,10 +464,10 @@ class AgentImpl final : public AgentDaemon {
           << "LEPTON_PREEMPTION_NOTICE=1\nLEPTON_PREEMPTION_GRACE_S="
           << std::chrono::duration_cast<std::chrono::seconds>(grace).count() << "\n";
     }
-    if (!fenced && agent::poll_task(dir).state == agent::TaskStatus::kRunning) {
+    if (!fenced && poll_task(dir).state == TaskStatus::kRunning) {
       // The server no longer counts on this attempt (cancelled, preempted, or superseded by
       // another attempt, e.g. after this node was out of contact): say so where the user looks.
-      const std::string why = "the server stopped " + id.describe() +
+      const std::string why = "the server stopped " + describe(id) +
                               ": it no longer runs this attempt (cancelled, preempted or "
                               "superseded by another attempt)";
       append_log(dir, why);
@@ -514,7 +491,7 @@ class AgentImpl final : public AgentDaemon {
   void loop() {
     // Nothing may end this thread but stop(): a throw (a malformed reply, no thread to be had)
     // is reported and the loop carries on with the next heartbeat.
-    (void)agent::become_subreaper();
+    (void)become_subreaper();
     for (bool registered = false; !registered;) {
       try {
         fence_if_lease_expired();  // tasks adopted from an agent that lost contact
@@ -540,14 +517,14 @@ class AgentImpl final : public AgentDaemon {
   }
 
   void heartbeat_once() {
-    agent::reap_children();
+    reap_children();
     join_finished_stoppers();
     fence_if_lease_expired();
-    json body = build_heartbeat();
+    const spec::Heartbeat message = build_heartbeat();
     const auto sent = SteadyClock::now();
     auto r = net::http_request(url_, "POST",
                                "/api/v1/agents/" + net::url_encode(options_.name) + "/heartbeat",
-                               spec::to_json_text(body), http_options(request_timeout()));
+                               spec::encode(message), http_options(request_timeout()));
     if (!r.is_ok()) {
       report_once(r.status().message() + " (tasks keep running; retrying)");
     } else if (r->status == 404) {
@@ -555,53 +532,37 @@ class AgentImpl final : public AgentDaemon {
     } else if (r->status != 200) {
       report_once("heartbeat refused (" + std::to_string(r->status) + "): " + r->body);
     } else {
-      json reply = json::parse(r->body, nullptr, false);
-      if (reply.is_discarded() || !reply.is_object()) {
-        report_once("heartbeat reply is not a JSON object: " + r->body.substr(0, 200));
+      auto reply = spec::decode_heartbeat_reply(r->body);
+      if (!reply.is_ok()) {
+        // Nothing of a reply that breaks the protocol is applied (a start naming a path
+        // outside the tasks directory, say); the next heartbeat asks again.
+        report_once("ignoring a heartbeat reply that breaks the protocol: " +
+                    reply.status().message());
         return;
       }
-      contact(sent, reply);
+      contact(sent, reply->timing);
       last_problem_.clear();
-      handle_reply(reply);
+      handle_reply(*reply);
     }
     fence_if_lease_expired();
   }
 
-  void handle_reply(const json& reply) {
-    const json empty = json::array();
-    auto list = [&](const char* key) -> const json& {
-      auto it = reply.find(key);
-      return it != reply.end() && it->is_array() ? *it : empty;
-    };
-    for (const json& off : list("log_offsets")) {
-      auto id = task_id_of(off);
-      if (!id) continue;
-      auto it = tasks_.find(*id);
-      if (it != tasks_.end())
-        it->second.acked_log = std::max<int64_t>(0, int_field(off, "offset", 0));
+  void handle_reply(const spec::HeartbeatReply& reply) {
+    for (const spec::LogOffset& off : reply.log_offsets) {
+      auto it = tasks_.find(off.task);
+      if (it != tasks_.end()) it->second.acked_log = off.offset;
     }
-    for (const json& s : list("stop")) {
-      auto id = task_id_of(s);
-      if (!id) continue;
+    for (const spec::TaskStop& s : reply.stop) {
       // The server may set the grace period (a preemption does); else the agent's own.
-      const auto grace = s.contains("grace_ms")
-                             ? milliseconds(std::max<int64_t>(0, int_field(s, "grace_ms", 0)))
-                             : options_.stop_grace;
-      auto notice = s.find("notice");
-      stop_task(*id, grace, notice != s.end() && notice->is_boolean() && notice->get<bool>());
+      const auto grace = s.grace_ms ? milliseconds(*s.grace_ms) : options_.stop_grace;
+      stop_task(s.task, grace, s.notice);
     }
-    invalid_starts_ = 0;
-    for (const json& s : list("start")) start(s);
-    if (invalid_starts_ > 0) {
-      report_once("ignoring " + std::to_string(invalid_starts_) +
-                  " start message(s) that name no valid task (job_id, rank, attempt)");
-    }
-    interval_ms_ = static_cast<int>(
-        std::clamp<int64_t>(int_field(reply, "heartbeat_ms", interval_ms_), 10, 60000));
+    for (const spec::TaskStart& s : reply.start) start(s);
+    interval_ms_ = interval_from(reply.timing, interval_ms_);
   }
 
   AgentOptions options_;
-  std::vector<agent::GpuDevice> gpus_;
+  std::vector<GpuDevice> gpus_;
   net::Url url_;
   std::map<TaskId, LocalTask> tasks_;  // loop thread only
   struct Stopper {
@@ -609,14 +570,13 @@ class AgentImpl final : public AgentDaemon {
     std::shared_ptr<std::atomic<bool>> done;  // set by the thread as it ends
   };
   std::vector<Stopper> stoppers_;  // loop thread only; finished ones joined each heartbeat
-  std::optional<agent::MpsDaemon> mps_;
+  std::optional<MpsDaemon> mps_;
   std::string last_problem_;
   int interval_ms_ = 300;
   // The lease from the server's last reply (0: none), and when the request it answered was sent.
   int64_t lease_ms_ = 0;
   std::optional<SteadyClock::time_point> last_contact_;
   bool fence_reported_ = false;
-  int invalid_starts_ = 0;  // in the reply being handled
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopped_ = false;
@@ -629,7 +589,7 @@ Result<std::unique_ptr<AgentDaemon>> AgentDaemon::start(AgentOptions options) {
   auto url = net::Url::parse(options.server_url);
   if (!url.is_ok()) return url.status();
   if (options.name.empty()) return Status::invalid_argument("--name: expected a node name");
-  auto gpus = agent::node_gpus(options.gpus);
+  auto gpus = node_gpus(options.gpus);
   if (!gpus.is_ok()) return gpus.status();
   std::error_code ec;
   fs::create_directories(options.work_dir + "/tasks", ec);
@@ -637,10 +597,10 @@ Result<std::unique_ptr<AgentDaemon>> AgentDaemon::start(AgentOptions options) {
     return Status::invalid_argument("work dir " + options.work_dir +
                                     ": cannot create: " + ec.message());
   }
-  std::optional<agent::MpsDaemon> mps;
+  std::optional<MpsDaemon> mps;
   if (options.mps) {
     if (gpus->empty()) return Status::invalid_argument("--mps: this node has no GPUs");
-    auto started = agent::start_mps(options.work_dir + "/mps");
+    auto started = start_mps(options.work_dir + "/mps");
     if (!started.is_ok()) return started.status();
     mps = std::move(*started);
   }
@@ -650,4 +610,4 @@ Result<std::unique_ptr<AgentDaemon>> AgentDaemon::start(AgentOptions options) {
   return std::unique_ptr<AgentDaemon>(std::move(daemon));
 }
 
-}  // namespace lepton::server
+}  // namespace lepton::agent

@@ -25,7 +25,7 @@
 
 #include "core/status.h"
 
-namespace lepton::server {
+namespace lepton::agent {
 
 struct AgentOptions {
   std::string server_url;  // http://HOST:PORT
@@ -49,4 +49,4 @@ class AgentDaemon {
   virtual void stop() = 0;  // idempotent; leaves tasks running
 };
 
-}  // namespace lepton::server
+}  // namespace lepton::agent
