@@ -170,7 +170,7 @@ class SimAgents;
 // RUNNING until its time is up, then EXITED 0 until the server says stop.
 struct SimAgent : std::enable_shared_from_this<SimAgent> {
   SimAgent(SimAgents& owner, asio::io_context& io, std::string agent_name,
-           asio::ip::address_v4 source)
+           const asio::ip::address_v4& source)
       : agents(owner), timer(io), name(std::move(agent_name)), address(source) {}
 
   SimAgents& agents;
@@ -227,7 +227,8 @@ class SimAgents {
 
   // One POST on a new connection; `done(ok, body)` runs on the I/O thread.
   template <typename Done>
-  void post(const asio::ip::address_v4& source, std::string target, std::string body, Done done) {
+  void post(const asio::ip::address_v4& source, const std::string& target, const std::string& body,
+            Done done) {
     struct Call {
       beast::tcp_stream stream;
       http::request<http::string_body> req;
@@ -241,7 +242,7 @@ class SimAgents {
     call->req.set(http::field::authorization, auth_);
     call->req.set(http::field::content_type, "application/json");
     call->req.set(http::field::connection, "close");
-    call->req.body() = std::move(body);
+    call->req.body() = body;
     call->req.prepare_payload();
     call->stream.expires_after(std::chrono::seconds(10));
     ++counters_.in_flight;

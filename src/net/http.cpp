@@ -485,7 +485,7 @@ class BeastServer final : public HttpServer {
     admit(std::make_shared<Session>(std::move(s), handler_, options_, connections_));
   }
 
-  void admit(std::shared_ptr<Session> session) {
+  void admit(const std::shared_ptr<Session>& session) {
     std::shared_ptr<Session> victim;
     {
       std::lock_guard lock(connections_->mu);
