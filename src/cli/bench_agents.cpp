@@ -8,7 +8,6 @@
 #include <utility>  // before Asio: its awaitable.hpp uses std::exchange
 // clang-format on
 
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -161,7 +160,6 @@ struct Counters {
   std::atomic<int64_t> started{0};
   std::atomic<int64_t> finished{0};
   std::atomic<int64_t> interval_ms{0};  // the last interval a server reply gave
-  std::atomic<int64_t> in_flight{0};
 };
 
 class SimAgents;
@@ -245,9 +243,7 @@ class SimAgents {
     call->req.body() = body;
     call->req.prepare_payload();
     call->stream.expires_after(std::chrono::seconds(10));
-    ++counters_.in_flight;
     auto finish = [this, call, done](bool ok, const char* stage, beast::error_code ec) {
-      --counters_.in_flight;
       if (!ok) {
         ++errors_by_kind_[std::string(stage) + ": " + ec.message()];
       } else if (call->res.result_int() != 200) {
@@ -428,12 +424,10 @@ void run_agents(const AgentsFlags& f) {
   const double register_s = since(reg_start);
   if (counters.registered < f.agents) fail("not every agent registered within 300 s");
   // Let every agent heartbeat at least once at the interval the server gives.
-  const auto settle = Clock::now();
   std::this_thread::sleep_for(milliseconds(std::max<int64_t>(1000, counters.interval_ms.load())));
   std::fprintf(stderr,
                "registered in %.1f s; heartbeat interval %lld ms; measuring for %.0f s...\n",
                register_s, static_cast<long long>(counters.interval_ms.load()), f.seconds);
-  (void)settle;
 
   // Clients: each submits a job, reads it back, and lists the newest jobs, in a loop.
   const std::string spec = R"({"name":"bench","resources":{"cpus":0.1,"memory":0.1},"run":"true"})";
