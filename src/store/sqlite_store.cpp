@@ -139,6 +139,8 @@ enum Stmt {
   kUpsertFailedPool,
   kInsertEvent,
   kNextId,
+  kRaiseCounter,
+  kGetCounter,
   kListJobs,
   kGetJob,
   kListTasksOfJob,
@@ -186,6 +188,9 @@ constexpr std::array<const char*, kStmtCount> kSql = {
     "INSERT INTO events (revision, time_ms, object, message) VALUES (?, ?, ?, ?)",
     "INSERT INTO counters (name, value) VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = "
     "value + 1 RETURNING value",
+    "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = "
+    "max(value, excluded.value)",
+    "SELECT value FROM counters WHERE name = ?",
     "SELECT id, name, spec_json, state, restarts, reason, created_ms, updated_ms, idempotency_key "
     "FROM jobs ORDER BY created_ms, id",
     "SELECT id, name, spec_json, state, restarts, reason, created_ms, updated_ms, idempotency_key "
@@ -342,6 +347,15 @@ class SqliteStore final : public Store {
     return value;
   }
 
+  Result<int64_t> counter(std::string_view name) override {
+    Use use(stmts_[kGetCounter]);
+    use.bind(name);
+    const int rc = use.step();
+    if (rc == SQLITE_DONE) return int64_t{0};
+    if (rc != SQLITE_ROW) return sqlite_error(db_, rc, "counter");
+    return use.int64();
+  }
+
   Result<std::vector<JobRecord>> list_jobs() override {
     Use use(stmts_[kListJobs]);
     return read_all<JobRecord>(use, "list_jobs", &read_job);
@@ -459,6 +473,11 @@ class SqliteStore final : public Store {
       Use use(stmts_[kUpsertFailedPool]);
       use.bind(f.pool).bind(f.until_ms);
       LEPTON_RETURN_IF_ERROR(done(use, "commit: failed pool '" + f.pool + "'"));
+    }
+    for (const CounterRecord& c : batch.counters) {
+      Use use(stmts_[kRaiseCounter]);
+      use.bind(c.name).bind(c.value);
+      LEPTON_RETURN_IF_ERROR(done(use, "commit: counter '" + c.name + "'"));
     }
     for (const EventRecord& e : batch.events) {
       Use use(stmts_[kInsertEvent]);

@@ -93,6 +93,14 @@ struct FailedPoolRecord {
   bool operator==(const FailedPoolRecord&) const = default;
 };
 
+// A named counter (job ids) raised within a batch: the id is stored with what carries it, in the
+// same commit, and a counter never falls (the largest value written stays).
+struct CounterRecord {
+  std::string name;
+  int64_t value = 0;  // > 0
+  bool operator==(const CounterRecord&) const = default;
+};
+
 struct EventRecord {
   int64_t revision = 0;  // assigned by commit(); ignored on input
   int64_t time_ms = 0;
@@ -116,13 +124,18 @@ struct WriteBatch {
   std::vector<std::string> deleted_deployments;
   std::vector<InstanceRecord> instances;       // key: id
   std::vector<FailedPoolRecord> failed_pools;  // key: pool
+  std::vector<CounterRecord> counters;         // key: name; raised, never lowered
   std::vector<EventRecord> events;             // appended, in order
   bool empty() const {
     return jobs.empty() && tasks.empty() && nodes.empty() && deleted_nodes.empty() &&
            queues.empty() && deleted_queues.empty() && deployments.empty() &&
            deleted_deployments.empty() && instances.empty() && failed_pools.empty() &&
-           events.empty();
+           counters.empty() && events.empty();
   }
+  // Adds a batch made after this one, so that committing the sum leaves what committing the two
+  // in order leaves (a group commit): a node, queue or deployment deleted here and upserted in
+  // `later` is no longer deleted.
+  void append(WriteBatch&& later);
 };
 
 class Store {
@@ -141,6 +154,8 @@ class Store {
   // The next value of a named counter (1, 2, ...), durably: a value is never handed out twice,
   // even across restarts.
   virtual Result<int64_t> next_id(std::string_view counter) = 0;
+  // A counter's value: the last handed out by next_id() or written by a batch (0 for none).
+  virtual Result<int64_t> counter(std::string_view name) = 0;
 
   // Jobs ordered by creation (created_ms, then id).
   virtual Result<std::vector<JobRecord>> list_jobs() = 0;

@@ -479,6 +479,73 @@ TYPED_TEST(StoreContract, NextIdCountsPerCounter) {
   EXPECT_EQ(this->store().revision(), 0);  // counters are not commits
 }
 
+// A counter written in a batch is stored with the batch, only ever rises, and next_id() goes on
+// after it.
+TYPED_TEST(StoreContract, CountersRiseWithTheirBatch) {
+  EXPECT_EQ(this->ok(this->store().counter("job")), 0);
+  WriteBatch b;
+  b.jobs = {full_job()};
+  b.counters = {{"job", 5}};
+  EXPECT_EQ(this->commit(b), 1);
+  EXPECT_EQ(this->ok(this->store().counter("job")), 5);
+  WriteBatch lower;
+  lower.counters = {{"job", 3}, {"node", 2}};
+  EXPECT_EQ(this->commit(lower), 2);  // a batch of counters alone is a commit
+  EXPECT_EQ(this->ok(this->store().counter("job")), 5);
+  EXPECT_EQ(this->ok(this->store().counter("node")), 2);
+  EXPECT_EQ(this->next_id("job"), 6);
+  EXPECT_EQ(this->ok(this->store().counter("job")), 6);
+  EXPECT_EQ(this->ok(this->store().counter("Job")), 0);  // names are case-sensitive
+}
+
+// A failed batch raises no counter: the id it carried was never handed out.
+TYPED_TEST(StoreContract, AFailedBatchRaisesNoCounter) {
+  WriteBatch bad;
+  bad.counters = {{"job", 9}};
+  bad.tasks = {TaskRecord{}};  // an empty key (job_id) is refused
+  EXPECT_FALSE(this->store().commit(bad).is_ok());
+  EXPECT_EQ(this->ok(this->store().counter("job")), 0);
+  EXPECT_EQ(this->store().revision(), 0);
+}
+
+// Batches appended one to another (a group commit) leave what committing them in order leaves.
+TYPED_TEST(StoreContract, AppendedBatchesLeaveWhatTheirCommitsInOrderLeave) {
+  auto node = [](const std::string& name, int64_t cpu_milli) {
+    NodeRecord n;
+    n.name = name;
+    n.cpu_milli = cpu_milli;
+    return n;
+  };
+  WriteBatch first;
+  first.nodes = {node("a", 1), node("b", 1)};
+  first.queues = {{"q", "{}"}};
+  first.counters = {{"job", 1}};
+  first.events = {{0, 1, "node/a", "one"}};
+  WriteBatch second;
+  second.deleted_nodes = {"a"};
+  second.deleted_queues = {"q"};
+  second.nodes = {node("b", 2)};
+  second.counters = {{"job", 2}};
+  second.events = {{0, 2, "node/a", "two"}};
+  WriteBatch third;
+  third.nodes = {node("a", 3)};  // back after its deletion
+  third.events = {{0, 3, "node/a", "three"}};
+  first.append(std::move(second));
+  first.append(std::move(third));
+  EXPECT_TRUE(third.empty());
+  EXPECT_EQ(this->commit(first), 1);
+  std::vector<NodeRecord> nodes = this->nodes();
+  ASSERT_EQ(nodes.size(), 2u);
+  EXPECT_EQ(nodes[0].name, "a");
+  EXPECT_EQ(nodes[0].cpu_milli, 3);
+  EXPECT_EQ(nodes[1].cpu_milli, 2);
+  EXPECT_TRUE(this->queues().empty());
+  EXPECT_EQ(this->ok(this->store().counter("job")), 2);
+  std::vector<EventRecord> events = this->events();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[2].message, "three");
+}
+
 TYPED_TEST(StoreContract, JobsAreOrderedByCreationThenId) {
   WriteBatch b;
   b.jobs = {job_at("j-3", 300), job_at("j-9", 100), job_at("j-10", 100), job_at("j-1", 200),

@@ -36,6 +36,7 @@ class FaultyStore final : public Store {
   int64_t revision() const override { return inner_->revision(); }
   const std::string& store_id() const override { return inner_->store_id(); }
   Result<int64_t> next_id(std::string_view counter) override { return inner_->next_id(counter); }
+  Result<int64_t> counter(std::string_view name) override { return inner_->counter(name); }
   Result<std::vector<JobRecord>> list_jobs() override { return inner_->list_jobs(); }
   Result<std::optional<JobRecord>> get_job(const std::string& id) override {
     return inner_->get_job(id);
