@@ -39,6 +39,9 @@ Result<std::unique_ptr<ControlPlane>> ControlPlane::open(std::unique_ptr<store::
 }
 
 Status ControlPlane::load(int64_t now_ms) {
+  auto counter = store_->counter("job");
+  if (!counter.is_ok()) return counter.status();
+  job_counter_ = *counter;
   LEPTON_RETURN_IF_ERROR(load_instances());  // first: a rented node's group comes from it
   auto nodes = store_->list_nodes();
   if (!nodes.is_ok()) return nodes.status();
@@ -100,26 +103,48 @@ Status ControlPlane::load(int64_t now_ms) {
 Status ControlPlane::commit(store::WriteBatch& batch) {
   if (!store_failure_.is_ok()) return store_failure_;
   if (batch.empty()) return Status::ok();
+  if (group_commits_) {
+    unflushed_.append(std::move(batch));
+    return Status::ok();
+  }
   auto rev = store_->commit(batch);
   batch = store::WriteBatch{};
-  if (!rev.is_ok()) {
-    // Memory already holds what the store refused. Answering on from it would tell clients of
-    // changes a restart forgets (a cancelled job that runs again), so nothing is answered any
-    // more: the owner stops, and a restart rebuilds the state from the store.
-    store_failure_ = Status(StatusCode::kUnavailable,
-                            "the store failed (" + rev.status().message() +
-                                "); the server stops and must be restarted once the store "
-                                "is writable again");
-  }
-  return store_failure_.is_ok() ? Status::ok() : store_failure_;
+  if (!rev.is_ok()) fail_store(rev.status());
+  return store_failure_;
+}
+
+Status ControlPlane::flush() {
+  if (!store_failure_.is_ok()) return store_failure_;
+  if (unflushed_.empty()) return Status::ok();
+  auto rev = store_->commit(unflushed_);
+  unflushed_ = store::WriteBatch{};
+  if (!rev.is_ok()) fail_store(rev.status());
+  return store_failure_;
+}
+
+// Memory already holds what the store refused. Answering on from it would tell clients of
+// changes a restart forgets (a cancelled job that runs again), so nothing is answered any more:
+// the owner stops, and a restart rebuilds the state from the store.
+void ControlPlane::fail_store(const Status& why) {
+  store_failure_ = Status(StatusCode::kUnavailable,
+                          "the store failed (" + why.message() +
+                              "); the server stops and must be restarted once the store "
+                              "is writable again");
 }
 
 Status ControlPlane::commit_first(store::WriteBatch& batch) {
   if (!store_failure_.is_ok()) return store_failure_;
+  if (group_commits_) return commit(batch);
   if (batch.empty()) return Status::ok();
   auto rev = store_->commit(batch);
   batch = store::WriteBatch{};
   return rev.status();
+}
+
+int64_t ControlPlane::next_job_number(store::WriteBatch& batch) {
+  ++job_counter_;
+  batch.counters.push_back({"job", job_counter_});
+  return job_counter_;
 }
 
 int64_t ControlPlane::lease_ms() const {
@@ -254,10 +279,8 @@ Result<json> ControlPlane::submit_job(const std::string& body, int64_t now_ms,
     }
   }
   LEPTON_RETURN_IF_ERROR(check_queue(spec->queue));
-  auto n = store_->next_id("job");
-  if (!n.is_ok()) return n.status();
   store::WriteBatch batch;
-  Job& job = add_job(std::move(*spec), *n, batch, now_ms);
+  Job& job = add_job(std::move(*spec), next_job_number(batch), batch, now_ms);
   const std::string id = job.record.id;
   if (!idempotency_key.empty()) {
     job.record.idempotency_key = idempotency_key;
@@ -681,15 +704,9 @@ Result<spec::HeartbeatReply> ControlPlane::heartbeat(const std::string& node_nam
       task_failed(job->second, task, why, /*counts_as_restart=*/true, batch, now_ms);
     }
   }
-  // Resources the reports freed go to pending work at once, so this reply can carry it. A round
-  // looks at all pending and running work: with much of it (thousands of nodes heartbeating),
-  // heartbeats start one at most every kMinRoundGapMs, and the tick's rounds do the rest.
-  constexpr int64_t kMinRoundGapMs = 20;
-  constexpr size_t kCheapRound = 2000;  // pending jobs plus running tasks
-  if (pending_jobs_.size() + active_tasks_.size() <= kCheapRound ||
-      now_ms - last_round_ms_ >= kMinRoundGapMs) {
-    schedule_pending(batch, now_ms);
-  }
+  // Resources the reports freed go to pending work at once, so this reply can carry it (rounds
+  // are spaced out once there is much work: schedule_pending).
+  schedule_pending(batch, now_ms);
   // Tasks this node should run: start those not reported (the agent ignores a start for a task
   // it already has); a running task it no longer reports has vanished.
   auto on_node = node_tasks_.find(node_name);
@@ -886,10 +903,23 @@ Status ControlPlane::tick(int64_t now_ms) {
               " ms; that time does not count against the nodes");
   }
   last_tick_ms_ = now_ms;
-  // Lost nodes take no new work at once. Their tasks are started elsewhere (an infrastructure
-  // failure, not the job's) only once the node's agent has stopped them for lack of contact (its
-  // lease) or the node is back and reports them: never two attempts at once.
+  if (now_ms >= next_node_check_ms_) check_nodes(batch, now_ms);
+  remove_old_logs(now_ms);
+  reconcile_deployments(batch, now_ms);
+  schedule_pending(batch, now_ms);
+  cloud_round(batch, now_ms);
+  return commit(batch);
+}
+
+// Lost nodes take no new work at once. Their tasks are started elsewhere (an infrastructure
+// failure, not the job's) only once the node's agent has stopped them for lack of contact (its
+// lease) or the node is back and reports them: never two attempts at once. A node's deadlines
+// only move later (heartbeats, a loop gap, an interval that grows), and a node that registers has
+// a whole timeout ahead: so the next look is due at the earliest deadline seen now (and within a
+// second), not at every tick, which at 10,000 nodes is most of an idle tick's work.
+void ControlPlane::check_nodes(store::WriteBatch& batch, int64_t now_ms) {
   const int64_t fence_ms = lease_ms() + options_.fence_margin_ms;
+  int64_t next = now_ms + 1000;
   for (auto& [name, node] : nodes_) {
     const int64_t silent = now_ms - node.seen_ms;
     if (node.record.ready && silent >= node_timeout_ms()) {
@@ -902,9 +932,16 @@ Status ControlPlane::tick(int64_t now_ms) {
                 "elsewhere " + std::to_string((fence_ms - silent + 999) / 1000) +
                 " s from now unless it comes back");
     }
-    if (node.record.ready || silent < fence_ms) continue;
+    if (node.record.ready) {
+      next = std::min(next, node.seen_ms + node_timeout_ms());
+      continue;
+    }
     auto on_node = node_tasks_.find(name);
     if (on_node == node_tasks_.end()) continue;
+    if (silent < fence_ms) {
+      next = std::min(next, node.seen_ms + fence_ms);
+      continue;
+    }
     const std::vector<TaskKey> active(on_node->second.begin(), on_node->second.end());
     for (const TaskKey& key : active) {
       store::TaskRecord& task = tasks_.at(key);
@@ -917,11 +954,7 @@ Status ControlPlane::tick(int64_t now_ms) {
                   /*counts_as_restart=*/false, batch, now_ms);
     }
   }
-  remove_old_logs(now_ms);
-  reconcile_deployments(batch, now_ms);
-  schedule_pending(batch, now_ms);
-  cloud_round(batch, now_ms);
-  return commit(batch);
+  next_node_check_ms_ = next;
 }
 
 void ControlPlane::remove_old_logs(int64_t now_ms) {
@@ -946,8 +979,26 @@ void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
   // A round changes nothing unless work, capacity or queues changed, or time passed (waiting
   // jobs earn reservations, victims finish stopping): skip it otherwise, but not for long.
   if (!sched_dirty_ && now_ms - last_round_ms_ < 1000) return;
+  // A round looks at all pending and running work. With much of it (thousands of nodes
+  // heartbeating, each asking for one), the next round waits at least four times as long as the
+  // last one took, and kMinRoundGapMs: rounds then take at most a fifth of the control loop, and
+  // the calls between them are answered. Work that waits meanwhile is placed by the next one.
+  constexpr int64_t kMinRoundGapMs = 20;
+  constexpr size_t kCheapRound = 2000;  // pending jobs plus running tasks
+  if (pending_jobs_.size() + active_tasks_.size() > kCheapRound &&
+      now_ms - last_round_ms_ < std::max(kMinRoundGapMs, 4 * last_round_cost_ms_)) {
+    return;
+  }
   sched_dirty_ = false;
   last_round_ms_ = now_ms;
+  const auto started = std::chrono::steady_clock::now();
+  run_round(batch, now_ms);
+  last_round_cost_ms_ =
+      std::chrono::ceil<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started)
+          .count();
+}
+
+void ControlPlane::run_round(store::WriteBatch& batch, int64_t now_ms) {
   ensure_scheduler();
   // Jobs with tasks still stopping wait for them; their old placements count as running.
   std::set<std::string> stopping_jobs;
@@ -973,16 +1024,6 @@ void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
     }
   }
   if (pending.empty()) return;
-  std::map<std::string, sched::RunningWork> by_job;
-  for (const TaskKey& key : active_tasks_) {
-    const store::TaskRecord& t = tasks_.at(key);
-    const Job& job = jobs_.at(key.first);
-    auto node = nodes_.find(t.node);
-    if (node == nodes_.end()) continue;
-    auto [it, fresh] = by_job.try_emplace(key.first);
-    if (fresh) it->second = sched::RunningWork{work_of(job), {}, job.started_ms};
-    it->second.placements.push_back({node->second.id, t.gpu_mask});
-  }
   std::map<std::string, sched::RunningWork> stopping_work;  // preempted, not yet released
   for (const auto& [key, st] : stopping_) {
     auto node = nodes_.find(st.node);
@@ -997,7 +1038,20 @@ void ControlPlane::schedule_pending(store::WriteBatch& batch, int64_t now_ms) {
     it->second.placements.push_back({node->second.id, st.gpu_mask});
   }
   for (auto& [id, r] : stopping_work) running.push_back(std::move(r));
-  for (auto& [id, r] : by_job) running.push_back(std::move(r));
+  // Running work, a job at a time: active_tasks_ is ordered by job, so a job's tasks are
+  // adjacent (a round looks at thousands of them).
+  const std::string* last_job = nullptr;
+  for (const TaskKey& key : active_tasks_) {
+    const store::TaskRecord& t = tasks_.at(key);
+    auto node = nodes_.find(t.node);
+    if (node == nodes_.end()) continue;
+    if (last_job == nullptr || *last_job != key.first) {
+      const Job& job = jobs_.at(key.first);
+      running.push_back(sched::RunningWork{work_of(job), {}, job.started_ms});
+      last_job = &key.first;
+    }
+    running.back().placements.push_back({node->second.id, t.gpu_mask});
+  }
 
   // Machines rented for jobs that still wait for them are kept for those jobs (bind_rented places
   // them): other work taking one would leave its job to rent again.

@@ -197,6 +197,15 @@ class ControlPlane {
   // RocksDB do) and a restart rebuilds the state from the store.
   const Status& store_failure() const { return store_failure_; }
 
+  // Group commit, for a server answering many calls at once: once on, a change is kept in memory
+  // and in the unflushed batch, and flush() commits every change since the last flush in one
+  // durable write. Whoever turns it on must hold back every answer made while has_unflushed()
+  // until flush() returns OK (nothing may be told of a change a crash forgets); a failed flush
+  // is a store_failure(). Off by default: each call then commits before it returns.
+  void group_commits(bool on) { group_commits_ = on; }
+  bool has_unflushed() const { return !unflushed_.empty(); }
+  Status flush();
+
  private:
   struct Job {
     store::JobRecord record;
@@ -390,11 +399,18 @@ class ControlPlane {
   json deployment_json(const Deployment& d, int64_t now_ms) const;
   int next_free_port();
   Status load(int64_t now_ms);
-  // Commits a batch whose changes memory already holds; a failure is a store_failure().
+  // Marks nodes lost and fails the tasks of fenced ones (tick).
+  void check_nodes(store::WriteBatch& batch, int64_t now_ms);
+  // Commits a batch whose changes memory already holds (or, with group commits, adds it to the
+  // unflushed batch); a failure is a store_failure().
   Status commit(store::WriteBatch& batch);
   // Commits a batch of changes memory does not hold yet (the caller applies them on success), so
-  // a failure leaves the control plane as it was.
+  // a failure leaves the control plane as it was. With group commits it is commit(): a failed
+  // flush stops the server, whose memory goes with it.
   Status commit_first(store::WriteBatch& batch);
+  // The next job id ("j-N"), written to `batch` so that it is stored with the job.
+  int64_t next_job_number(store::WriteBatch& batch);
+  void fail_store(const Status& why);
   int64_t lease_ms() const;
   // node_timeout_ms, or three heartbeat intervals when that is longer.
   int64_t node_timeout_ms() const;
@@ -405,9 +421,12 @@ class ControlPlane {
   // The reply fields every agent message gets: heartbeat interval and lease.
   spec::AgentTiming agent_timing() const;
   void ensure_scheduler();
+  // Runs a scheduling round when one is due: something changed (or a second passed), and, with
+  // much work, the last round is far enough behind (see the rule in its body).
+  void schedule_pending(store::WriteBatch& batch, int64_t now_ms);
   // One round of the queue scheduler over all pending and running jobs: starts what it places,
   // preempts what it chooses, and records why the rest waits.
-  void schedule_pending(store::WriteBatch& batch, int64_t now_ms);
+  void run_round(store::WriteBatch& batch, int64_t now_ms);
   sched::Request request_of(const Job& job) const;
   // Binds a pending job's tasks to the placements the scheduler chose.
   void assign(Job& job, const std::vector<sched::Placement>& placements, store::WriteBatch& batch,
@@ -473,8 +492,12 @@ class ControlPlane {
   std::map<TaskKey, Stopping> stopping_;  // tasks of preempted jobs, until their grace ends
   bool sched_dirty_ = true;  // something a scheduling round depends on changed since the last
   int64_t last_round_ms_ = 0;
-  size_t scheduler_jobs_ = 0;  // job count when the scheduler's workload was built
-  int64_t submitted_ = 0;      // since this process started, for /metrics
+  int64_t last_round_cost_ms_ = 0;  // how long the last round took (steady clock)
+  size_t scheduler_jobs_ = 0;       // job count when the scheduler's workload was built
+  bool group_commits_ = false;
+  store::WriteBatch unflushed_;  // with group commits: what memory holds and the store not yet
+  int64_t job_counter_ = 0;      // the last job number handed out
+  int64_t submitted_ = 0;        // since this process started, for /metrics
   // Clouds.
   std::vector<std::shared_ptr<cloud::Provider>> providers_;
   std::function<std::string()> bootstrap_script_;
@@ -487,7 +510,8 @@ class ControlPlane {
   std::map<uint64_t, Launch> launches_;               // launches in flight, by call
   std::map<uint64_t, std::string> returns_;           // idle machines being returned, by call
   int64_t last_cloud_round_ms_ = 0;
-  int64_t last_tick_ms_ = 0;  // to see time the loop did not run
+  int64_t last_tick_ms_ = 0;        // to see time the loop did not run
+  int64_t next_node_check_ms_ = 0;  // when a node can next be lost or fenced (check_nodes)
   // Log retention walks jobs in submission order; jobs before this index had their logs removed.
   size_t retention_cursor_ = 0;
   void remove_old_logs(int64_t now_ms);

@@ -298,6 +298,44 @@ TEST_F(ControlPlaneTest, AFailedCommitStopsTheControlPlaneAndARestartFindsTheSto
   EXPECT_EQ(job(id)["state"], "CANCELLED");
 }
 
+// Group commits (the server's): every change since the last flush is stored by one commit at
+// flush(), job numbers included; a failed flush is a store failure, and a restart finds none of
+// what it held.
+TEST_F(ControlPlaneTest, GroupCommitsStoreEverythingAtTheFlush) {
+  store::testing::FaultyStore* fault = open_faulty();
+  cp_->group_commits(true);
+  fault->fail_from_commit(1);  // any commit fails: none may happen before the flush
+  add_node("gpu-1", 4);
+  const std::string a = submit(kGpuJob);
+  const std::string b = submit(kGpuJob);
+  tick();
+  EXPECT_NE(a, b);
+  EXPECT_EQ(fault->failed(), 0);
+  EXPECT_TRUE(cp_->has_unflushed());
+  EXPECT_FALSE(cp_->flush().is_ok());
+  EXPECT_EQ(fault->failed(), 1);  // one commit for all of it
+  EXPECT_FALSE(cp_->store_failure().is_ok());
+  open();
+  EXPECT_FALSE(cp_->get_job(a).is_ok());
+  EXPECT_FALSE(cp_->get_job(b).is_ok());
+
+  fault = open_faulty();
+  cp_->group_commits(true);
+  add_node("gpu-1", 4);
+  const std::string c = submit(kGpuJob);
+  const std::string d = submit(kGpuJob);
+  ASSERT_TRUE(cp_->flush().is_ok());
+  EXPECT_FALSE(cp_->has_unflushed());
+  EXPECT_EQ(fault->failed(), 0);
+  open();
+  EXPECT_EQ(job(c)["state"], "PENDING");
+  EXPECT_EQ(job(d)["state"], "PENDING");
+  // The job counter was stored with them: the next job gets a new number.
+  const std::string e = submit(kGpuJob);
+  EXPECT_NE(e, c);
+  EXPECT_NE(e, d);
+}
+
 // A failed commit of a task's end: after the restart the end is learned again from the agent,
 // and the job is not run a second time.
 TEST_F(ControlPlaneTest, AnEndThatWasNotStoredIsLearnedAgainNotRunAgain) {

@@ -264,8 +264,6 @@ bool ControlPlane::replica_ready(const Deployment& d, const Replica& r) const {
 }
 
 void ControlPlane::start_replica(Deployment& d, store::WriteBatch& batch, int64_t now_ms) {
-  auto n = store_->next_id("job");
-  if (!n.is_ok()) return;  // the store is failing; the next round tries again
   JobSpec spec = d.spec.replica;
   spec.num_nodes = 1;
   spec.max_restarts = 0;
@@ -284,7 +282,7 @@ void ControlPlane::start_replica(Deployment& d, store::WriteBatch& batch, int64_
   const int port = d.spec.port > 0 ? d.spec.port : next_free_port();
   spec.envs["PORT"] = std::to_string(port);
   spec.envs["LEPTON_DEPLOYMENT"] = d.spec.name();
-  Job& job = add_job(std::move(spec), *n, batch, now_ms);
+  Job& job = add_job(std::move(spec), next_job_number(batch), batch, now_ms);
   d.replicas.push_back({job.record.id, d.generation, port, 0, d.spec.readiness_path});
   deployment_of_job_[job.record.id] = d.spec.name();
   event(batch, now_ms, deployment_object(d.spec.name()),

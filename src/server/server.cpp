@@ -116,6 +116,11 @@ class ServerImpl final : public Server, private ApiHost {
     if (Status s = cp_->stop_clouds(now_ms()); !s.is_ok()) {
       std::fprintf(stderr, "lepton server: stopping the clouds: %s\n", s.to_string().c_str());
     }
+    // What the last calls changed is stored; their answers are not sent any more.
+    if (Status s = cp_->flush(); !s.is_ok()) {
+      std::fprintf(stderr, "lepton server: stopping: %s\n", s.to_string().c_str());
+    }
+    held_.clear();
     if (gateway_) gateway_->stop();
     lock_.release();  // nothing of this server writes any more
   }
@@ -132,7 +137,30 @@ class ServerImpl final : public Server, private ApiHost {
         std::fprintf(stderr, "lepton server: tick: %s\n", s.to_string().c_str());
       }
       if (router_) update_routes();
+      flush_soon();
       schedule_tick();
+    });
+  }
+
+  // Group commit: the changes of every call the loop ran since the last flush are stored in one
+  // durable write (the store's fsync is most of a call's cost), and their answers wait for it.
+  // Calls that arrive meanwhile queue on the loop and share the next one.
+  void answer(const net::Responder& respond, net::HttpResponse response) {
+    if (!cp_->has_unflushed()) return respond(std::move(response));
+    held_.emplace_back(respond, std::move(response));
+    flush_soon();
+  }
+  // The flush runs after the calls already queued on the loop, so that they join it.
+  void flush_soon() {
+    if (flush_posted_ || !cp_->has_unflushed()) return;
+    flush_posted_ = true;
+    asio::post(loop_, [this] {
+      flush_posted_ = false;
+      (void)cp_->flush();  // a failure is the store failure, checked next
+      stop_if_store_failed();
+      std::vector<std::pair<net::Responder, net::HttpResponse>> held;
+      held.swap(held_);
+      for (auto& [respond, response] : held) respond(std::move(response));
     });
   }
 
@@ -156,7 +184,7 @@ class ServerImpl final : public Server, private ApiHost {
       try {
         net::HttpResponse response = fn(*cp_);
         stop_if_store_failed();
-        respond(std::move(response));
+        answer(respond, std::move(response));
       } catch (const std::exception& e) {
         std::fprintf(stderr, "lepton server: internal error: %s\n", e.what());
         respond(net::error_response(Status::internal(std::string("internal error: ") + e.what())));
@@ -175,6 +203,7 @@ class ServerImpl final : public Server, private ApiHost {
     asio::post(loop_, [this, respond = std::move(respond), fn = std::move(fn)] {
       try {
         fn(*cp_, respond);
+        flush_soon();
       } catch (const std::exception& e) {
         // Only the first answer counts: one given before the exception stands.
         std::fprintf(stderr, "lepton server: internal error: %s\n", e.what());
@@ -266,6 +295,10 @@ class ServerImpl final : public Server, private ApiHost {
   // Before loop_: answers still queued on the loop at the end hold the API's sessions, which must
   // go before the API server's I/O context does.
   std::unique_ptr<net::HttpServer> http_;
+  // Answers waiting for the group commit of what they report (loop thread); after http_ for the
+  // same reason as the loop.
+  std::vector<std::pair<net::Responder, net::HttpResponse>> held_;
+  bool flush_posted_ = false;  // loop thread
   asio::io_context loop_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   asio::steady_timer timer_;
@@ -445,6 +478,7 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   options.control.data_dir = options.data_dir;
   auto cp = ControlPlane::open(std::move(*store), options.control, now_ms());
   if (!cp.is_ok()) return cp.status();
+  (*cp)->group_commits(true);  // the server holds its answers until they are stored
   auto server =
       std::make_unique<ServerImpl>(options, std::move(*cp), std::move(*token), std::move(held));
   LEPTON_RETURN_IF_ERROR(server->start_serving());
