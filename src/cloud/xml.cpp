@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "core/hex.h"
+
 namespace lepton::cloud::xml {
 
 const Element* Element::child(std::string_view child_name) const {
@@ -83,9 +85,9 @@ class Parser {
     if (at_end()) return "end of input";
     const char c = s_[pos_];
     if (!is_allowed_char(c)) {
-      static constexpr char kHex[] = "0123456789ABCDEF";
-      const auto u = static_cast<unsigned char>(c);
-      return std::string("byte 0x") + kHex[u >> 4] + kHex[u & 0xF];
+      std::string out = "byte 0x";
+      append_hex(out, static_cast<unsigned char>(c), HexCase::kUpper);
+      return out;
     }
     return "'" + std::string(s_.substr(pos_, std::min<size_t>(12, s_.size() - pos_))) + "'";
   }
@@ -190,18 +192,12 @@ class Parser {
       uint32_t cp = 0;
       bool valid = !digits.empty();
       for (char c : digits) {
-        uint32_t d = 0;
-        if (c >= '0' && c <= '9') {
-          d = static_cast<uint32_t>(c - '0');
-        } else if (hex && c >= 'a' && c <= 'f') {
-          d = static_cast<uint32_t>(c - 'a' + 10);
-        } else if (hex && c >= 'A' && c <= 'F') {
-          d = static_cast<uint32_t>(c - 'A' + 10);
-        } else {
+        const int d = hex ? hex_digit_value(c) : (c >= '0' && c <= '9' ? c - '0' : -1);
+        if (d < 0) {
           valid = false;
           break;
         }
-        cp = cp * (hex ? 16 : 10) + d;
+        cp = cp * (hex ? 16 : 10) + static_cast<uint32_t>(d);
         if (cp > 0x10FFFF) {
           valid = false;
           break;

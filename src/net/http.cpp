@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/hex.h"
 #include "spec/json_text.h"
 
 namespace lepton::net {
@@ -39,22 +40,15 @@ constexpr std::chrono::milliseconds kAdmitRetry{5};
 constexpr std::chrono::milliseconds kLingerTime{1000};
 constexpr size_t kLingerBytes = 1 << 20;
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // '+' is a space in a query string, and itself in a path.
 std::string url_decode(std::string_view s, bool plus_is_space = true) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
     if (s[i] == '+' && plus_is_space) {
       out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 &&
-               hex_value(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+    } else if (s[i] == '%' && i + 2 < s.size() && hex_digit_value(s[i + 1]) >= 0 &&
+               hex_digit_value(s[i + 2]) >= 0) {
+      out += static_cast<char>(hex_digit_value(s[i + 1]) * 16 + hex_digit_value(s[i + 2]));
       i += 2;
     } else {
       out += s[i];
@@ -792,15 +786,13 @@ std::map<std::string, std::string> parse_query(std::string_view text) {
 }
 
 std::string url_encode(std::string_view text) {
-  static const char* kHex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : text) {
     if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
       out += static_cast<char>(c);
     } else {
       out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
+      append_hex(out, c, HexCase::kUpper);
     }
   }
   return out;

@@ -12,6 +12,7 @@
 #include <span>
 
 #include "core/gpu_model.h"
+#include "core/hex.h"
 #include "core/resources.h"
 
 namespace lepton::spec::internal {
@@ -631,10 +632,8 @@ std::string quote(std::string_view text) {
     } else if (c == '\t') {
       s += "\\t";
     } else if (c < 0x20 || c == 0x7F) {
-      static constexpr char kHex[] = "0123456789abcdef";
       s += "\\x";
-      s += kHex[c >> 4];
-      s += kHex[c & 0xF];
+      append_hex(s, c);
     } else {
       s += static_cast<char>(c);
     }

@@ -9,8 +9,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
-#include <random>
 #include <utility>
+
+#include "core/hex.h"
 
 namespace lepton::store {
 namespace {
@@ -641,19 +642,6 @@ Status newer_schema(const std::string& op, int64_t version) {
                           "); it was written by a newer lepton");
 }
 
-// 16 random bytes as 32 hex digits, from the system's random source.
-std::string random_id() {
-  std::random_device rd;
-  static const char* kHex = "0123456789abcdef";
-  std::string id;
-  for (int i = 0; i < 16; ++i) {
-    const unsigned v = rd();
-    id += kHex[(v >> 4) & 15];
-    id += kHex[v & 15];
-  }
-  return id;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
@@ -757,7 +745,8 @@ Result<std::unique_ptr<Store>> open_sqlite_store(const std::string& path) {
   if (rc != SQLITE_OK) return sqlite_error(o.db, rc, op + ": read store id");
   if (store_id.empty()) {
     // Given once, when the store is new or upgraded; a concurrent opener keeps the first one.
-    rc = exec(o.db, ("UPDATE meta SET store_id = '" + random_id() +
+    // 16 random bytes as 32 hex digits.
+    rc = exec(o.db, ("UPDATE meta SET store_id = '" + random_hex(16) +
                      "' WHERE id = 1 AND store_id = '' RETURNING store_id")
                         .c_str());
     if (rc == SQLITE_OK) rc = exec(o.db, "SELECT store_id FROM meta WHERE id = 1", &store_id);
