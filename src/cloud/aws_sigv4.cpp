@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <map>
 
+#include "core/hex.h"
+#include "core/sha256.h"
+
 namespace lepton::cloud::aws {
 namespace {
 
@@ -80,7 +83,6 @@ bool is_scope_part(std::string_view s) {
 }  // namespace
 
 std::string uri_encode(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
   out.reserve(bytes.size());
   for (char ch : bytes) {
@@ -89,8 +91,7 @@ std::string uri_encode(std::string_view bytes) {
       out += ch;
     } else {
       out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 0xF];
+      append_hex(out, c, HexCase::kUpper);
     }
   }
   return out;
@@ -176,25 +177,6 @@ Result<CanonicalHeaders> canonical_headers(const NameValues& headers) {
     out.signed_headers += name;
   }
   return out;
-}
-
-std::string to_hex(std::string_view bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (char ch : bytes) {
-    const auto c = static_cast<unsigned char>(ch);
-    out += kHex[c >> 4];
-    out += kHex[c & 0xF];
-  }
-  return out;
-}
-
-std::string sha256_hex(std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  LEPTON_CHECK(EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr) == 1);
-  return to_hex(std::string_view(reinterpret_cast<const char*>(digest), length));
 }
 
 std::string hmac_sha256(std::string_view key, std::string_view data) {
@@ -295,7 +277,7 @@ Result<Signature> sign(HttpRequest& request, const Credentials& credentials,
   const std::string scope = date + '/' + params.region + '/' + params.service + "/aws4_request";
   out.string_to_sign = std::string(kAlgorithm) + '\n' + params.amz_date + '\n' + scope + '\n' +
                        sha256_hex(out.canonical_request);
-  out.signature = to_hex(
+  out.signature = hex_encode(
       hmac_sha256(signing_key(credentials.secret_access_key, date, params.region, params.service),
                   out.string_to_sign));
   out.authorization = std::string(kAlgorithm) + " Credential=" + credentials.access_key_id + '/' +

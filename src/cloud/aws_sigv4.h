@@ -19,7 +19,8 @@
 // - X-Amz-Date and, with temporary credentials, X-Amz-Security-Token are added and signed.
 //
 // Not covered: presigned URLs (signature in the query string), chunked/streaming payloads,
-// x-amz-content-sha256 (an S3 header), SigV4a. SHA-256 and HMAC come from OpenSSL's libcrypto.
+// x-amz-content-sha256 (an S3 header), SigV4a. SHA-256 comes from core/sha256.h, HMAC from
+// OpenSSL's libcrypto.
 #pragma once
 
 #include <chrono>
@@ -82,9 +83,7 @@ struct CanonicalHeaders {
 };
 Result<CanonicalHeaders> canonical_headers(const NameValues& headers);
 
-std::string sha256_hex(std::string_view data);
 std::string hmac_sha256(std::string_view key, std::string_view data);  // raw 32 bytes
-std::string to_hex(std::string_view bytes);                            // lower case
 // The derived signing key (raw 32 bytes): HMAC chain over date (YYYYMMDD), region, service.
 std::string signing_key(std::string_view secret_access_key, std::string_view date,
                         std::string_view region, std::string_view service);

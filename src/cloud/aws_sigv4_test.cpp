@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "core/hex.h"
+#include "core/sha256.h"
+
 namespace lepton::cloud::aws {
 namespace {
 
@@ -488,8 +491,8 @@ TEST(SigV4, IamListUsersExampleFromTheGeneralReference) {
             "20150830T123600Z\n"
             "20150830/us-east-1/iam/aws4_request\n"
             "f536975d06c0309214f805bb90ccff089219ecd68b2577efef23edd43b7e1a59");
-  EXPECT_EQ(to_hex(signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20150830", "us-east-1",
-                               "iam")),
+  EXPECT_EQ(hex_encode(signing_key("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "20150830",
+                                   "us-east-1", "iam")),
             "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9");
   EXPECT_EQ(signature->signature,
             "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7");

@@ -1,7 +1,6 @@
 #include "cloud/ssh_provider.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -25,6 +24,8 @@
 #include <thread>
 
 #include "core/gpu_model.h"
+#include "core/hex.h"
+#include "core/sha256.h"
 
 extern char** environ;
 
@@ -109,24 +110,13 @@ std::string trimmed_tail(const std::string& s, size_t max = 2000) {
 Result<std::string> file_sha256(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Status::invalid_argument("lepton binary " + path + ": cannot open");
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  Sha256 hasher;
   std::vector<char> buf(1 << 20);
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(in.gcount()));
+    hasher.update(std::string_view(buf.data(), static_cast<size_t>(in.gcount())));
   }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  static const char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kHex[md[i] >> 4];
-    hex += kHex[md[i] & 15];
-  }
-  return hex;
+  return hex_encode(hasher.digest());
 }
 
 // --- the records of hosts in use ---
