@@ -9,108 +9,11 @@
 #include <sstream>
 #include <tuple>
 
+#include "core/csv.h"
 #include "core/gpu_model.h"
 
 namespace lepton::cloud {
 namespace {
-
-// ---- RFC-4180 reader -------------------------------------------------------------------------
-
-struct Field {
-  std::string text;
-  size_t line = 0;    // 1-based line where the field starts
-  size_t column = 0;  // 1-based byte column where the field starts
-};
-
-// Reads records of quoted or unquoted fields. A quoted field may hold commas, line breaks and
-// doubled quotes (""); a quote inside an unquoted field is an error. LF and CRLF end records;
-// blank lines between records are skipped.
-class QuotedCsvReader {
- public:
-  QuotedCsvReader(std::string_view content, std::string_view file) : text_(content), file_(file) {}
-
-  // Reads the next record into `fields`; `got` is false at the end of the input.
-  Status next(std::vector<Field>& fields, bool& got) {
-    fields.clear();
-    got = false;
-    while (pos_ < text_.size() && at_line_end()) skip_line_end();
-    if (pos_ >= text_.size()) return Status::ok();
-    got = true;
-    while (true) {
-      Field f;
-      f.line = line_;
-      f.column = column();
-      if (pos_ < text_.size() && text_[pos_] == '"') {
-        ++pos_;
-        while (true) {
-          if (pos_ >= text_.size()) {
-            return error(f.line, f.column, "unterminated quoted field (no closing '\"')");
-          }
-          char c = text_[pos_];
-          if (c == '"') {
-            if (pos_ + 1 < text_.size() && text_[pos_ + 1] == '"') {
-              f.text.push_back('"');
-              pos_ += 2;
-              continue;
-            }
-            ++pos_;
-            break;
-          }
-          f.text.push_back(c);
-          ++pos_;
-          if (c == '\n') {
-            ++line_;
-            line_start_ = pos_;
-          }
-        }
-        if (pos_ < text_.size() && text_[pos_] != ',' && !at_line_end()) {
-          return error(line_, column(),
-                       "expected ',' or the end of the line after a closing quote");
-        }
-      } else {
-        while (pos_ < text_.size() && text_[pos_] != ',' && !at_line_end()) {
-          if (text_[pos_] == '"') {
-            return error(line_, column(),
-                         "a '\"' inside an unquoted field (quote the whole field)");
-          }
-          f.text.push_back(text_[pos_++]);
-        }
-      }
-      fields.push_back(std::move(f));
-      if (pos_ < text_.size() && text_[pos_] == ',') {
-        ++pos_;
-        continue;
-      }
-      if (pos_ < text_.size()) skip_line_end();
-      return Status::ok();
-    }
-  }
-
-  Status error(size_t line, size_t column, std::string_view message) const {
-    return Status::invalid_argument(std::string(file_) + ":" + std::to_string(line) + ":" +
-                                    std::to_string(column) + ": " + std::string(message));
-  }
-
- private:
-  bool at_line_end() const {
-    return text_[pos_] == '\n' ||
-           (text_[pos_] == '\r' && pos_ + 1 < text_.size() && text_[pos_ + 1] == '\n') ||
-           (text_[pos_] == '\r' && pos_ + 1 == text_.size());
-  }
-  void skip_line_end() {
-    pos_ += text_[pos_] == '\r' ? 2 : 1;
-    pos_ = std::min(pos_, text_.size());
-    ++line_;
-    line_start_ = pos_;
-  }
-  size_t column() const { return pos_ - line_start_ + 1; }
-
-  std::string_view text_;
-  std::string_view file_;
-  size_t pos_ = 0;
-  size_t line_ = 1;
-  size_t line_start_ = 0;
-};
 
 // ---- Columns and fields ----------------------------------------------------------------------
 
@@ -122,7 +25,7 @@ constexpr size_t kAbsent = static_cast<size_t>(-1);
 
 class Row {
  public:
-  Row(const QuotedCsvReader& csv, const std::vector<Field>& fields, const size_t (&index)[kNumCols])
+  Row(const CsvReader& csv, const std::vector<CsvField>& fields, const size_t (&index)[kNumCols])
       : csv_(csv), fields_(fields), index_(index) {}
 
   bool has(Col c) const { return index_[c] != kAbsent; }
@@ -131,10 +34,9 @@ class Row {
     return has(c) ? fields_[index_[c]].text : kEmpty;
   }
   Status error(Col c, std::string_view expected) const {
-    const Field& f = fields_[index_[c]];
-    return csv_.error(f.line, f.column,
-                      "field '" + std::string(kColNames[c]) + "': expected " +
-                          std::string(expected) + ", got '" + f.text + "'");
+    const CsvField& f = fields_[index_[c]];
+    return csv_.error(f, "field '" + std::string(kColNames[c]) + "': expected " +
+                             std::string(expected) + ", got '" + f.text + "'");
   }
   // A finite number >= 0 (> 0 when `positive`).
   Status number(Col c, double& out, bool positive = false) const {
@@ -161,8 +63,8 @@ class Row {
   }
 
  private:
-  const QuotedCsvReader& csv_;
-  const std::vector<Field>& fields_;
+  const CsvReader& csv_;
+  const std::vector<CsvField>& fields_;
   const size_t (&index_)[kNumCols];
 };
 
@@ -226,8 +128,8 @@ using GcpKey = std::tuple<std::string, std::string, double>;  // zone (or region
 
 Result<std::vector<Offer>> parse_catalog(std::string_view content, std::string_view file,
                                          std::string_view cloud) {
-  QuotedCsvReader csv(content, file);
-  std::vector<Field> fields;
+  CsvReader csv(content, file);
+  std::vector<CsvField> fields;
   bool got = false;
   LEPTON_RETURN_IF_ERROR(csv.next(fields, got));
   if (!got) return csv.error(1, 1, "header: the file is empty");
@@ -256,7 +158,7 @@ Result<std::vector<Offer>> parse_catalog(std::string_view content, std::string_v
     LEPTON_RETURN_IF_ERROR(csv.next(fields, got));
     if (!got) break;
     if (fields.size() != width) {
-      const Field& last = fields.back();
+      const CsvField& last = fields.back();
       return csv.error(last.line, last.column + last.text.size(),
                        "row: expected " + std::to_string(width) + " fields, got " +
                            std::to_string(fields.size()));

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 
+#include "core/csv.h"
 #include "sim/csv.h"
 
 namespace lepton::sim {
@@ -10,43 +11,47 @@ namespace lepton::sim {
 Result<std::vector<PublishedCurve>> parse_published_curves(std::string_view content,
                                                            std::string_view file) {
   CsvReader csv(content, file);
-  CsvRow row;
-  if (!csv.next(row)) return csv.error(1, "header: the file is empty");
-  const auto& h = row.fields;
+  std::vector<CsvField> h;
+  bool got = false;
+  LEPTON_RETURN_IF_ERROR(csv.next(h, got));
+  if (!got) return csv.error(1, 1, "header: the file is empty");
   size_t first_value = 0;  // index of column "0"
-  while (first_value < h.size() && h[first_value] != "0") ++first_value;
-  if (h.size() < 5 || h[0] != "workload" || h[1] != "sc_policy" || h[3] != "seed" ||
+  while (first_value < h.size() && h[first_value].text != "0") ++first_value;
+  if (h.size() < 5 || h[0].text != "workload" || h[1].text != "sc_policy" || h[3].text != "seed" ||
       first_value == h.size()) {
-    return csv.error(1, "header: expected workload,sc_policy,tune,seed,[total_gpus,]0,1,...");
+    return csv.error(h[0].line, 1,
+                     "header: expected workload,sc_policy,tune,seed,[total_gpus,]0,1,...");
   }
   const size_t columns = h.size();
   std::vector<PublishedCurve> curves;
-  while (csv.next(row)) {
-    const auto& f = row.fields;
+  std::vector<CsvField> f;
+  while (true) {
+    LEPTON_RETURN_IF_ERROR(csv.next(f, got));
+    if (!got) break;
     if (f.size() != columns) {
-      return csv.error(row.columns.back(), "row: expected " + std::to_string(columns) +
-                                               " fields, got " + std::to_string(f.size()));
+      return csv.error(f.back(), "row: expected " + std::to_string(columns) + " fields, got " +
+                                     std::to_string(f.size()));
     }
     PublishedCurve c;
-    c.workload = std::string(f[0]);
-    c.policy = std::string(f[1]);
-    c.tune = std::string(f[2]);
-    auto [p, ec] = std::from_chars(f[3].data(), f[3].data() + f[3].size(), c.seed);
-    if (ec != std::errc() || p != f[3].data() + f[3].size()) {
-      return csv.error(row.columns[3],
-                       "field 'seed': expected an integer, got '" + std::string(f[3]) + "'");
+    c.workload = f[0].text;
+    c.policy = f[1].text;
+    c.tune = f[2].text;
+    const std::string& seed = f[3].text;
+    auto [p, ec] = std::from_chars(seed.data(), seed.data() + seed.size(), c.seed);
+    if (ec != std::errc() || p != seed.data() + seed.size()) {
+      return csv.error(f[3], "field 'seed': expected an integer, got '" + seed + "'");
     }
     for (size_t i = first_value; i < f.size(); ++i) {
-      if (f[i].empty() || f[i] == "nan") {
+      const std::string& text = f[i].text;
+      if (text.empty() || text == "nan") {
         c.values.push_back(NAN);
         continue;
       }
       double v = 0;
-      auto [q, ec2] = std::from_chars(f[i].data(), f[i].data() + f[i].size(), v);
-      if (ec2 != std::errc() || q != f[i].data() + f[i].size() || !std::isfinite(v)) {
-        return csv.error(row.columns[i], "field '" + std::to_string(i - first_value) +
-                                             "': expected a number, got '" + std::string(f[i]) +
-                                             "'");
+      auto [q, ec2] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (ec2 != std::errc() || q != text.data() + text.size() || !std::isfinite(v)) {
+        return csv.error(f[i], "field '" + std::to_string(i - first_value) +
+                                   "': expected a number, got '" + text + "'");
       }
       c.values.push_back(v);
     }
