@@ -73,6 +73,16 @@ Status PolledProvider::terminate(const std::vector<std::string>& instance_ids) {
   return s;
 }
 
+Status PolledProvider::interrupt(const std::string& instance_id) {
+  Status s = inner_->interrupt(instance_id);
+  if (s.is_ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    poll_now_ = true;
+    wake_.notify_all();
+  }
+  return s;
+}
+
 Result<std::vector<Instance>> PolledProvider::list_instances() {
   std::unique_lock<std::mutex> lock(mu_);
   wait_for_first_poll(lock);

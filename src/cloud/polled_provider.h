@@ -39,6 +39,8 @@ class PolledProvider final : public Provider {
   // error when it failed.
   Result<std::vector<Instance>> list_instances() override;
   Result<std::vector<InterruptionNotice>> interruption_notices() override;
+  // Passes through, and starts a new poll so that the notice is seen soon.
+  Status interrupt(const std::string& instance_id) override;
   bool calls_block() const override { return inner_->calls_block(); }
 
   // Polls done so far (for tests and status output).

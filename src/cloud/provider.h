@@ -83,6 +83,15 @@ class Provider {
   // The instances this lepton pool launched (not every instance of the account).
   virtual Result<std::vector<Instance>> list_instances() = 0;
   virtual Result<std::vector<InterruptionNotice>> interruption_notices() = 0;
+  // Posts an interruption notice for a running spot instance now, as the provider would before
+  // taking it away (the demo's and tests' hook, `lepton cloud interrupt`). Only emulated clouds
+  // can; a real cloud answers kInvalidArgument.
+  virtual Status interrupt(const std::string& instance_id) {
+    (void)instance_id;
+    return Status::invalid_argument("provider " + std::string(name()) +
+                                    ": interrupting an instance on request is only possible on "
+                                    "emulated clouds (--demo-clouds)");
+  }
   // Whether provision and terminate go over a network and may take seconds (up to a timeout)
   // to answer; the server then makes them on a thread of their own (server/provider_calls.h).
   virtual bool calls_block() const { return false; }

@@ -67,8 +67,9 @@ class SimProvider : public Provider {
   Result<std::vector<Instance>> list_instances() override;
   Result<std::vector<InterruptionNotice>> interruption_notices() override;
 
-  // Posts an interruption notice for a running spot instance now (the demo's and tests' hook).
-  Status interrupt(const std::string& instance_id);
+  // Posts an interruption notice for a running spot instance now (the demo's and tests' hook);
+  // kConflict for an on-demand instance or one that has ended.
+  Status interrupt(const std::string& instance_id) override;
 
   class Impl;
 

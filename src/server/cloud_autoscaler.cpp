@@ -593,12 +593,10 @@ Result<json> ControlPlane::interrupt_instance(const std::string& id, int64_t now
   if (it->second.provider >= providers_.size()) {
     return Status::invalid_argument("instance " + id + ": its provider is not attached");
   }
-  auto* sim = dynamic_cast<cloud::SimProvider*>(providers_[it->second.provider].get());
-  if (!sim) {
-    return Status::invalid_argument(
-        "instance " + id + ": only emulated (sim) instances can be interrupted on request");
+  // Only emulated clouds can; the others answer kInvalidArgument naming themselves.
+  if (Status s = providers_[it->second.provider]->interrupt(id); !s.is_ok()) {
+    return Status(s.code(), "instance " + id + ": " + s.message());
   }
-  LEPTON_RETURN_IF_ERROR(sim->interrupt(id));
   // Acted on at once, not at the next round.
   store::WriteBatch batch;
   handle_notices(batch, now_ms);
