@@ -185,6 +185,20 @@ class SimProvider::Impl {
                                       " has no spot offer");
     }
     std::lock_guard lock(mu_);
+    if (!request.idempotency_key.empty()) {
+      // As EC2's client token: the same key answers with the instances it launched, while they
+      // are still listed.
+      if (auto it = launched_by_key_.find(request.idempotency_key); it != launched_by_key_.end()) {
+        std::vector<Instance> out;
+        for (const std::string& id : it->second) {
+          if (auto inst = instances_.find(id); inst != instances_.end()) {
+            out.push_back(inst->second.info);
+          }
+        }
+        if (!out.empty()) return out;
+        launched_by_key_.erase(it);
+      }
+    }
     const std::string key = offer_pool(*known, request.spot);
     int in_pool = 0, gpus_in_cloud = 0;
     for (const auto& [id, inst] : instances_) {
@@ -244,6 +258,9 @@ class SimProvider::Impl {
       }
       out.push_back(inst.info);
       instances_.emplace(inst.info.id, std::move(inst));
+    }
+    if (!request.idempotency_key.empty()) {
+      for (const Instance& i : out) launched_by_key_[request.idempotency_key].push_back(i.id);
     }
     cv_.notify_all();
     return out;
@@ -417,6 +434,7 @@ class SimProvider::Impl {
   std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, SimInstance> instances_;
+  std::map<std::string, std::vector<std::string>> launched_by_key_;  // idempotency key -> ids
   std::vector<pid_t> children_;  // killed bootstraps not yet reaped
   std::mt19937_64 random_;
   int64_t launched_ = 0;

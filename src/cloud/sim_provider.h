@@ -16,7 +16,9 @@
 // - quota: GPUs at once per cloud; beyond it StatusCode::kResourceExhausted;
 // - spot interruptions: a notice is posted (interruption_notices()) `notice_s` before the
 //   instance goes away; notices come at random (exponential, mean `mtbi_s` per spot instance,
-//   seeded) and on request (interrupt()).
+//   seeded) and on request (interrupt());
+// - idempotency: a request with the idempotency key of an earlier one answers with that one's
+//   instances, as EC2's client token does, while they are listed.
 // Terminating, or the end of a notice period, kills the instance's processes: the bootstrap's
 // process group and every task the agent started (found through the pid files the executor
 // keeps under the instance directory, agent/executor.h).
