@@ -7,21 +7,21 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
 #include <thread>
 
 #include "agent/agent_daemon.h"
 #include "agent/gpu_discovery.h"
 #include "cli/cli.h"
 #include "cli/client.h"
-#include "cloud/aws_credentials.h"
-#include "cloud/aws_ec2_provider.h"
 #include "cloud/catalog.h"
-#include "cloud/https_client.h"
-#include "cloud/polled_provider.h"
-#include "cloud/sim_provider.h"
+#include "cloud/provider_table.h"
 #include "net/http.h"
 #include "server/server.h"
 #include "sim/csv.h"
@@ -352,13 +352,14 @@ struct ServeFlags {
   double preempt_grace_s = 30;
   double reserve_after_s = 60;
   bool demo_clouds = false;
-  std::string demo_clouds_config;
+  // The configuration file of each provider of the table (cloud/provider_table.h), by its name;
+  // empty: not given.
+  std::map<std::string, std::string, std::less<>> provider_configs;
   std::string catalog;
   std::string checkpoint_dir;
   double cloud_idle_s = 300;
   int max_instances = 16;
   std::vector<std::string> pool_limits;
-  std::string aws_config;
   std::string advertise_url;
   std::vector<std::string> gateway_hosts;
   double log_retention_days = 0;
@@ -403,9 +404,11 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_flag("--demo-clouds", f.demo_clouds,
                 "Rent machines for work that does not fit from emulated clouds (aws, gcp, azure, "
                 "lambda, runpod) priced from the real catalog; each machine is a local agent");
-  cmd->add_option("--demo-clouds-config", f.demo_clouds_config,
-                  "JSON file of the emulation: boot_s, notice_s, mtbi_s, capacity, "
-                  "pool_capacity, quota_gpus, clouds, seed (implies --demo-clouds)");
+  // One flag per provider of the table: --demo-clouds-config, --aws-config.
+  for (const cloud::ProviderKind& kind : cloud::provider_kinds()) {
+    cmd->add_option(std::string(kind.config_flag), f.provider_configs[std::string(kind.name)],
+                    std::string(kind.config_help));
+  }
   cmd->add_option("--catalog", f.catalog, "Offer catalog folder (default: the bundled one)");
   cmd->add_option("--checkpoint-dir", f.checkpoint_dir,
                   "Folder every node reaches at this path; jobs get LEPTON_CHECKPOINT_DIR under "
@@ -421,50 +424,21 @@ void add_serve_flags(CLI::App* cmd, ServeFlags& f) {
   cmd->add_option("--max-instances", f.max_instances, "Rented machines at once")
       ->capture_default_str()
       ->check(CLI::Range(0, 10000));
-  cmd->add_option("--aws-config", f.aws_config,
-                  "JSON file of an AWS EC2 account to rent from: region, image_id (an AMI with "
-                  "GPU drivers and lepton on its PATH), subnet_id, security_group_ids, key_name, "
-                  "pool_tag; credentials from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or "
-                  "the AWS_PROFILE profile of ~/.aws/credentials (docs/clouds.md)");
   cmd->add_option("--advertise-url", f.advertise_url,
                   "URL rented machines reach this server at, such as http://10.0.0.5:8080 "
                   "(needed with --aws-config when listening on loopback)");
 }
 
-// The EC2 provider of `--aws-config FILE`, polled on its own thread; exits with a message naming
-// what is wrong.
-std::shared_ptr<cloud::Provider> aws_provider(const ServeFlags& f,
-                                              std::vector<cloud::Offer> catalog) {
-  auto text = sim::read_file(f.aws_config);
-  if (!text.is_ok()) fail("--aws-config: " + text.status().message(), 2);
-  auto config = cloud::aws::Ec2ProviderConfig::from_json(*text);
-  if (!config.is_ok()) fail("--aws-config " + f.aws_config + ": " + config.status().message(), 2);
-  auto credentials = cloud::aws::default_credentials();
-  if (!credentials.is_ok()) fail("--aws-config: " + credentials.status().message(), 2);
-  config->credentials = std::move(*credentials);
-  cloud::aws::HttpsOptions https;
-  https.ca_file = config->ca_file;
-  if (!config->endpoint.empty()) {
-    // HOST[:PORT]
-    const size_t colon = config->endpoint.rfind(':');
-    https.connect_host = config->endpoint.substr(0, colon);
-    if (colon != std::string::npos) {
-      const std::string port = config->endpoint.substr(colon + 1);
-      if (port.empty() || port.size() > 5 ||
-          port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) > 65535 ||
-          https.connect_host.empty()) {
-        fail("--aws-config " + f.aws_config + ": endpoint: expected HOST[:PORT], got '" +
-                 config->endpoint + "'",
-             2);
-      }
-      https.connect_port = static_cast<uint16_t>(std::stoi(port));
-    }
-  }
-  auto ec2 = std::make_shared<cloud::aws::Ec2Provider>(
-      std::move(*config), std::move(catalog), cloud::aws::https_transport(https),
-      [] { return std::chrono::floor<std::chrono::seconds>(std::chrono::system_clock::now()); });
-  // EC2's listing is polled every 15 s; launches and terminations go through at once.
-  return std::make_shared<cloud::PolledProvider>(std::move(ec2), std::chrono::seconds(15));
+// The configuration file given for the provider `name` of the table; empty when none.
+const std::string& provider_config(const ServeFlags& f, std::string_view name) {
+  static const std::string kNone;
+  auto it = f.provider_configs.find(name);
+  return it == f.provider_configs.end() ? kNone : it->second;
+}
+
+// Whether the emulated clouds are wanted: --demo-clouds, or their configuration file.
+bool wants_demo_clouds(const ServeFlags& f) {
+  return f.demo_clouds || !provider_config(f, "sim").empty();
 }
 
 // "POOL=MIN:MAX" (MAX may be empty: no max).
@@ -527,38 +501,43 @@ std::unique_ptr<server::Server> start_server(const ServeFlags& f) {
   }
   o.control.checkpoint_dir = f.checkpoint_dir;
   o.advertise_url = f.advertise_url;
-  const bool demo = f.demo_clouds || !f.demo_clouds_config.empty();
+  const bool demo = wants_demo_clouds(f);
   auto load_catalog = [&] {
     const std::string dir = f.catalog.empty() ? data_dir() + "/catalog" : f.catalog;
     auto catalog = cloud::load_catalog_dir(dir);
     if (!catalog.is_ok()) fail("--catalog " + dir + ": " + catalog.status().message(), 2);
     return std::move(*catalog);
   };
-  if (!f.aws_config.empty()) {
-    if (demo) fail("--aws-config: not together with --demo-clouds (both rent as aws)", 2);
-    if (f.advertise_url.empty() && (f.address.starts_with("127.") || f.address == "localhost")) {
-      fail("--aws-config: machines in EC2 cannot reach " + f.address +
+  if (demo && !provider_config(f, "aws").empty()) {
+    fail("--aws-config: not together with --demo-clouds (both rent as aws)", 2);
+  }
+  // The providers of the table given a configuration file (sim also by --demo-clouds alone).
+  for (const cloud::ProviderKind& kind : cloud::provider_kinds()) {
+    const std::string& path = provider_config(f, kind.name);
+    if (path.empty() && !(kind.name == "sim" && demo)) continue;
+    const std::string flag(path.empty() ? "--demo-clouds" : kind.config_flag);
+    if (!kind.machines_in.empty() && f.advertise_url.empty() &&
+        (f.address.starts_with("127.") || f.address == "localhost")) {
+      fail(flag + ": machines in " + std::string(kind.machines_in) + " cannot reach " + f.address +
                "; give --advertise-url with an address they can reach (and --address 0.0.0.0)",
            2);
     }
-    o.providers.push_back(aws_provider(f, load_catalog()));
-  }
-  if (demo) {
-    cloud::SimCloudOptions sim;
-    if (!f.demo_clouds_config.empty()) {
-      auto text = sim::read_file(f.demo_clouds_config);
-      if (!text.is_ok()) fail("--demo-clouds-config: " + text.status().message(), 2);
-      auto parsed = cloud::SimCloudOptions::from_json(*text);
-      if (!parsed.is_ok()) {
-        fail("--demo-clouds-config " + f.demo_clouds_config + ": " + parsed.status().message(), 2);
-      }
-      sim = std::move(*parsed);
+    cloud::ProviderContext context;
+    if (!path.empty()) {
+      auto text = sim::read_file(path);
+      if (!text.is_ok()) fail(flag + ": " + text.status().message(), 2);
+      context.config = std::move(*text);
     }
-    sim.state_dir = o.data_dir + "/demo-clouds";
-    auto provider = cloud::SimProvider::create(load_catalog(), sim);
-    if (!provider.is_ok()) fail(provider.status().message(), 2);
-    o.providers.push_back(std::shared_ptr<cloud::Provider>(std::move(*provider)));
-    if (o.control.checkpoint_dir.empty()) o.control.checkpoint_dir = o.data_dir + "/checkpoints";
+    context.catalog = load_catalog();
+    context.data_dir = o.data_dir;
+    auto provider = kind.make(context);
+    if (!provider.is_ok()) {
+      fail(flag + (path.empty() ? "" : " " + path) + ": " + provider.status().message(), 2);
+    }
+    o.providers.push_back(std::move(*provider));
+  }
+  if (demo && o.control.checkpoint_dir.empty()) {
+    o.control.checkpoint_dir = o.data_dir + "/checkpoints";
   }
   auto s = server::Server::start(o);
   if (!s.is_ok()) {
@@ -603,7 +582,7 @@ void register_process_commands(CLI::App& app) {
     if (!server->gateway_url().empty()) {
       std::printf("  gateway: %s/d/NAME/ reaches deployment NAME\n", server->gateway_url().c_str());
     }
-    if (up->demo_clouds || !up->demo_clouds_config.empty()) {
+    if (wants_demo_clouds(*up)) {
       std::printf(
           "  clouds: emulated, priced from the catalog; work that does not fit rents a "
           "machine (lepton cloud ls)\n"
