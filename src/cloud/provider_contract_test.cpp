@@ -14,10 +14,10 @@
 // are errors; interrupt() posts a notice on emulated clouds and is a clear error elsewhere.
 //
 // Not here: the ssh provider (ssh_provider.h), which is not in the table (no server rents from it;
-// `lepton node add --ssh` drives it). It can run without sshd (ssh_provider_test.cpp's
-// FakeSshProvider plays ssh with a local shell), but its offers are the configured hosts, one
-// instance each, so provision(count = n) and idempotency keys do not apply as above; it joins the
-// suite with a fixture of its own if it joins the table.
+// `lepton node add --ssh` drives it). It could run without sshd (ssh_provider_test.cpp's
+// FakeSshProvider plays ssh with a local shell and a stand-in lepton), but its offers are the
+// configured hosts, one machine each: provisioning an offer launches that one host, so the
+// provision(count = n) clause needs a fixture of its own; ssh_provider_test.cpp covers it for now.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
