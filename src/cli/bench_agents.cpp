@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/experiments.h"
 #include "net/http.h"
 #include "spec/agent_protocol.h"
 

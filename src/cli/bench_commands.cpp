@@ -16,6 +16,7 @@
 
 #include "agent/agent_daemon.h"
 #include "cli/cli.h"
+#include "cli/experiments.h"
 #include "net/http.h"
 #include "sched/policy.h"
 #include "server/server.h"

@@ -76,7 +76,7 @@ void progress_bar(const std::string& label, size_t done, size_t total) {
   std::fflush(stderr);
 }
 
-int run(int argc, char** argv) {
+int run(int argc, char** argv, std::span<const Register> more) {
   CLI::App app{"lepton: one scheduler and one API over GPUs from everywhere"};
   app.name("lepton");
   app.require_subcommand(1);
@@ -88,8 +88,7 @@ int run(int argc, char** argv) {
   register_gateway_command(app);
   register_offers_command(app);
   register_cloud_commands(app);
-  register_sim_commands(app);
-  register_bench_commands(app);
+  for (Register add : more) add(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,9 +1,12 @@
 // The `lepton` command line: subcommands and their flags. Each group of subcommands lives in its
-// own file and adds itself to the app through a register_* function called from run().
+// own file and adds itself to the app through a register_* function called from run(). The
+// experiment and benchmark drivers (`sim`, `bench`) are a target of their own (experiments.h),
+// added by main.cpp, as RocksDB keeps db_bench beside ldb.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -11,12 +14,10 @@
 
 namespace lepton::cli {
 
-int run(int argc, char** argv);
+using Register = void (*)(CLI::App& app);
+// Parses the command line and runs the chosen subcommand: the product's commands, then `more`.
+int run(int argc, char** argv, std::span<const Register> more = {});
 
-void register_sim_commands(CLI::App& app);
-void register_sim_cost_command(CLI::App& sim);  // `sim cost`, from register_sim_commands
-void register_bench_commands(CLI::App& app);
-void add_bench_agents_command(CLI::App& bench);  // `lepton bench agents` (bench_agents.cpp)
 void register_control_commands(CLI::App& app);
 void register_offers_command(CLI::App& app);
 void register_queue_commands(CLI::App& app);

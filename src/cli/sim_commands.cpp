@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.h"
+#include "cli/experiments.h"
 #include "sched/policy.h"
 #include "sched/queues.h"
 #include "sim/alloc_experiment.h"

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cli/cli.h"
+#include "cli/experiments.h"
 #include "cloud/catalog.h"
 #include "core/gpu_model.h"
 #include "sim/alibaba_trace.h"
