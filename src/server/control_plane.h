@@ -459,6 +459,8 @@ class ControlPlane {
   // Why a job waits: its stored reason, then the cloud autoscaler's note.
   static std::string reason_of(const Job& job);
   void event(store::WriteBatch& batch, int64_t now_ms, std::string object, std::string message);
+  static std::string task_object(const std::string& job, int rank);  // "task/JOB/RANK"
+
   // Every change of a task or job goes through these: they queue the record for the store and
   // keep the indexes below up to date.
   void save_task(const store::TaskRecord& task, store::WriteBatch& batch);
