@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "cli/cli.h"
+#include "core/hex.h"
 #include "server/server.h"
 #include "sim/csv.h"
 
@@ -98,7 +99,7 @@ json Api::call_feature(const std::string& feature, const std::string& method,
 
 json Api::submit_job(const std::string& body) {
   // A key no other submission has.
-  const std::string key = "cli-" + server::random_hex_token();
+  const std::string key = "cli-" + random_hex(32);
   constexpr int kTries = 4;
   for (int attempt = 1;; ++attempt) {
     auto r = net::http_request(url_, "POST", "/api/v1/jobs", body,

@@ -14,6 +14,7 @@
 #include <charconv>
 #include <tuple>
 
+#include "core/hex.h"
 #include "server/control_plane.h"
 #include "server/server.h"
 #include "spec/deployment_spec.h"
@@ -105,7 +106,7 @@ Result<json> ControlPlane::create_deployment(const std::string& body, int64_t no
   d.spec = std::move(*spec);
   d.created_ms = now_ms;
   d.autoscaler = Autoscaler(now_ms);
-  if (d.spec.token_auth) d.token = random_hex_token();
+  if (d.spec.token_auth) d.token = random_hex(32);
   store::WriteBatch batch;
   save_deployment(d, batch);
   event(batch, now_ms, deployment_object(name), "created");
@@ -147,7 +148,7 @@ Result<json> ControlPlane::update_deployment(const std::string& name, const std:
   Deployment next_state = d;  // only what is stored changes before the commit
   next_state.spec = std::move(*spec);
   if (rollover) ++next_state.generation;
-  if (next_state.spec.token_auth && next_state.token.empty()) next_state.token = random_hex_token();
+  if (next_state.spec.token_auth && next_state.token.empty()) next_state.token = random_hex(32);
   if (!next_state.spec.token_auth) next_state.token.clear();
   store::WriteBatch batch;
   save_deployment(next_state, batch);

@@ -11,9 +11,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <thread>
 
+#include "core/hex.h"
 #include "net/http.h"
 #include "server/api_routes.h"
 #include "server/console_assets.h"
@@ -351,18 +351,6 @@ std::string bootstrap_script(const std::string& server_url, const std::string& t
          " --work-dir \"${LEPTON_INSTANCE_DIR:-${HOME:-/root}/.lepton}/agent\"\n";
 }
 
-std::string random_hex_token() {
-  std::random_device rd;  // /dev/urandom on Linux
-  static const char* kHex = "0123456789abcdef";
-  std::string token;
-  for (int i = 0; i < 32; ++i) {
-    unsigned v = rd();
-    token += kHex[(v >> 4) & 15];
-    token += kHex[v & 15];
-  }
-  return token;
-}
-
 Result<std::string> load_or_create_token(const std::string& data_dir) {
   const std::string path = data_dir + "/token";
   std::ifstream in(path);
@@ -372,7 +360,7 @@ Result<std::string> load_or_create_token(const std::string& data_dir) {
     if (token.size() >= 32) return token;
     return Status::invalid_argument(path + ": expected a token of at least 32 characters");
   }
-  const std::string token = random_hex_token();
+  const std::string token = random_hex(32);
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);

@@ -53,9 +53,6 @@ std::string bootstrap_script(const std::string& server_url, const std::string& t
 // The path of the running executable.
 std::string this_binary();
 
-// 32 random bytes as 64 hex digits, from the system's random source.
-std::string random_hex_token();
-
 // Reads the token from DIR/token, creating it (0600, 32 random bytes as hex) when missing.
 Result<std::string> load_or_create_token(const std::string& data_dir);
 
