@@ -23,7 +23,6 @@
 #include <optional>
 #include <set>
 
-#include "cloud/sim_provider.h"
 #include "sched/renting.h"
 #include "server/control_plane.h"
 #include "server/cost_ledger.h"
