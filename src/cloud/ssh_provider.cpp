@@ -1,11 +1,10 @@
+// The ssh Provider: parsing hosts and targets, the records of hosts in use, and the Provider
+// methods (the ssh runs are in ssh_run.cpp, starting and stopping agents in ssh_install.cpp).
 #include "cloud/ssh_provider.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -21,20 +20,17 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-#include <thread>
 
+#include "cloud/ssh_internal.h"
 #include "core/gpu_model.h"
 #include "core/hex.h"
 #include "core/sha256.h"
-
-extern char** environ;
 
 namespace lepton::cloud::ssh {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 bool user_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
@@ -95,16 +91,6 @@ std::string iso_now() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
-}
-
-// The last `max` bytes of `s`, trimmed of surrounding white space.
-std::string trimmed_tail(const std::string& s, size_t max = 2000) {
-  size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  size_t e = s.find_last_not_of(" \t\r\n");
-  std::string t = s.substr(b, e - b + 1);
-  if (t.size() > max) t = "..." + t.substr(t.size() - max);
-  return t;
 }
 
 Result<std::string> file_sha256(const std::string& path) {
@@ -242,140 +228,6 @@ bool in_use(const std::vector<Record>& records, const SshHost& h) {
   });
 }
 
-// --- remote scripts ---
-
-// Shell functions shared by the start and stop scripts; they expect $dir (agents/NAME).
-constexpr std::string_view kFunctions = R"SH(
-alive() {
-  read -r s 2>/dev/null < "/proc/$1/stat" || return 1
-  s=${s##*) }
-  [ "${s%% *}" != Z ]
-}
-is_agent() {
-  tr '\0' '\n' 2>/dev/null < "/proc/$1/cmdline" | grep -qx agent
-}
-group_alive() {
-  g=$1
-  for f in /proc/[0-9]*/stat; do
-    read -r s 2>/dev/null < "$f" || continue
-    s=${s##*) }
-    set -- $s
-    [ "$1" != Z ] && [ "$3" = "$g" ] && return 0
-  done
-  return 1
-}
-wait_gone() {
-  i=0
-  while "$1" "$2"; do
-    [ "$i" -ge "$3" ] && return 1
-    sleep 0.1
-    i=$((i + 1))
-  done
-  return 0
-}
-stop_agent() {
-  if [ -f "$dir/agent.pid" ]; then
-    pid=
-    read -r pid 2>/dev/null < "$dir/agent.pid"
-    case $pid in '' | *[!0-9]*) pid= ;; esac
-    if [ -n "$pid" ] && alive "$pid" && is_agent "$pid"; then
-      kill -s TERM "$pid" 2>/dev/null
-      if ! wait_gone alive "$pid" 100; then
-        kill -s KILL "$pid" 2>/dev/null
-        wait_gone alive "$pid" 50 || { echo "agent pid $pid survived SIGKILL" >&2; return 1; }
-      fi
-    fi
-    rm -f "$dir/agent.pid"
-  fi
-  groups=
-  for f in "$dir"/work/tasks/*/pid; do
-    [ -f "$f" ] || continue
-    g=
-    read -r g 2>/dev/null < "$f"
-    case $g in '' | *[!0-9]*) continue ;; esac
-    if group_alive "$g"; then
-      kill -s TERM -- "-$g" 2>/dev/null
-      groups="$groups $g"
-    fi
-  done
-  for g in $groups; do
-    if ! wait_gone group_alive "$g" 100; then
-      kill -s KILL -- "-$g" 2>/dev/null
-      wait_gone group_alive "$g" 50 ||
-        { echo "task process group $g survived SIGKILL" >&2; return 1; }
-    fi
-  done
-  return 0
-}
-)SH";
-
-constexpr std::string_view kStart = R"SH(
-mkdir -p "$dir" || exit 1
-stop_agent || exit 1
-if ! version=$("$bin" --version 2>&1 < /dev/null); then
-  echo "$bin does not run on this machine ($(uname -sm)): $version" >&2
-  exit 3
-fi
-rm -rf "$dir/work" "$dir/agent.pid" "$dir/agent.pid.new" || exit 1
-mkdir -p "$dir/work" || exit 1
-(umask 077 && printf '%s\n' "$token" > "$dir/token") || exit 1
-: > "$dir/agent.log"
-cd "$dir" || exit 1
-if [ -n "$bootstrap" ]; then
-  LEPTON_BIN=$bin LEPTON_SERVER=$server LEPTON_TOKEN_FILE=$dir/token LEPTON_NODE_NAME=$name
-  LEPTON_GPUS=$gpus LEPTON_AGENT_DIR=$dir LEPTON_WORK_DIR=$dir/work
-  export LEPTON_BIN LEPTON_SERVER LEPTON_TOKEN_FILE LEPTON_NODE_NAME LEPTON_GPUS LEPTON_AGENT_DIR
-  export LEPTON_WORK_DIR
-  sh -c "$bootstrap" < /dev/null || { echo "the bootstrap script failed (exit $?)" >&2; exit 5; }
-else
-  if command -v setsid > /dev/null 2>&1; then detach=setsid; else detach=nohup; fi
-  if [ -n "$gpus" ]; then set -- --gpus "$gpus"; else set --; fi
-  $detach sh -c 'echo $$ > "$0.new" && mv -f "$0.new" "$0" && exec "$@"' "$dir/agent.pid" \
-    "$bin" agent --server "$server" --token-file "$dir/token" --name "$name" \
-    --work-dir "$dir/work" "$@" < /dev/null >> "$dir/agent.log" 2>&1 &
-fi
-i=0
-while [ ! -s "$dir/agent.pid" ] && [ "$i" -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
-pid=
-read -r pid 2>/dev/null < "$dir/agent.pid"
-if [ -z "$pid" ]; then
-  echo "no agent pid in $dir/agent.pid 10 s after the start; the end of $dir/agent.log:" >&2
-  tail -n 20 "$dir/agent.log" >&2
-  exit 4
-fi
-sleep 1
-if ! alive "$pid"; then
-  echo "the agent exited at once; the end of $dir/agent.log:" >&2
-  tail -n 20 "$dir/agent.log" >&2
-  exit 4
-fi
-echo "pid $pid"
-)SH";
-
-constexpr std::string_view kStop = R"SH(
-[ -d "$dir" ] || exit 0
-stop_agent || exit 1
-rm -f "$dir/token"
-)SH";
-
-std::string assign(std::string_view var, std::string_view value) {
-  return std::string(var) + "=" + shell_quote(value) + "\n";
-}
-
-std::string agent_dir(const SshHost& h) { return h.remote_dir + "/agents/" + h.name; }
-std::string remote_bin(const SshHost& h) { return h.remote_dir + "/bin/lepton"; }
-
-std::string stop_script(const SshHost& h) {
-  return assign("dir", agent_dir(h)) + std::string(kFunctions) + std::string(kStop);
-}
-
-std::string start_script(const SshHost& h, const std::string& server, const std::string& token,
-                         const std::string& bootstrap) {
-  return assign("dir", agent_dir(h)) + assign("bin", remote_bin(h)) + assign("name", h.name) +
-         assign("server", server) + assign("token", token) + assign("gpus", h.gpus) +
-         assign("bootstrap", bootstrap) + std::string(kFunctions) + std::string(kStart);
-}
-
 }  // namespace
 
 // --- parsing and quoting ---
@@ -499,225 +351,12 @@ Result<SshHost> normalize_host(SshHost h, std::string_view field_prefix) {
   return h;
 }
 
-std::vector<std::string> ssh_argv(const SshProviderOptions& o, const SshHost& h,
-                                  const std::string& remote_command) {
-  std::vector<std::string> argv{o.ssh_program, "-T",         "-p", std::to_string(h.target.port),
-                                "-l",          h.target.user};
-  if (!h.identity_file.empty()) {
-    argv.insert(argv.end(), {"-i", h.identity_file, "-o", "IdentitiesOnly=yes"});
-  }
-  for (const std::string& opt :
-       {std::string("BatchMode=yes"), std::string("StrictHostKeyChecking=accept-new"),
-        "UserKnownHostsFile=" + o.state_dir + "/known_hosts",
-        "ConnectTimeout=" + std::to_string(o.connect_timeout.count()),
-        std::string("ServerAliveInterval=5"), std::string("ServerAliveCountMax=3"),
-        std::string("LogLevel=ERROR")}) {
-    argv.insert(argv.end(), {"-o", opt});
-  }
-  argv.insert(argv.end(), {"--", h.target.host, remote_command});
-  return argv;
-}
-
-// --- running programs ---
-
-ProgramResult run_program(const std::vector<std::string>& argv, std::string_view stdin_data,
-                          const std::string& stdin_path, std::chrono::milliseconds timeout) {
-  ProgramResult r;
-  if (argv.empty()) {
-    r.spawn_error = "no program";
-    return r;
-  }
-  int in_fd = -1;
-  if (!stdin_path.empty()) {
-    in_fd = open(stdin_path.c_str(), O_RDONLY | O_CLOEXEC);
-  } else {
-    in_fd = memfd_create("lepton-stdin", MFD_CLOEXEC);
-    size_t done = 0;
-    while (in_fd >= 0 && done < stdin_data.size()) {
-      ssize_t n = write(in_fd, stdin_data.data() + done, stdin_data.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    if (in_fd >= 0) lseek(in_fd, 0, SEEK_SET);
-  }
-  if (in_fd < 0) {
-    r.spawn_error =
-        "stdin " + (stdin_path.empty() ? "(memfd)" : stdin_path) + ": " + std::strerror(errno);
-    return r;
-  }
-  int out_pipe[2] = {-1, -1}, err_pipe[2] = {-1, -1};
-  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
-    r.spawn_error = std::string("pipe: ") + std::strerror(errno);
-    for (int fd : {in_fd, out_pipe[0], out_pipe[1], err_pipe[0], err_pipe[1]}) {
-      if (fd >= 0) close(fd);
-    }
-    return r;
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, in_fd, 0);
-  posix_spawn_file_actions_adddup2(&actions, out_pipe[1], 1);
-  posix_spawn_file_actions_adddup2(&actions, err_pipe[1], 2);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  // Its own process group (killed whole at the deadline), no blocked signals and default
-  // handlers: the caller may block SIGTERM or ignore SIGPIPE.
-  sigset_t none, defaults;
-  sigemptyset(&none);
-  sigemptyset(&defaults);
-  for (int s : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGCHLD}) sigaddset(&defaults, s);
-  posix_spawnattr_setflags(&attr,
-                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &defaults);
-  std::vector<char*> args;
-  args.reserve(argv.size() + 1);
-  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attr);
-  close(in_fd);
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  if (rc != 0) {
-    r.spawn_error = argv[0] + ": " + std::strerror(rc);
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    return r;
-  }
-  constexpr size_t kMaxOutput = size_t{1} << 20;
-  const auto deadline = Clock::now() + timeout;
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&r.out, &r.err};
-  int open_fds = 2;
-  char buf[8192];
-  while (open_fds > 0) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
-      r.timed_out = true;
-      break;
-    }
-    const int n = poll(fds, 2, static_cast<int>(std::min<int64_t>(left, 1000)));
-    if (n < 0 && errno != EINTR) break;
-    for (int i = 0; i < 2 && n > 0; ++i) {
-      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
-      ssize_t got = read(fds[i].fd, buf, sizeof buf);
-      if (got > 0) {
-        if (sinks[i]->size() < kMaxOutput) sinks[i]->append(buf, static_cast<size_t>(got));
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  // Both pipes closed (or the deadline passed): wait for the exit, up to the deadline.
-  int status = 0;
-  while (true) {
-    const pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid || (w < 0 && errno != EINTR)) break;
-    if (r.timed_out || Clock::now() >= deadline) {
-      r.timed_out = true;
-      kill(-pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  for (const pollfd& p : fds) {
-    if (p.fd >= 0) close(p.fd);
-  }
-  if (WIFEXITED(status)) {
-    r.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    r.exit_code = 128 + WTERMSIG(status);
-  }
-  return r;
-}
-
 // --- the provider ---
 
+using internal::start_on_host;
+using internal::stop_on_host;
+
 namespace {
-
-// One ssh run of `command` on `h`; `what` names the step in errors.
-Result<std::string> ssh_run(const SshProviderOptions& o, const SshHost& h, const std::string& what,
-                            const std::string& command, std::string_view stdin_data,
-                            const std::string& stdin_path, std::chrono::seconds timeout) {
-  ProgramResult r = run_program(ssh_argv(o, h, command), stdin_data, stdin_path, timeout);
-  const std::string where = "ssh " + format_ssh_target(h.target) + ": " + what + ": ";
-  if (!r.spawn_error.empty()) {
-    return Status(StatusCode::kInternal,
-                  where + "cannot run " + r.spawn_error + " (is openssh-client installed?)");
-  }
-  if (r.timed_out) {
-    std::string msg =
-        where + "no answer within " + std::to_string(timeout.count()) + " s; stopped it";
-    if (!trimmed_tail(r.err).empty()) msg += ": " + trimmed_tail(r.err);
-    return Status(StatusCode::kUnavailable, msg);
-  }
-  if (r.exit_code == 255) {
-    return Status(StatusCode::kUnavailable,
-                  where + "cannot connect or log in: " +
-                      (trimmed_tail(r.err).empty() ? "ssh exited with 255" : trimmed_tail(r.err)));
-  }
-  if (r.exit_code != 0) {
-    return Status(StatusCode::kInternal,
-                  where + "failed (exit " + std::to_string(r.exit_code) + ")" +
-                      (trimmed_tail(r.err).empty() ? "" : ": " + trimmed_tail(r.err)));
-  }
-  return std::move(r.out);
-}
-
-void report(const SshProviderOptions& o, const SshHost& h, const std::string& line) {
-  if (o.progress) o.progress(h.name + ": " + line);
-}
-
-// Copies the binary when the host's differs, then starts the agent.
-Status start_on_host(const SshProviderOptions& o, const SshHost& h, const std::string& local_sha,
-                     const std::string& bootstrap) {
-  report(o, h, "connecting to " + format_ssh_target(h.target));
-  const std::string bin = remote_bin(h);
-  auto probe = ssh_run(
-      o, h, "checking " + bin,
-      "sh -c " + shell_quote("mkdir -p " + shell_quote(h.remote_dir + "/bin") + " && { sha256sum " +
-                             shell_quote(bin) + " 2>/dev/null || true; }"),
-      "", "", o.command_timeout);
-  if (!probe.is_ok()) return probe.status();
-  if (probe->substr(0, local_sha.size()) == local_sha) {
-    report(o, h, "lepton is up to date at " + bin);
-  } else {
-    std::error_code ec;
-    const auto size = fs::file_size(o.lepton_binary, ec);
-    report(o, h, "copying lepton (" + std::to_string(ec ? 0 : size >> 20) + " MiB) to " + bin);
-    const std::string tmp = h.remote_dir + "/bin/.lepton." + h.name + ".upload";
-    auto copied = ssh_run(
-        o, h, "copying lepton to " + bin,
-        "sh -c " + shell_quote("cat > " + shell_quote(tmp) + " && chmod 700 " + shell_quote(tmp) +
-                               " && mv -f " + shell_quote(tmp) + " " + shell_quote(bin)),
-        "", o.lepton_binary, o.upload_timeout);
-    if (!copied.is_ok()) return copied.status();
-  }
-  report(o, h, bootstrap.empty() ? "starting lepton agent" : "running the bootstrap script");
-  auto started = ssh_run(o, h, "starting the agent in " + agent_dir(h), "sh -s",
-                         start_script(h, o.server_url, o.token, bootstrap), "", o.command_timeout);
-  if (!started.is_ok()) return started.status();
-  report(o, h,
-         "agent started (" + trimmed_tail(*started) + ", log " + agent_dir(h) + "/agent.log)");
-  return Status::ok();
-}
-
-Status stop_on_host(const SshProviderOptions& o, const SshHost& h) {
-  report(o, h, "stopping the agent and its tasks on " + format_ssh_target(h.target));
-  auto stopped = ssh_run(o, h, "stopping the agent in " + agent_dir(h), "sh -s", stop_script(h), "",
-                         o.command_timeout);
-  return stopped.status();
-}
-
 bool gpus_fit(const SshHost& h, const Offer& want) {
   auto [model, count] = declared_gpus(h);
   if (!want.gpu_model.empty() && lower(canonical_gpu_model(want.gpu_model)) != lower(model)) {
