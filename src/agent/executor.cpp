@@ -212,10 +212,10 @@ Result<int> start_task(const TaskLaunch& launch) {
   envp.push_back(nullptr);
 
   // The wrapper outlives a SIGTERM to the task (a trap, not an ignore: the script must still see
-  // the default action) so that it can record how the script ended. It clears the way first (the
-  // task may have put something at the temporary name) and its mv replaces an exit_code the
-  // task wrote itself. rm and mv are resolved here so that the task's PATH cannot break the
-  // recording.
+  // the default action) so that it can record how the script ended. It clears the way first when
+  // the task put something at the temporary name (tested with the shell's own `[`, so a task
+  // that did not costs no rm process), and its mv replaces an exit_code the task wrote itself. rm
+  // and mv are resolved here so that the task's PATH cannot break the recording.
   auto tool = [](const char* name) {
     const std::string bin = std::string("/bin/") + name;
     return access(bin.c_str(), X_OK) == 0 ? bin : std::string("/usr/bin/") + name;
@@ -224,8 +224,9 @@ Result<int> start_task(const TaskLaunch& launch) {
       kShell,
       "-c",
       "trap : HUP INT TERM; " + std::string(kShell) +
-          " \"$1\"; c=$?; \"$4\" -rf \"$2.tmp\"; echo $c > \"$2.tmp\" && \"$3\" -f \"$2.tmp\" "
-          "\"$2\"",
+          " \"$1\"; c=$?; if [ -e \"$2.tmp\" ] || [ -h \"$2.tmp\" ]; then \"$4\" -rf \"$2.tmp\"; "
+          "fi; "
+          "echo $c > \"$2.tmp\" && \"$3\" -f \"$2.tmp\" \"$2\"",
       "lepton-task",
       script_path,
       join(dir, "exit_code"),
