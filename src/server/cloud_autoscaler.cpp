@@ -293,8 +293,8 @@ void ControlPlane::handle_notices(store::WriteBatch& batch, int64_t now_ms) {
             std::min(options_.preempt_grace_ms, std::max<int64_t>(ends_ms - now_ms - 2000, 0));
       }
       std::set<std::string> jobs;
-      for (const TaskKey& key : active_tasks_) {
-        if (tasks_.at(key).node == n.instance_id) jobs.insert(key.first);
+      if (auto on = node_tasks_.find(n.instance_id); on != node_tasks_.end()) {
+        for (const TaskKey& key : on->second) jobs.insert(key.first);
       }
       for (const std::string& job : jobs) {
         Job& j = jobs_.at(job);

@@ -52,7 +52,10 @@ void ControlPlane::forget_node(const std::string& name, const std::string& why,
                                store::WriteBatch& batch, int64_t now_ms) {
   auto it = nodes_.find(name);
   if (it == nodes_.end()) return;
-  const std::vector<TaskKey> active(active_tasks_.begin(), active_tasks_.end());
+  auto on = node_tasks_.find(name);
+  const std::vector<TaskKey> active =
+      on == node_tasks_.end() ? std::vector<TaskKey>()
+                              : std::vector<TaskKey>(on->second.begin(), on->second.end());
   for (const TaskKey& key : active) {
     store::TaskRecord& task = tasks_.at(key);
     if (task.node != name) continue;
@@ -197,7 +200,7 @@ Result<json> ControlPlane::cost(const std::string& by, int64_t now_ms) const {
 
 std::set<std::string> ControlPlane::nodes_with_tasks(bool with_stopping) const {
   std::set<std::string> nodes;
-  for (const TaskKey& key : active_tasks_) nodes.insert(tasks_.at(key).node);
+  for (const auto& [key, node] : active_tasks_) nodes.insert(node);
   if (with_stopping) {
     for (const auto& [key, st] : stopping_) nodes.insert(st.node);
   }

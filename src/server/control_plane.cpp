@@ -82,10 +82,7 @@ Status ControlPlane::load(int64_t now_ms) {
     if (holds && node != nodes_.end() && job != jobs_.end()) {
       cluster_.bind(request_of(job->second), {node->second.id, t.gpu_mask});
     }
-    if (holds) {
-      active_tasks_.insert({t.job_id, t.rank});
-      index_task({t.job_id, t.rank}, t.node);
-    }
+    if (holds) set_active({t.job_id, t.rank}, true, t.node);
     tasks_[{t.job_id, t.rank}] = t;
   }
   // Tasks still on rented machines: their cost records are open.
@@ -157,20 +154,20 @@ void ControlPlane::size_heartbeat_interval() {
       std::max({heartbeat_ms_, static_cast<int64_t>(options_.heartbeat_interval_ms), wanted});
 }
 
-void ControlPlane::index_task(const TaskKey& key, const std::string& node) {
-  auto old = active_node_.find(key);
-  if (old != active_node_.end()) {
-    if (old->second == node) return;
+void ControlPlane::set_active(const TaskKey& key, bool active, const std::string& node) {
+  auto old = active_tasks_.find(key);
+  if (old != active_tasks_.end()) {
+    if (active && old->second == node) return;
     auto on = node_tasks_.find(old->second);
     if (on != node_tasks_.end()) {
       on->second.erase(key);
       if (on->second.empty()) node_tasks_.erase(on);
     }
-    active_node_.erase(old);
+    active_tasks_.erase(old);
   }
-  if (node.empty()) return;
-  active_node_[key] = node;
-  node_tasks_[node].insert(key);
+  if (!active) return;
+  active_tasks_[key] = node;
+  if (!node.empty()) node_tasks_[node].insert(key);
 }
 
 spec::AgentTiming ControlPlane::agent_timing() const {
@@ -181,12 +178,7 @@ void ControlPlane::save_task(const store::TaskRecord& task, store::WriteBatch& b
   const TaskKey key{task.job_id, task.rank};
   const bool was_active = active_tasks_.count(key) > 0;
   const bool active = !is_terminal(task.state) && task.state != JobState::kPending;
-  if (active) {
-    active_tasks_.insert(key);
-  } else {
-    active_tasks_.erase(key);
-  }
-  index_task(key, active ? task.node : std::string());
+  set_active(key, active, task.node);
   track_use(task, was_active, active, batch);
   batch.tasks.push_back(task);
 }

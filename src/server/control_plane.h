@@ -416,8 +416,8 @@ class ControlPlane {
   int64_t node_timeout_ms() const;
   // Grows the heartbeat interval to what the number of nodes asks for (see the options).
   void size_heartbeat_interval();
-  // The active task moved to `node` (or ended: empty), for the index of tasks by node.
-  void index_task(const TaskKey& key, const std::string& node);
+  // The task is active (placed and not ended) on `node`, or no longer active.
+  void set_active(const TaskKey& key, bool active, const std::string& node);
   // The reply fields every agent message gets: heartbeat interval and lease.
   spec::AgentTiming agent_timing() const;
   void ensure_scheduler();
@@ -474,9 +474,9 @@ class ControlPlane {
   std::map<std::string, std::string> idempotency_keys_;  // key -> job id
   std::vector<std::string> job_order_;                   // ids by submission
   std::map<TaskKey, store::TaskRecord> tasks_;
-  std::set<TaskKey> active_tasks_;  // placed and not ended
-  // The same tasks by node, so a heartbeat looks only at its node's tasks.
-  std::map<TaskKey, std::string> active_node_;
+  // Tasks placed and not ended, and the node each is on; the same by node, so a heartbeat (or a
+  // lost node) looks only at its node's tasks. Kept by set_active().
+  std::map<TaskKey, std::string> active_tasks_;
   std::map<std::string, std::set<TaskKey>> node_tasks_;
   int64_t heartbeat_ms_ = 0;  // the interval agents are told (size_heartbeat_interval)
   std::map<int64_t, std::string> pending_jobs_;  // by submission order

@@ -271,16 +271,15 @@ void ControlPlane::run_round(store::WriteBatch& batch, int64_t now_ms) {
   // Running work, a job at a time: active_tasks_ is ordered by job, so a job's tasks are
   // adjacent (a round looks at thousands of them).
   const std::string* last_job = nullptr;
-  for (const TaskKey& key : active_tasks_) {
-    const store::TaskRecord& t = tasks_.at(key);
-    auto node = nodes_.find(t.node);
+  for (const auto& [key, on_node] : active_tasks_) {
+    auto node = nodes_.find(on_node);
     if (node == nodes_.end()) continue;
     if (last_job == nullptr || *last_job != key.first) {
       const Job& job = jobs_.at(key.first);
       running.push_back(sched::RunningWork{work_of(job), {}, job.started_ms});
       last_job = &key.first;
     }
-    running.back().placements.push_back({node->second.id, t.gpu_mask});
+    running.back().placements.push_back({node->second.id, tasks_.at(key).gpu_mask});
   }
 
   // Machines rented for jobs that still wait for them are kept for those jobs (bind_rented places
